@@ -1,0 +1,1 @@
+"""Benchmark and training-data loaders with download + checksum cache."""

@@ -1,0 +1,206 @@
+"""Encode-once evaluation of the LAReQA protocol: mono, cross and multi from cached embeddings.
+
+Every query and candidate of every language is encoded exactly once. Then, per query
+language X, one matrix product scores X's queries against the candidates of all
+languages; the mono (pool X), cross (pool Y ≠ X) and multi (all pools together)
+settings are column slices of that one score matrix, so scoring 11 languages costs 11
+matrix products. Ranks are exact over the full pool (exact search), with ties broken by
+candidate order so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from hybtui import metrics
+from hybtui.data.lareqa import Benchmark
+from hybtui.models import EncodeProgress, Encoder
+
+#: metric names per setting, in report order
+SETTING_METRICS = {
+    "mono": ("map", "recall@1", "ndcg@10", "mrr"),
+    "cross": ("map", "recall@1", "ndcg@10", "mrr"),
+    "multi": ("map", "recall@10", "ndcg@10", "rank_distance"),
+}
+AVERAGE = "avg"
+POOL_ALL = "all"
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One number of an evaluation (DESIGN.md §3 column contract)."""
+
+    bench: str
+    setting: str
+    query_lang: str
+    doc_lang: str
+    metric: str
+    value: float
+    #: "seen" / "unseen" / "mixed" relative to the training languages; None when unknown.
+    seen: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    queries: np.ndarray
+    candidates: np.ndarray
+
+
+def encode_benchmark(
+    encoder: Encoder,
+    bench: Benchmark,
+    batch_size: int = 64,
+    bf16: bool = False,
+    progress: Callable[[str], EncodeProgress] | None = None,
+) -> dict[str, EncodedSplit]:
+    """Encode all queries (one call) and all candidates (one call) of every language.
+
+    One call per kind lets length-sorted batching work across languages.
+    `progress(label)` returns the per-call progress callback.
+    """
+    splits = list(bench.splits.values())
+    query_texts = [q for s in splits for q in s.queries]
+    cand_texts = [c for s in splits for c in s.candidates]
+    q_emb = encoder.encode(query_texts, "query", batch_size, bf16, progress and progress(f"{bench.name} queries"))
+    c_emb = encoder.encode(cand_texts, "passage", batch_size, bf16, progress and progress(f"{bench.name} candidates"))
+    out, qi, ci = {}, 0, 0
+    for s in splits:
+        out[s.lang] = EncodedSplit(q_emb[qi : qi + len(s.queries)], c_emb[ci : ci + len(s.candidates)])
+        qi += len(s.queries)
+        ci += len(s.candidates)
+    return out
+
+
+def rank_relevant(scores: np.ndarray, relevant: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks of each query's relevant candidates, in the whole pool and in their own language.
+
+    `scores` is (queries, pool) over the candidates of all languages laid out in
+    segments `offsets[j]:offsets[j+1]`; `relevant[:, j]` is the pool index of the query's
+    relevant candidate in segment j, or −1. Returns two (queries, segments) float arrays
+    of 1-based ranks (inf where there is no relevant candidate): in the pooled ranking
+    (the multi setting) and within segment j alone (mono / cross).
+
+    A candidate outranks a relevant one if it scores higher, or equally with a smaller
+    index (a stable descending sort), so exact duplicates rank deterministically. One
+    threshold comparison per segment counts, per segment, everything scoring above that
+    relevant candidate; both kinds of rank are sums of those counts.
+    """
+    valid = relevant >= 0
+    thresholds = np.where(valid, np.take_along_axis(scores, np.maximum(relevant, 0), axis=1), np.inf)
+    pooled = np.full(relevant.shape, np.inf)
+    own = np.full(relevant.shape, np.inf)
+    for j in range(relevant.shape[1]):
+        rows = np.flatnonzero(valid[:, j])
+        full = len(rows) == len(scores)  # avoid copying the score matrix when every query has one
+        s, t = (scores if full else scores[rows]), thresholds[rows, j : j + 1]
+        higher = s > t
+        for i in np.flatnonzero(np.count_nonzero(s == t, axis=1) > 1):  # rare: exact score ties
+            higher[i] |= (s[i] == t[i]) & (np.arange(s.shape[1]) < relevant[rows[i], j])
+        pooled[rows, j] = np.count_nonzero(higher, axis=1) + 1.0
+        own[rows, j] = np.count_nonzero(higher[:, offsets[j] : offsets[j + 1]], axis=1) + 1.0
+    return pooled, own
+
+
+def _seen_label(langs: Iterable[str], seen: frozenset[str] | None) -> str | None:
+    if seen is None:
+        return None
+    flags = {lang in seen for lang in langs}
+    return "seen" if flags == {True} else "unseen" if flags == {False} else "mixed"
+
+
+def _metric_values(setting: str, ranks: np.ndarray, n_rel: np.ndarray) -> dict[str, float]:
+    values = {
+        "map": metrics.average_precision(ranks, n_rel),
+        "ndcg@10": metrics.ndcg_at(ranks, n_rel, 10),
+    }
+    if setting == "multi":
+        values["recall@10"] = metrics.recall_at(ranks, n_rel, 10)
+        values["rank_distance"] = metrics.rank_distance(ranks)
+    else:
+        values["recall@1"] = metrics.recall_at(ranks, n_rel, 1)
+        values["mrr"] = metrics.reciprocal_rank(ranks)
+    return {name: float(values[name].mean()) for name in SETTING_METRICS[setting]}
+
+
+def score_benchmark(
+    bench: Benchmark,
+    embeddings: dict[str, EncodedSplit],
+    seen: Iterable[str] | None = None,
+) -> list[ResultRow]:
+    """All per-language / per-pair rows of mono, cross and multi, then their macro-averages.
+
+    Query languages are scored in parallel threads (numpy releases the GIL in the
+    comparisons and counts that dominate the cost).
+    """
+    seen_set = frozenset(seen) if seen is not None else None
+    langs = bench.languages
+    offsets = np.cumsum([0] + [len(bench.splits[lang].candidates) for lang in langs])
+    pool = np.concatenate([embeddings[lang].candidates for lang in langs])
+
+    def score_query_language(x: str) -> list[ResultRow]:
+        scores = embeddings[x].queries @ pool.T
+        relevant = np.stack([bench.relevant_in(x, y) for y in langs], axis=1)
+        pooled_ranks, own_ranks = rank_relevant(scores, np.where(relevant >= 0, relevant + offsets[:-1], -1), offsets)
+        rows = []
+        for j, y in enumerate(langs):
+            has = relevant[:, j] >= 0
+            if not has.any():
+                continue
+            setting = "mono" if x == y else "cross"
+            values = _metric_values(setting, own_ranks[has, j : j + 1], np.ones(int(has.sum()), dtype=np.int64))
+            rows += [ResultRow(bench.name, setting, x, y, m, v, _seen_label({x, y}, seen_set)) for m, v in values.items()]
+        values = _metric_values("multi", pooled_ranks, (relevant >= 0).sum(axis=1))
+        rows += [ResultRow(bench.name, "multi", x, POOL_ALL, m, v, _seen_label({x}, seen_set)) for m, v in values.items()]
+        return rows
+
+    with ThreadPoolExecutor(max_workers=min(len(langs), os.cpu_count() or 1)) as pool_executor:
+        rows = [row for per_lang in pool_executor.map(score_query_language, langs) for row in per_lang]
+    return rows + macro_averages(rows, seen_set is not None)
+
+
+def macro_averages(rows: list[ResultRow], by_seen: bool) -> list[ResultRow]:
+    """Mean over languages (mono, multi) or ordered pairs (cross) of each metric, overall
+    and, when training languages are known, within each seen / unseen / mixed group."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        groups.setdefault((r.bench, r.setting, r.metric, None), []).append(r.value)
+        if by_seen:
+            groups.setdefault((r.bench, r.setting, r.metric, r.seen), []).append(r.value)
+    return [
+        ResultRow(bench, setting, AVERAGE, AVERAGE if setting != "multi" else POOL_ALL, metric, float(np.mean(v)), seen)
+        for (bench, setting, metric, seen), v in groups.items()
+    ]
+
+
+def summary(rows: Iterable[ResultRow]) -> dict[str, dict[str, dict[str, float]]]:
+    """Headline figures: {bench: {setting: {metric: macro-average}}}."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in rows:
+        if r.query_lang == AVERAGE and r.seen is None:
+            out.setdefault(r.bench, {}).setdefault(r.setting, {})[r.metric] = r.value
+    return out
+
+
+def evaluate(
+    encoder: Encoder,
+    benches: Iterable[Benchmark],
+    seen: Iterable[str] | None = None,
+    batch_size: int = 64,
+    bf16: bool = False,
+    progress: Callable[[str], EncodeProgress] | None = None,
+) -> list[ResultRow]:
+    """Encode and score each benchmark; the result rows of all of them."""
+    rows: list[ResultRow] = []
+    for bench in benches:
+        embeddings = encode_benchmark(encoder, bench, batch_size, bf16, progress)
+        rows += score_benchmark(bench, embeddings, seen)
+    return rows

@@ -1,0 +1,111 @@
+"""Result rows as tables for people: per-language overview and the X×Y cross-lingual heatmap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.table import Table
+from rich.text import Text
+
+from hybtui.evaluate import AVERAGE, ResultRow
+
+
+def _index(rows: Iterable[ResultRow]) -> dict[tuple, ResultRow]:
+    return {(r.bench, r.setting, r.query_lang, r.doc_lang, r.metric): r for r in rows if r.query_lang != AVERAGE}
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _heat(value: float | None, digits: int = 3) -> Text:
+    """A cell coloured from red (0) through yellow to green (1)."""
+    if value is None:
+        return Text("–", style="dim")
+    v = min(max(value, 0.0), 1.0)
+    red, green = (255, int(510 * v)) if v < 0.5 else (int(510 * (1 - v)), 255)
+    return Text(f"{value:.{digits}f}", style=f"rgb({red},{green},80)")
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def language_table(rows: list[ResultRow], bench: str) -> Table:
+    """One line per language: mono, cross (as query and as pool), multi and rank distance."""
+    index = _index(rows)
+    langs = sorted({r.query_lang for r in rows if r.bench == bench and r.query_lang != AVERAGE})
+    seen_of = {r.query_lang: r.seen for r in rows if r.bench == bench and r.setting == "multi"}
+    table = Table(title=f"{bench}", title_justify="left")
+    for header in ("lang", "seen", "mono mAP", "mono R@1", "cross mAP X→Y", "cross mAP Y→X", "multi mAP",
+                   "multi R@10", "rank dist."):
+        table.add_column(header, justify="left" if header in ("lang", "seen") else "right")
+
+    def get(setting, q, d, metric):
+        r = index.get((bench, setting, q, d, metric))
+        return r.value if r else None
+
+    def cross_mean(lang: str, as_query: bool) -> float | None:
+        return _mean([r.value for (b, s, q, d, m), r in index.items()
+                      if b == bench and s == "cross" and m == "map" and (q if as_query else d) == lang])
+
+    for lang in langs:
+        table.add_row(
+            lang,
+            seen_of.get(lang) or "",
+            _heat(get("mono", lang, lang, "map")),
+            _fmt(get("mono", lang, lang, "recall@1")),
+            _heat(cross_mean(lang, True)),
+            _heat(cross_mean(lang, False)),
+            _heat(get("multi", lang, "all", "map")),
+            _fmt(get("multi", lang, "all", "recall@10")),
+            _fmt(get("multi", lang, "all", "rank_distance"), 1),
+        )
+    avg = {(r.setting, r.metric): r.value for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen is None}
+    table.add_section()
+    table.add_row(
+        Text("avg", style="bold"), "",
+        _heat(avg.get(("mono", "map"))), _fmt(avg.get(("mono", "recall@1"))),
+        _heat(avg.get(("cross", "map"))), _heat(avg.get(("cross", "map"))),
+        _heat(avg.get(("multi", "map"))), _fmt(avg.get(("multi", "recall@10"))),
+        _fmt(avg.get(("multi", "rank_distance")), 1),
+    )
+    return table
+
+
+def cross_heatmap(rows: list[ResultRow], bench: str, metric: str = "map") -> Table:
+    """The X×Y matrix of mono (diagonal) and cross-lingual `metric`, queries in rows."""
+    index = _index(rows)
+    langs = sorted({r.query_lang for r in rows if r.bench == bench and r.query_lang != AVERAGE})
+    table = Table(title=f"{bench} {metric}: query language ↓, candidate language →", title_justify="left")
+    table.add_column("")
+    for lang in langs:
+        table.add_column(lang, justify="right")
+    for q in langs:
+        cells = []
+        for d in langs:
+            r = index.get((bench, "mono" if q == d else "cross", q, d, metric))
+            cells.append(_heat(r.value if r else None, 2))
+        table.add_row(q, *cells)
+    return table
+
+
+def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
+    """Macro-averages within seen / unseen / mixed groups, when training languages are known."""
+    groups = sorted({r.seen for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen})
+    if not groups:
+        return None
+    table = Table(title=f"{bench}: generalisation to languages not seen in training", title_justify="left")
+    table.add_column("group")
+    for header in ("mono mAP", "cross mAP", "multi mAP", "rank dist."):
+        table.add_column(header, justify="right")
+    avg = {(r.seen, r.setting, r.metric): r.value for r in rows if r.bench == bench and r.query_lang == AVERAGE}
+    for group in groups:
+        table.add_row(
+            group,
+            _fmt(avg.get((group, "mono", "map"))),
+            _fmt(avg.get((group, "cross", "map"))),
+            _fmt(avg.get((group, "multi", "map"))),
+            _fmt(avg.get((group, "multi", "rank_distance")), 1),
+        )
+    return table

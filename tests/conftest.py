@@ -1,0 +1,29 @@
+"""Shared fixtures: offline hub, the shared LAReQA copy, an isolated user cache."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only LAReQA copy in ../shared/data (see its README)."""
+    if not (SHARED_DATA / "lareqa" / "xquad-r" / "en.json").is_file():
+        pytest.fail(f"shared benchmark data not found at {SHARED_DATA}/lareqa")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own empty user cache, so nothing leaks into ~/.cache."""
+    cache = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("HYBTUI_DATA_DIR", raising=False)
+    return cache
