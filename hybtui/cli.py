@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: list, download, verify.")
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, prepare.")
+app.add_typer(models_app, name="models")
 
 DataDirOption = Annotated[
     Optional[Path],
@@ -34,7 +36,9 @@ def _csv(value: str | None) -> list[str] | None:
 
 @app.command("eval")
 def eval_command(
-    model: Annotated[str, typer.Option(help="Model: a local Hugging Face checkpoint directory or a hub id.")],
+    model: Annotated[
+        str, typer.Option(help="Registry name (see `hybtui models ls`), Hugging Face id or local checkpoint.")
+    ] = "me5-small",
     eval_spec: Annotated[
         list[str], typer.Option("--eval", help="Benchmarks and languages, e.g. xquad-r:en,de,mlqa-r.")
     ] = ["xquad-r"],  # noqa: B006 - typer needs a literal default
@@ -72,7 +76,7 @@ def eval_command(
         loaded = [benchmarks.load(s, root, progress=bars.download) for s in selections]
         if max_queries is not None:
             loaded = [b.max_queries(max_queries) for b in loaded]
-        encoder = models.load_encoder(spec, device=device, progress=bars.message)
+        encoder = models.load_encoder(spec, device=device, say=bars.message)
         rows = evaluate.evaluate(encoder, loaded, seen_langs, batch_size, bf16, progress=bars.counter)
     elapsed = time.perf_counter() - started
     if as_json:
@@ -163,6 +167,35 @@ def data_verify(
                 problems += 1
     if problems:
         raise typer.Exit(1)
+
+
+@models_app.command("ls")
+def models_ls(as_json: JsonOption = False) -> None:
+    """Registry names with their source, size and whether they are ready offline."""
+    from hybtui import models
+
+    entries = [{"name": e.name, "source": e.source, "params": e.params, "pooling": e.pooling,
+                "status": models.availability(e), "about": e.about} for e in models.REGISTRY.values()]
+    if as_json:
+        typer.echo(json.dumps(entries, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "source", "params", "pooling", "status", "about")
+    for e in entries:
+        table.add_row(e["name"], e["source"], e["params"], e["pooling"], e["status"], e["about"])
+    Console().print(table)
+
+
+@models_app.command("prepare")
+def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, Hugging Face id or local path.")]) -> None:
+    """Materialise or download a model now, so later runs start offline."""
+    from hybtui import models
+    from hybtui.console import stderr
+
+    path = models.checkpoint_dir(name, say=lambda text: stderr.print(text, style="dim"))
+    typer.echo(f"{name}: ready at {path}")
 
 
 def main() -> None:

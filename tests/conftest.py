@@ -20,10 +20,28 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One model cache for the session: me5-small and tiny are materialised once."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch) -> Path:
+def isolated_cache(tmp_path, monkeypatch, model_cache) -> Path:
     """Each test gets its own empty user cache, so nothing leaks into ~/.cache."""
     cache = tmp_path / "xdg-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("HYBTUI_MODEL_CACHE", str(model_cache))
     monkeypatch.delenv("HYBTUI_DATA_DIR", raising=False)
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(model_cache):
+    """The tiny random XLM-R-shaped encoder (real tokenizer), loaded once."""
+    import os
+
+    from hybtui import models
+
+    os.environ["HYBTUI_MODEL_CACHE"] = str(model_cache)
+    return models.load_encoder(models.encoder_spec("tiny"), device="cpu")

@@ -1,0 +1,92 @@
+"""Encode-once evaluation on full XQuAD-R, side by side with sentence-transformers.
+
+Measures, in one run on the same model, texts and batch size:
+  * hybtui's time to encode every query and candidate (11 languages),
+  * hybtui's time to score everything else (11 mono + 110 cross pairs + the
+    multilingual pool, all metrics, rank distance),
+  * `SentenceTransformer.encode` on the same texts (with the same prefixes),
+and reports the encode throughput ratio hybtui / sentence-transformers (≥ 1.0 is the bar).
+
+    HF_HUB_OFFLINE=1 HYBTUI_DATA_DIR=../shared/data python benchmarks/eval_xquad_r.py
+
+Writes benchmarks/results/eval_xquad_r.json with the figures and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hybtui import evaluate, models
+from hybtui.data import lareqa, sources
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="me5-small")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-queries", type=int, default=None, help="subset per language (quick check)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eval_xquad_r.json")
+    args = parser.parse_args()
+
+    bench = lareqa.load("xquad-r", data_dir=sources.data_dir_from_env(None))
+    if args.max_queries:
+        bench = bench.max_queries(args.max_queries)
+    encoder = models.load_encoder(models.encoder_spec(args.model), device="cpu")
+    queries = [q for s in bench.splits.values() for q in s.queries]
+    candidates = [c for s in bench.splits.values() for c in s.candidates]
+    n_texts = len(queries) + len(candidates)
+    print(f"{args.model}: {len(queries)} queries + {len(candidates)} candidates, batch {args.batch_size}")
+
+    encoder.encode(queries[:64], "query", args.batch_size)  # warm-up both paths alike
+    t0 = time.perf_counter()
+    embeddings = evaluate.encode_benchmark(encoder, bench, args.batch_size)
+    ours_encode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows = evaluate.score_benchmark(bench, embeddings)
+    ours_score = time.perf_counter() - t0
+    print(f"hybtui encode {ours_encode:.1f} s ({n_texts / ours_encode:.1f} texts/s), score {ours_score:.2f} s")
+
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(models.checkpoint_dir(args.model)), device="cpu")
+    st.encode(queries[:64], prompt_name="query", batch_size=args.batch_size)
+    t0 = time.perf_counter()
+    st_q = st.encode(queries, prompt_name="query", batch_size=args.batch_size, normalize_embeddings=True)
+    st_c = st.encode(candidates, prompt_name="passage", batch_size=args.batch_size, normalize_embeddings=True)
+    st_encode = time.perf_counter() - t0
+    ours_q = np.concatenate([e.queries for e in embeddings.values()])
+    agreement = float(np.mean(np.sum(ours_q * st_q, axis=1)))
+    print(f"sentence-transformers encode {st_encode:.1f} s ({n_texts / st_encode:.1f} texts/s)")
+    print(f"throughput ratio hybtui / sentence-transformers: {st_encode / ours_encode:.2f}; "
+          f"mean cosine between the two embeddings of each query {agreement:.6f}")
+    summary = evaluate.summary(rows)["xquad-r"]
+    result = {
+        "command": "python benchmarks/eval_xquad_r.py" + (f" --max-queries {args.max_queries}" if args.max_queries else ""),
+        "model": args.model, "batch_size": args.batch_size, "queries": len(queries), "candidates": len(candidates),
+        "hybtui_encode_s": round(ours_encode, 2), "hybtui_score_s": round(ours_score, 3),
+        "st_encode_s": round(st_encode, 2), "throughput_ratio": round(st_encode / ours_encode, 3),
+        "embedding_agreement": round(agreement, 6), "st_candidates_checked": len(st_c),
+        "summary": summary, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
