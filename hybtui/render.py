@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -73,11 +74,11 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
     return table
 
 
-def cross_heatmap(rows: list[ResultRow], bench: str, metric: str = "map") -> Table:
+def cross_heatmap(rows: list[ResultRow], bench: str, metric: str = "map") -> Group:
     """The X×Y matrix of mono (diagonal) and cross-lingual `metric`, queries in rows."""
     index = _index(rows)
     langs = sorted({r.query_lang for r in rows if r.bench == bench and r.query_lang != AVERAGE})
-    table = Table(title=f"{bench} {metric}: query language ↓, candidate language →", title_justify="left")
+    table = Table()
     table.add_column("")
     for lang in langs:
         table.add_column(lang, justify="right")
@@ -87,7 +88,7 @@ def cross_heatmap(rows: list[ResultRow], bench: str, metric: str = "map") -> Tab
             r = index.get((bench, "mono" if q == d else "cross", q, d, metric))
             cells.append(_heat(r.value if r else None, 2))
         table.add_row(q, *cells)
-    return table
+    return Group(Text(f"{bench} {metric}: query language ↓, candidate language →", style="italic"), table)
 
 
 def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:

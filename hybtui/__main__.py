@@ -1,0 +1,3 @@
+from hybtui.cli import main
+
+main()
