@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from hybtui.errors import HybtuiError
+
+if TYPE_CHECKING:
+    from hybtui.config import RunConfig
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -98,6 +102,81 @@ def eval_command(
         if seen_table is not None:
             out.print(seen_table)
     out.print(f"[dim]{spec.source}: evaluated in {elapsed:.1f} s[/dim]")
+
+
+def _run_config(config_file: Path | None, **options) -> RunConfig:
+    """The run configuration: the TOML/JSON file, then every explicitly given option."""
+    from hybtui.config import RunConfig
+
+    base = RunConfig.from_file(config_file) if config_file else RunConfig()
+    given = {k: v for k, v in options.items() if v is not None and v != []}
+    return base.replace(**given) if given else base
+
+
+TrainList = Annotated[Optional[list[str]], typer.Option("--train", help="mlqa-r[:langs] | xquad-r[:langs] | FILE.jsonl | hf:NAME (repeatable).")]
+EvalList = Annotated[Optional[list[str]], typer.Option("--eval", help="Benchmarks to evaluate on, e.g. xquad-r (repeatable).")]
+
+
+@app.command("train")
+def train_command(
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML (or JSON) run configuration.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="A name for the run.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Registry name, Hugging Face id or local checkpoint.")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="hybrid: probability of a monolingual batch.")] = None,
+    train: TrainList = None,
+    eval_spec: EvalList = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size (pairs per step).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay.")] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warmup steps.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="InfoNCE temperature τ.")] = None,
+    symmetric: Annotated[Optional[bool], typer.Option("--symmetric/--no-symmetric", help="Add the passage→query term.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Maximum tokens per text.")] = None,
+    grad_cache_chunk: Annotated[Optional[int], typer.Option(help="GradCache chunk size (0: off).")] = None,
+    grad_accumulation: Annotated[Optional[int], typer.Option(help="Micro-batches per step (fewer negatives each).")] = None,
+    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast.")] = None,
+    freeze_embeddings: Annotated[Optional[bool], typer.Option("--freeze-embeddings/--train-embeddings", help="Freeze the word embeddings.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Quick evaluation + validation loss every N steps (0: off).")] = None,
+    eval_max_queries: Annotated[Optional[int], typer.Option(help="Queries per language in quick evaluations.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps (0: only at the end).")] = None,
+    validation_fraction: Annotated[Optional[float], typer.Option(help="Share of items held out for validation loss.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed: batches are a pure function of seed and step.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Where checkpoints go (default: a new folder in store/runs).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint directory.")] = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fine-tune an encoder with mono / cross / hybrid batches, in the foreground."""
+    from hybtui.console import TrainingProgress, stderr
+    from hybtui.train import Trainer
+
+    config = _run_config(
+        config_file, name=name, model=model, sampler=sampler, alpha=alpha, train=train, eval=eval_spec,
+        steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+        temperature=temperature, symmetric=symmetric, max_length=max_length, grad_cache_chunk=grad_cache_chunk,
+        grad_accumulation=grad_accumulation, bf16=bf16, freeze_embeddings=freeze_embeddings, eval_every=eval_every,
+        eval_max_queries=eval_max_queries, checkpoint_every=checkpoint_every,
+        validation_fraction=validation_fraction, seed=seed, device=device,
+    )
+    if resume is not None and not (resume / "trainer_state.pt").is_file():
+        raise HybtuiError(f"{resume} is not a hybtui training checkpoint (no trainer_state.pt)")
+    out = output_dir or Path(os.environ.get("HYBTUI_STORE", "store")) / "runs" / time.strftime(
+        f"%Y%m%d-%H%M%S-{config.sampler}")
+    trainer = Trainer(config, out, data_dir=data_dir)  # validates data and sampler before any model loads
+    with TrainingProgress(config.steps, enabled=not as_json or stderr.is_terminal) as progress:
+        trainer.events = progress
+        result = trainer.run(resume_from=resume)
+    if as_json:
+        from hybtui import evaluate
+
+        typer.echo(json.dumps({"status": result.status, "step": result.step, "output_dir": str(out),
+                               "results": [r.as_dict() for r in result.final_rows],
+                               "summary": evaluate.summary(result.final_rows)}, indent=1))
+    else:
+        typer.echo(f"{result.status} at step {result.step}; model: {result.model_dir}")
 
 
 @data_app.command("ls")

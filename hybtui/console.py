@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -15,6 +16,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from hybtui.evaluate import ResultRow, summary
+from hybtui.train import Events, StepReport
 
 stderr = Console(stderr=True)
 
@@ -62,3 +66,57 @@ def progress_bars(enabled: bool = True) -> Iterator[ProgressBars]:
     with progress:
         yield ProgressBars(progress)
 
+
+
+class TrainingProgress(Events):
+    """Foreground training display: one progress bar with loss, lr and throughput, plus
+    a line per evaluation, validation and checkpoint."""
+
+    def __init__(self, total_steps: int, enabled: bool = True):
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task("train", total=total_steps, status="")
+        self._smoothed: float | None = None
+
+    def __enter__(self) -> TrainingProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def on_start(self, total_steps: int, start_step: int) -> None:
+        self._progress.update(self._task, total=total_steps, completed=start_step)
+
+    def on_step(self, report: StepReport) -> None:
+        self._smoothed = report.loss if self._smoothed is None else 0.9 * self._smoothed + 0.1 * report.loss
+        languages = ",".join(sorted(report.languages)) if report.batch_type == "mono" else f"{len(report.languages)} pairs"
+        status = (f"loss {self._smoothed:.3f} lr {report.lr:.1e} {report.pairs_per_s:.0f} pairs/s "
+                  f"{report.batch_type}:{languages}")
+        self._progress.update(self._task, completed=report.step, status=status)
+
+    def on_validation(self, step: int, loss: float) -> None:
+        self._progress.console.print(f"step {step}: validation loss {loss:.4f}")
+
+    def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None:
+        for bench, settings in summary(rows).items():
+            figures = " ".join(f"{s} mAP {m['map']:.3f}" for s, m in settings.items())
+            bias = settings.get("multi", {}).get("rank_distance")
+            self._progress.console.print(
+                f"step {step} {'final' if final else 'quick'} eval {bench}: {figures}"
+                + (f" rank distance {bias:.1f}" if bias is not None else ""))
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        self._progress.console.print(f"checkpoint {path}", style="dim")
+
+    def on_message(self, text: str) -> None:
+        self._progress.console.print(text, style="dim")

@@ -1,0 +1,146 @@
+"""RunConfig: every knob of a training run, validated, with a JSON/TOML round-trip.
+
+Defaults are the paper's: AdamW, lr 3e-5, weight decay 0.01, global batch 100,
+τ = 0.05, E5 prefixes (from the model registry), hybrid sampling with α = 0.5.
+Validation here covers what can be checked without data; the sampler checks the
+rest (pool sizes, languages) before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from hybtui.errors import HybtuiError
+
+SAMPLERS = ("mono", "cross", "hybrid")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str | None = None
+    model: str = "me5-small"
+    pooling: str | None = None
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
+    max_length: int | None = 128
+    sampler: str = "hybrid"
+    alpha: float = 0.5
+    train: tuple[str, ...] = ("mlqa-r",)
+    eval: tuple[str, ...] = ("xquad-r",)
+    steps: int = 1000
+    batch_size: int = 100
+    lr: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    temperature: float = 0.05
+    symmetric: bool = False
+    max_grad_norm: float = 1.0
+    grad_accumulation: int = 1
+    grad_cache_chunk: int = 0
+    bf16: bool = False
+    freeze_embeddings: bool = False
+    validation_fraction: float = 0.05
+    eval_every: int = 0
+    eval_max_queries: int = 200
+    checkpoint_every: int = 0
+    eval_batch_size: int = 64
+    seed: int = 42
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("train", "eval"):  # JSON/TOML give lists; keep the config hashable
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject configurations that cannot run, each with a message naming the option."""
+        problems = []
+        if self.sampler not in SAMPLERS:
+            problems.append(f"--sampler must be one of {', '.join(SAMPLERS)} (got '{self.sampler}')")
+        if not 0.0 <= self.alpha <= 1.0:
+            problems.append(f"--alpha must be within [0, 1] (got {self.alpha})")
+        for option, value in (("steps", self.steps), ("batch-size", self.batch_size),
+                              ("grad-accumulation", self.grad_accumulation),
+                              ("eval-max-queries", self.eval_max_queries), ("eval-batch-size", self.eval_batch_size)):
+            if value < 1:
+                problems.append(f"--{option} must be at least 1 (got {value})")
+        for option, value in (("warmup-steps", self.warmup_steps), ("eval-every", self.eval_every),
+                              ("checkpoint-every", self.checkpoint_every), ("grad-cache-chunk", self.grad_cache_chunk)):
+            if value < 0:
+                problems.append(f"--{option} must be 0 or more (got {value})")
+        if self.lr <= 0:
+            problems.append(f"--lr must be positive (got {self.lr})")
+        if self.temperature <= 0:
+            problems.append(f"--temperature must be positive (got {self.temperature})")
+        if self.weight_decay < 0:
+            problems.append(f"--weight-decay must be 0 or more (got {self.weight_decay})")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            problems.append(f"--validation-fraction must be within [0, 1) (got {self.validation_fraction})")
+        if self.max_length is not None and self.max_length < 8:
+            problems.append(f"--max-length must be at least 8 (got {self.max_length})")
+        if not self.train:
+            problems.append("--train names no training data")
+        if problems:
+            raise HybtuiError("invalid run configuration: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["train"], data["eval"] = list(self.train), list(self.eval)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        normalised = {key.replace("-", "_"): value for key, value in data.items()}
+        unknown = sorted(set(normalised) - known)
+        if unknown:
+            raise HybtuiError(f"{source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**normalised)
+        except TypeError as exc:
+            raise HybtuiError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def from_file(cls, path: Path) -> RunConfig:
+        """Read a TOML (`--config FILE.toml`) or JSON configuration."""
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise HybtuiError(f"cannot read configuration {path}: {exc.strerror}") from exc
+        try:
+            data = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise HybtuiError(f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'TOML'}: {exc}") from exc
+        return cls.from_dict(data, str(path))
+
+    def to_toml(self) -> str:
+        """The configuration as TOML (None values are left out: they mean "default")."""
+        lines = []
+        for key, value in self.to_dict().items():
+            if value is None:
+                continue
+            lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
