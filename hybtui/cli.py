@@ -179,6 +179,42 @@ def train_command(
         typer.echo(f"{result.status} at step {result.step}; model: {result.model_dir}")
 
 
+@app.command("sample")
+def sample_command(
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML (or JSON) run configuration.")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="hybrid: probability of a monolingual batch.")] = None,
+    train: TrainList = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="How many batches to draw.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None,
+    start: Annotated[int, typer.Option(help="First step to draw (batches are a pure function of seed and step).")] = 0,
+    data_dir: DataDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per batch per line.")] = False,
+) -> None:
+    """Dry-run a sampler: the batches a training run would draw."""
+    from hybtui import sampling
+    from hybtui.data import sources
+    from hybtui.data.training import load_training_sets, split_validation
+
+    config = _run_config(config_file, sampler=sampler, alpha=alpha, train=train, batch_size=batch_size,
+                         steps=steps, seed=seed)
+    sets = load_training_sets(list(config.train), sources.data_dir_from_env(data_dir))
+    sets = [split_validation(s, config.validation_fraction)[0] for s in sets]  # exactly what training draws from
+    sampling.validate_sampler(sets, config.sampler, config.batch_size, config.alpha)
+    drawn = sampling.BatchSampler(sets, config.sampler, config.batch_size, config.seed, config.alpha)
+    batches = drawn.batches(start, start + config.steps)
+    if as_json:
+        for batch in batches:
+            sys.stdout.write(json.dumps(sampling.batch_to_json(batch, sets)) + "\n")
+        return
+    from rich.console import Console
+
+    from hybtui import render
+
+    Console().print(*render.sample_summary(sampling.summarize(batches), config))
+
+
 @data_app.command("ls")
 def data_ls(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """List benchmarks, their languages and where each file was found."""

@@ -28,6 +28,12 @@ def _heat(value: float | None, digits: int = 3) -> Text:
     return Text(f"{value:.{digits}f}", style=f"rgb({red},{green},80)")
 
 
+def _titled(title: str, table: Table) -> Group:
+    """A title line above a table: rich wraps titles to the table's width, which is
+    unreadable for narrow tables."""
+    return Group(Text(title, style="italic"), table)
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -88,7 +94,7 @@ def cross_heatmap(rows: list[ResultRow], bench: str, metric: str = "map") -> Gro
             r = index.get((bench, "mono" if q == d else "cross", q, d, metric))
             cells.append(_heat(r.value if r else None, 2))
         table.add_row(q, *cells)
-    return Group(Text(f"{bench} {metric}: query language ↓, candidate language →", style="italic"), table)
+    return _titled(f"{bench} {metric}: query language ↓, candidate language →", table)
 
 
 def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
@@ -110,3 +116,31 @@ def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
             _fmt(avg.get((group, "multi", "rank_distance")), 1),
         )
     return table
+
+
+def sample_summary(summary: dict, config) -> list:
+    """What `hybtui sample` shows: batch types, datasets, mono languages, cross pairs."""
+    head = Text(
+        f"{summary['batches']} batches of {config.batch_size} · sampler {config.sampler}"
+        + (f" (α = {config.alpha})" if config.sampler == "hybrid" else "") + f" · seed {config.seed}\n"
+        + " · ".join(f"{t} {f:.1%}" for t, f in summary["type_fractions"].items())
+        + " · datasets: " + ", ".join(f"{d} {n}" for d, n in summary["datasets"].items())
+    )
+    out: list = [head]
+    if summary["mono_languages"]:
+        mono = Table()
+        for lang in summary["mono_languages"]:
+            mono.add_column(lang, justify="right")
+        mono.add_row(*(str(n) for n in summary["mono_languages"].values()))
+        out.append(_titled("mono batches per language", mono))
+    if summary["cross_pairs"]:
+        langs = sorted(set(summary["cross_pairs"]) | {p for c in summary["cross_pairs"].values() for p in c})
+        cross = Table()
+        cross.add_column("")
+        for lang in langs:
+            cross.add_column(lang, justify="right")
+        for q in langs:
+            row = summary["cross_pairs"].get(q, {})
+            cross.add_row(q, *(str(row.get(p, "")) if p != q else Text("·", style="dim") for p in langs))
+        out.append(_titled("cross pairs: query language ↓, passage language →", cross))
+    return out

@@ -167,8 +167,26 @@ def validate_sampler(
     alpha: float = 0.5,
     languages: Iterable[str] | None = None,
 ) -> None:
-    """Raise a HybtuiError saying what is wrong before anything runs."""
-    _views(datasets, strategy, batch_size, alpha, languages)
+    """Raise a HybtuiError saying what is wrong before anything runs.
+
+    Stricter than what the sampler can draw from: a hybrid run needs two languages
+    whatever α is, and every selected language must fill a mono batch — a language
+    silently left out of mono batches would bias the comparison of samplers.
+    """
+    views = _views(datasets, strategy, batch_size, alpha, languages)
+    for view in views:
+        if strategy == "hybrid" and len(view.languages) < 2:
+            raise HybtuiError(
+                f"sampler 'hybrid' mixes in cross-lingual batches, but training set '{view.name}' has the single "
+                f"language {view.languages[0]}; use --sampler mono"
+            )
+        small = {lang: len(pool) for lang, pool in view.lang_pools.items() if len(pool) < batch_size}
+        if _needs(strategy, alpha)[0] and small:
+            sizes = ", ".join(f"{lang} {n}" for lang, n in small.items())
+            raise HybtuiError(
+                f"batch size {batch_size} is larger than the mono pool of {sizes} items in training set "
+                f"'{view.name}'; lower --batch-size or leave those languages out of --train"
+            )
 
 
 def _index(u: np.ndarray, n: np.ndarray | int) -> np.ndarray:

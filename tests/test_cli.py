@@ -104,3 +104,56 @@ def test_models_ls_json():
             "multilingual-e5-small", "multilingual-e5-base", "multilingual-e5-large"} <= names
     labse = next(e for e in entries if e["name"] == "labse")
     assert labse["status"] == "needs download" and labse["pooling"] == "cls"
+
+
+def test_sample_json_is_one_batch_per_line(shared_data):
+    proc = hybtui("sample", "--sampler", "hybrid", "--alpha", "0.5", "--train", "mlqa-r:en,de,zh", "--batch-size",
+                  "16", "--steps", "40", "--seed", "3", "--json", "--data-dir", str(shared_data), check=True)
+    batches = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [b["step"] for b in batches] == list(range(40))
+    assert all(set(b) == {"step", "type", "dataset", "pairs"} and len(b["pairs"]) == 16 for b in batches)
+    for b in batches:
+        langs = {(p["query_lang"], p["passage_lang"]) for p in b["pairs"]}
+        if b["type"] == "mono":
+            assert len({q for q, _ in langs}) == 1 and all(q == p for q, p in langs)
+        else:
+            assert all(q != p for q, p in langs)
+        assert len({p["item"] for p in b["pairs"]}) == 16
+    again = hybtui("sample", "--sampler", "hybrid", "--train", "mlqa-r:en,de,zh", "--batch-size", "16", "--steps",
+                   "5", "--start", "35", "--seed", "3", "--json", "--data-dir", str(shared_data), check=True)
+    assert [json.loads(line) for line in again.stdout.splitlines()] == batches[35:]
+
+
+def test_sample_summary_for_people(shared_data):
+    proc = hybtui("sample", "--steps", "50", "--batch-size", "20", "--data-dir", str(shared_data), check=True)
+    assert "50 batches of 20" in proc.stdout and "cross pairs" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--alpha", "1.5"], "--alpha must be within [0, 1]"),
+        (["--sampler", "cross", "--train", "mlqa-r:en"], "single language en"),
+        (["--sampler", "hybrid", "--train", "mlqa-r:de"], "single language de"),
+        (["--sampler", "mono", "--train", "mlqa-r:en,de", "--batch-size", "600"], "larger than the mono pool of de"),
+        (["--train", "mlqa-r:en,xx"], "unknown language(s) 'xx'"),
+        (["--steps", "0"], "--steps must be at least 1"),
+    ],
+)
+def test_train_rejects_invalid_configurations_before_running(shared_data, tmp_path, args, message):
+    out = tmp_path / "run"
+    proc = hybtui("train", "--model", "tiny", *args, "--output-dir", str(out), "--data-dir", str(shared_data))
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_train_foreground_with_a_toml_config(shared_data, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('model = "tiny"\nsampler = "hybrid"\ntrain = ["mlqa-r:en,de"]\neval = ["xquad-r:en,el"]\n'
+                      "steps = 2\nbatch_size = 8\nmax_length = 32\nwarmup_steps = 1\n")
+    proc = hybtui("train", "--config", str(config), "--steps", "3", "--output-dir", str(tmp_path / "run"),
+                  "--data-dir", str(shared_data), "--json", check=True)
+    payload = json.loads(proc.stdout)
+    assert payload["status"] == "finished" and payload["step"] == 3
+    assert set(payload["summary"]["xquad-r"]) == {"mono", "cross", "multi"}
+    assert (tmp_path / "run/checkpoints/step-0000003/model.safetensors").is_file()

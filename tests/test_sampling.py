@@ -318,12 +318,24 @@ def test_validate_sampler_messages(datasets, strategy, batch_size, alpha, messag
 
 
 def test_hybrid_draws_only_what_alpha_allows():
-    # α = 1 is pure mono: one language is enough; α = 0 is pure cross: small mono pools are fine
-    validate_sampler([MONO_ONLY], "hybrid", 4, 1.0)
+    # The sampler itself draws what α allows: α = 1 is pure mono (one language is enough),
+    # α = 0 is pure cross (small mono pools are fine) ...
+    assert {b.type for b in BatchSampler([MONO_ONLY], "hybrid", 4, 0, 1.0).batches(0, 20)} == {"mono"}
     pairs_only = make_set("pairs", [["de", "en"]] * 2 + [["fr", "sw"]] * 2)  # cross pool 4, mono pools 2
     validate_sampler([pairs_only], "hybrid", 3, 0.0)
     with pytest.raises(HybtuiError, match=r"exceeds every mono language pool .* \(de 2, en 2, fr 2, sw 2 items\)"):
         validate_sampler([pairs_only], "hybrid", 3, 0.5)
+    # ... but a run is rejected up front when "hybrid" names a single language, whatever α.
+    with pytest.raises(HybtuiError, match="'mono-only' has the single language en; use --sampler mono"):
+        validate_sampler([MONO_ONLY], "hybrid", 4, 1.0)
+
+
+def test_every_selected_language_must_fill_a_mono_batch():
+    uneven = make_set("uneven", [["de", "en"]] * 3 + [["en"]] * 3)  # en 6 items, de 3
+    assert {b.pairs[0].query_lang for b in BatchSampler([uneven], "mono", 4, 0).batches(0, 30)} == {"en"}
+    with pytest.raises(HybtuiError, match=r"batch size 4 is larger than the mono pool of de 3 items in training set 'uneven'"):
+        validate_sampler([uneven], "mono", 4)
+    validate_sampler([uneven], "mono", 3)
 
 
 def test_bad_languages_seed_and_step():
