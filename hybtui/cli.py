@@ -166,9 +166,12 @@ def train_command(
     out = output_dir or Path(os.environ.get("HYBTUI_STORE", "store")) / "runs" / time.strftime(
         f"%Y%m%d-%H%M%S-{config.sampler}")
     trainer = Trainer(config, out, data_dir=data_dir)  # validates data and sampler before any model loads
-    with TrainingProgress(config.steps, enabled=not as_json or stderr.is_terminal) as progress:
+    lead = trainer.ctx.rank == 0  # under torchrun only rank 0 reports
+    with TrainingProgress(config.steps, enabled=lead and (not as_json or stderr.is_terminal)) as progress:
         trainer.events = progress
         result = trainer.run(resume_from=resume)
+    if not lead:
+        return
     if as_json:
         from hybtui import evaluate
 
