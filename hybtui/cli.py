@@ -113,21 +113,26 @@ def _run_config(config_file: Path | None, **options) -> RunConfig:
     return base.replace(**given) if given else base
 
 
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A TOML (or JSON) run configuration.")]
+SamplerOption = Annotated[Optional[str], typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")]
+AlphaOption = Annotated[Optional[float], typer.Option(help="hybrid: probability of a monolingual batch.")]
+BatchSizeOption = Annotated[Optional[int], typer.Option(help="Global batch size (pairs per step).")]
+SeedOption = Annotated[Optional[int], typer.Option(help="Seed: batches are a pure function of seed and step.")]
 TrainList = Annotated[Optional[list[str]], typer.Option("--train", help="mlqa-r[:langs] | xquad-r[:langs] | FILE.jsonl | hf:NAME (repeatable).")]
 EvalList = Annotated[Optional[list[str]], typer.Option("--eval", help="Benchmarks to evaluate on, e.g. xquad-r (repeatable).")]
 
 
 @app.command("train")
 def train_command(
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML (or JSON) run configuration.")] = None,
+    config_file: ConfigOption = None,
     name: Annotated[Optional[str], typer.Option(help="A name for the run.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Registry name, Hugging Face id or local checkpoint.")] = None,
-    sampler: Annotated[Optional[str], typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="hybrid: probability of a monolingual batch.")] = None,
+    sampler: SamplerOption = None,
+    alpha: AlphaOption = None,
     train: TrainList = None,
     eval_spec: EvalList = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size (pairs per step).")] = None,
+    batch_size: BatchSizeOption = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW).")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay.")] = None,
     warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warmup steps.")] = None,
@@ -142,7 +147,7 @@ def train_command(
     eval_max_queries: Annotated[Optional[int], typer.Option(help="Queries per language in quick evaluations.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps (0: only at the end).")] = None,
     validation_fraction: Annotated[Optional[float], typer.Option(help="Share of items held out for validation loss.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed: batches are a pure function of seed and step.")] = None,
+    seed: SeedOption = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="Where checkpoints go (default: a new folder in store/runs).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint directory.")] = None,
@@ -184,13 +189,13 @@ def train_command(
 
 @app.command("sample")
 def sample_command(
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML (or JSON) run configuration.")] = None,
-    sampler: Annotated[Optional[str], typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="hybrid: probability of a monolingual batch.")] = None,
+    config_file: ConfigOption = None,
+    sampler: SamplerOption = None,
+    alpha: AlphaOption = None,
     train: TrainList = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size.")] = None,
+    batch_size: BatchSizeOption = None,
     steps: Annotated[Optional[int], typer.Option(help="How many batches to draw.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None,
+    seed: SeedOption = None,
     start: Annotated[int, typer.Option(help="First step to draw (batches are a pure function of seed and step).")] = 0,
     data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per batch per line.")] = False,
@@ -300,9 +305,10 @@ def models_ls(as_json: JsonOption = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "source", "params", "pooling", "status", "about")
+    table = Table("name", "params", "pooling", "status", "source")
+    table.columns[0].no_wrap = True
     for e in entries:
-        table.add_row(e["name"], e["source"], e["params"], e["pooling"], e["status"], e["about"])
+        table.add_row(e["name"], e["params"], e["pooling"], e["status"], e["source"])
     Console().print(table)
 
 

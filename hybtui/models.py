@@ -177,12 +177,12 @@ def hub_cached(repo_id: str) -> bool:
 
 
 def availability(entry: ModelEntry) -> str:
-    """bundled/generated/cached/needs download, as `models ls` shows it."""
+    """ready / built on first use / cached / needs download, as `models ls` shows it."""
     if entry.source == BUNDLED:
         ready = me5_small.is_intact(model_cache() / entry.name)
-        return "bundled, materialised" if ready else "bundled (materialised on first use)"
+        return "ready" if ready else "built on first use"
     if entry.source == GENERATED:
-        return "generated" if (model_cache() / entry.name / "modules.json").is_file() else "generated on first use"
+        return "ready" if (model_cache() / entry.name / "modules.json").is_file() else "built on first use"
     return "cached" if hub_cached(entry.source) else "needs download"
 
 
