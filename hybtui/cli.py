@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -26,12 +27,15 @@ data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: list, downloa
 app.add_typer(data_app, name="data")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, prepare.")
 app.add_typer(models_app, name="models")
+runs_app = typer.Typer(no_args_is_help=True, help="Stored runs: list, show, cancel, resume, remove, export.")
+app.add_typer(runs_app, name="runs")
 
 DataDirOption = Annotated[
     Optional[Path],
     typer.Option("--data-dir", help="Directory holding the benchmark files (env HYBTUI_DATA_DIR)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+StoreOption = Annotated[Optional[Path], typer.Option("--store", help="The run store directory (env HYBTUI_STORE, default ./store).")]
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -149,15 +153,15 @@ def train_command(
     validation_fraction: Annotated[Optional[float], typer.Option(help="Share of items held out for validation loss.")] = None,
     seed: SeedOption = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Where checkpoints go (default: a new folder in store/runs).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint directory.")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Queue the run for a background worker and print its id.")] = False,
     data_dir: DataDirOption = None,
+    store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Fine-tune an encoder with mono / cross / hybrid batches, in the foreground."""
-    from hybtui.console import TrainingProgress, stderr
-    from hybtui.train import Trainer
+    """Fine-tune an encoder with mono / cross / hybrid batches; every run is recorded in the store."""
+    from hybtui.data import sources
 
+    root = sources.data_dir_from_env(data_dir)
     config = _run_config(
         config_file, name=name, model=model, sampler=sampler, alpha=alpha, train=train, eval=eval_spec,
         steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
@@ -165,26 +169,50 @@ def train_command(
         grad_accumulation=grad_accumulation, bf16=bf16, freeze_embeddings=freeze_embeddings, eval_every=eval_every,
         eval_max_queries=eval_max_queries, checkpoint_every=checkpoint_every,
         validation_fraction=validation_fraction, seed=seed, device=device,
+        data_dir=str(root.resolve()) if root else None,
     )
-    if resume is not None and not (resume / "trainer_state.pt").is_file():
-        raise HybtuiError(f"{resume} is not a hybtui training checkpoint (no trainer_state.pt)")
-    out = output_dir or Path(os.environ.get("HYBTUI_STORE", "store")) / "runs" / time.strftime(
-        f"%Y%m%d-%H%M%S-{config.sampler}")
-    trainer = Trainer(config, out, data_dir=data_dir)  # validates data and sampler before any model loads
-    lead = trainer.ctx.rank == 0  # under torchrun only rank 0 reports
-    with TrainingProgress(config.steps, enabled=lead and (not as_json or stderr.is_terminal)) as progress:
-        trainer.events = progress
-        result = trainer.run(resume_from=resume)
-    if not lead:
-        return
-    if as_json:
-        from hybtui import evaluate
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 records the run, the others only train
+        from hybtui.train import Trainer
 
-        typer.echo(json.dumps({"status": result.status, "step": result.step, "output_dir": str(out),
-                               "results": [r.as_dict() for r in result.final_rows],
-                               "summary": evaluate.summary(result.final_rows)}, indent=1))
+        Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run()
+        return
+    from hybtui import launcher
+    from hybtui.store import Store, store_path
+    from hybtui.train import prepare_data
+
+    prepare_data(config, root)  # bad data or sampler settings are rejected before a run is recorded
+    with Store(store_path(store)) as db:
+        if detach:
+            run_id = launcher.submit(db, config)
+            typer.echo(json.dumps({"id": run_id}) if as_json else run_id)
+            return
+        run_id = db.create_run(config, status="running")
+    _train_in_foreground(store_path(store), run_id, config, as_json)
+
+
+def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bool) -> None:
+    from hybtui import evaluate
+    from hybtui.console import TrainingProgress, stderr
+    from hybtui.store import Store
+    from hybtui.worker import run_worker
+
+    with TrainingProgress(config.steps, enabled=not as_json or stderr.is_terminal) as progress:
+        progress.on_message(f"run {run_id} (store {path})")
+        code = run_worker(path, run_id, console=progress)
+    with Store(path) as db:
+        run = db.get_run(run_id)
+        rows = db.results(run_id)
+    if as_json:
+        typer.echo(json.dumps({"id": run_id, "status": run["status"], "step": run["step"], "results": rows,
+                               "summary": evaluate.summary(evaluate.ResultRow(**{c: r[c] for c in _ROW}) for r in rows)},
+                              indent=1))
     else:
-        typer.echo(f"{result.status} at step {result.step}; model: {result.model_dir}")
+        typer.echo(f"run {run_id} {run['status']} at step {run['step']}" + (f": {run['error']}" if run["error"] else ""))
+    if code:
+        raise typer.Exit(1)
+
+
+_ROW = ("bench", "setting", "query_lang", "doc_lang", "metric", "value", "seen")
 
 
 @app.command("sample")
@@ -320,6 +348,175 @@ def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, Hugg
 
     path = models.checkpoint_dir(name, say=lambda text: stderr.print(text, style="dim"))
     typer.echo(f"{name}: ready at {path}")
+
+
+@app.command("worker", hidden=True)
+def worker_command(run_id: str, store: StoreOption = None) -> None:
+    """Execute one stored run (started by the launcher as a detached process)."""
+    from hybtui.store import store_path
+    from hybtui.worker import run_worker
+
+    raise typer.Exit(run_worker(store_path(store), run_id))
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@runs_app.command("ls")
+def runs_ls(
+    status: Annotated[Optional[str], typer.Option(help="Only runs with this status.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many (newest first).")] = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs, newest first, with their status (stalled ones marked) and progress."""
+    from hybtui.store import Store, is_stalled, store_path
+
+    with Store(store_path(store)) as db:
+        runs = db.list_runs(status=status, limit=limit)
+    if as_json:
+        keys = ("id", "name", "status", "pid", "created_at", "started_at", "ended_at", "step", "total_steps",
+                "exit_code", "error", "parent_id")
+        typer.echo(json.dumps([{**{k: r[k] for k in keys}, "stalled": is_stalled(r), "config": r["config"]}
+                               for r in runs], indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "model", "sampler", "α", "status", "step", "age")
+    now = time.time()
+    for r in runs:
+        c = r["config"]
+        state = r["status"] + (" (stalled)" if is_stalled(r) else "")
+        table.add_row(r["id"], r["name"] or "", c.get("model"), c.get("sampler"), str(c.get("alpha")), state,
+                      f"{r['step'] or 0}/{r['total_steps']}", _age(now - r["created_at"]))
+    Console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """A run's configuration, status, process, timings, latest metrics and results."""
+    from hybtui.store import Store, is_stalled, store_path
+
+    with Store(store_path(store)) as db:
+        run = db.get_run(run_id)
+        latest = db.latest_metrics(run["id"])
+        rows = db.results(run["id"])
+        events = db.events(run["id"])[-10:]
+    if as_json:
+        typer.echo(json.dumps({"run": {**run, "stalled": is_stalled(run)}, "latest_metrics": latest,
+                               "results": rows, "events": events}, indent=1))
+        return
+    from rich.console import Console
+
+    from hybtui import evaluate, render
+
+    out = Console()
+    timing = ", ".join(f"{k.removesuffix('_at')} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run[k]))}"
+                       for k in ("created_at", "started_at", "ended_at") if run[k])
+    out.print(f"[bold]{run['id']}[/bold] {run['name'] or ''} · {run['status']}"
+              + (" (stalled)" if is_stalled(run) else "") + f" · step {run['step']}/{run['total_steps']}"
+              + (f" · pid {run['pid']} on {run['host']}" if run["pid"] else "") + f"\n{timing}")
+    if run["error"]:
+        out.print(f"[red]{run['error']}[/red]")
+    out.print(" ".join(f"{k}={v}" for k, v in sorted(run["config"].items()) if v is not None))
+    if latest:
+        out.print("latest: " + ", ".join(f"{k} {m['value']:.4g} (step {m['step']})" for k, m in sorted(latest.items())))
+    result_rows = [evaluate.ResultRow(**{c: r[c] for c in _ROW}) for r in rows]
+    for bench in sorted({r.bench for r in result_rows}):
+        out.print(render.language_table(result_rows, bench))
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, store: StoreOption = None) -> None:
+    """Cancel a queued run, or ask a running one to checkpoint and stop (SIGTERM to its group)."""
+    from hybtui import launcher
+    from hybtui.store import Store, store_path
+
+    with Store(store_path(store)) as db:
+        typer.echo(f"{db.get_run(run_id)['id']}: {launcher.cancel(db, run_id)}")
+
+
+@runs_app.command("resume")
+def runs_resume(run_id: str, store: StoreOption = None) -> None:
+    """Continue a crashed or cancelled run from its last checkpoint, as the same run."""
+    from hybtui import launcher
+    from hybtui.store import Store, store_path
+
+    with Store(store_path(store)) as db:
+        launcher.resume(db, run_id)
+        run = db.get_run(run_id)
+        typer.echo(f"{run['id']}: {run['status']}")
+
+
+@runs_app.command("rm")
+def runs_rm(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Delete runs: their rows and their directories (checkpoints included)."""
+    from hybtui.store import Store, store_path
+
+    with Store(store_path(store)) as db:
+        runs = [db.get_run(r) for r in run_ids]
+        if not yes and not typer.confirm(f"delete {len(runs)} run(s) and their checkpoints?"):
+            raise typer.Exit(1)
+        for run in runs:
+            db.delete_run(run["id"])
+            typer.echo(f"deleted {run['id']}")
+
+
+@runs_app.command("export")
+def runs_export(
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Runs to export (default: all).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv, json or md.")] = "csv",
+    store: StoreOption = None,
+) -> None:
+    """Result rows of runs as CSV, JSON (with configs) or a Markdown table of headline figures."""
+    from hybtui import report
+    from hybtui.store import Store, store_path
+
+    if fmt not in ("csv", "json", "md"):
+        raise HybtuiError(f"--format must be csv, json or md (got '{fmt}')")
+    with Store(store_path(store)) as db:
+        runs = [db.get_run(r) for r in run_ids] if run_ids else db.list_runs()
+        results = {run["id"]: db.results(run["id"], final_only=False) for run in runs}
+    sys.stdout.write(report.export(runs, results, fmt))
+
+
+@app.command("compare")
+def compare_command(
+    run_ids: Annotated[list[str], typer.Argument(help="2–6 run ids (or unique prefixes).")],
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables."""
+    from hybtui import report
+    from hybtui.store import Store, store_path
+
+    if not 2 <= len(run_ids) <= 6:
+        raise HybtuiError(f"compare takes 2 to 6 runs (got {len(run_ids)})")
+    with Store(store_path(store)) as db:
+        runs = [db.get_run(r) for r in run_ids]
+        results = {run["id"]: db.results(run["id"]) for run in runs}
+    if as_json:
+        typer.echo(json.dumps({
+            "runs": [run["id"] for run in runs],
+            "differing_parameters": report.differing_parameters([run["config"] for run in runs]),
+            "headline": {run["id"]: {" ".join(k): v for k, v in report.headline(results[run["id"]]).items()}
+                         for run in runs},
+        }, indent=1))
+        return
+    from rich.console import Console
+
+    from hybtui import render
+
+    Console().print(*render.comparison(runs, results))
 
 
 def main() -> None:

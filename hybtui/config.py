@@ -50,6 +50,8 @@ class RunConfig:
     eval_batch_size: int = 64
     seed: int = 42
     device: str = "auto"
+    #: where the benchmark files are (recorded so a detached worker finds them too)
+    data_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("train", "eval"):  # JSON/TOML give lists; keep the config hashable

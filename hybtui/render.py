@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from hybtui import report
 from hybtui.evaluate import AVERAGE, ResultRow
 
 
@@ -143,4 +145,48 @@ def sample_summary(summary: dict, config) -> list:
             row = summary["cross_pairs"].get(q, {})
             cross.add_row(q, *(str(row.get(p, "")) if p != q else Text("·", style="dim") for p in langs))
         out.append(_titled("cross pairs: query language ↓, passage language →", cross))
+    return out
+
+
+def _delta(value: float | None, base: float | None, lower_is_better: bool = False, digits: int = 3) -> Text:
+    if value is None:
+        return Text("–", style="dim")
+    text = Text(f"{value:.{digits}f}")
+    if base is not None and value != base:
+        diff = value - base
+        good = diff < 0 if lower_is_better else diff > 0
+        text.append(f" {diff:+.{digits}f}", style="green" if good else "red")
+    return text
+
+
+def comparison(runs: list[dict], results: dict[str, list[dict]]) -> list:
+    """`hybtui compare`: differing parameters, headline figures with deltas against the
+    first run, and per-language mAP per setting."""
+    ids = [run["id"] for run in runs]
+    out: list = []
+    differ = report.differing_parameters([run["config"] for run in runs])
+    params = Table("parameter", *ids)
+    for key, values in differ.items():
+        params.add_row(key, *(json.dumps(v) if not isinstance(v, str) else v for v in values))
+    out.append(_titled("parameters that differ" if differ else "no parameter differs", params))
+    heads = [report.headline(results[i]) for i in ids]
+    benches = sorted({b for h in heads for b, _, _ in h})
+    head = Table("bench", "figure", *ids)
+    for bench in benches:
+        for setting, metric in report.HEADLINE:
+            values = [h.get((bench, setting, metric)) for h in heads]
+            lower = metric == "rank_distance"
+            head.add_row(bench, f"{setting} {metric}",
+                         *(_delta(v, values[0], lower, 1 if lower else 3) for v in values))
+    out.append(_titled(f"headline figures (Δ against {ids[0]})", head))
+    for bench in benches:
+        seen = report.seen_of(results[ids[0]], bench)
+        for setting in ("mono", "cross", "multi"):
+            per_run = [report.per_language(results[i], bench, setting) for i in ids]
+            langs = sorted({lang for p in per_run for lang in p})
+            table = Table("lang", "seen", *ids)
+            for lang in langs:
+                values = [p.get(lang) for p in per_run]
+                table.add_row(lang, seen.get(lang) or "", *(_delta(v, values[0]) for v in values))
+            out.append(_titled(f"{bench} {setting} mAP per query language", table))
     return out

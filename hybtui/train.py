@@ -70,6 +70,35 @@ class Events:
     def on_message(self, text: str) -> None: ...
 
 
+class Tee(Events):
+    """Every event to several listeners (e.g. the store and a console display)."""
+
+    def __init__(self, *listeners: Events):
+        self.listeners = listeners
+
+    def _each(self, name: str, *args) -> None:
+        for listener in self.listeners:
+            getattr(listener, name)(*args)
+
+    def on_start(self, *args) -> None:
+        self._each("on_start", *args)
+
+    def on_step(self, *args) -> None:
+        self._each("on_step", *args)
+
+    def on_validation(self, *args) -> None:
+        self._each("on_validation", *args)
+
+    def on_eval(self, *args) -> None:
+        self._each("on_eval", *args)
+
+    def on_checkpoint(self, *args) -> None:
+        self._each("on_checkpoint", *args)
+
+    def on_message(self, *args) -> None:
+        self._each("on_message", *args)
+
+
 # ---------------------------------------------------------------- loss
 
 
@@ -292,6 +321,18 @@ class TrainingResult:
     model_dir: Path | None
 
 
+def prepare_data(config: RunConfig, data_dir: Path | None) -> tuple[list[TrainingSet], list[TrainingSet]]:
+    """Training and validation sets, with everything that can be wrong with the data and
+    the sampler checked — before any model loads or any run is recorded."""
+    sets = load_training_sets(list(config.train), data_dir)
+    splits = [split_validation(s, config.validation_fraction) for s in sets]
+    train_sets = [train for train, _ in splits]
+    validate_sampler(train_sets, config.sampler, config.batch_size, config.alpha)
+    if config.eval:
+        benchmarks.parse_eval_spec(list(config.eval))
+    return train_sets, [val for _, val in splits if val.items]
+
+
 class Trainer:
     """Validates everything, then trains `config.steps` steps, evaluating and checkpointing."""
 
@@ -300,15 +341,10 @@ class Trainer:
         self.config = config
         self.output_dir = Path(output_dir)
         self.events = events or Events()
-        self.data_dir = sources.data_dir_from_env(data_dir)
+        self.data_dir = sources.data_dir_from_env(data_dir or config.data_dir)
         self._stop = False
         self.device = models.resolve_device(config.device)
-        # Everything that can be wrong with the data is checked before the model loads.
-        sets = load_training_sets(list(config.train), self.data_dir)
-        splits = [split_validation(s, config.validation_fraction) for s in sets]
-        self.train_sets = [train for train, _ in splits]
-        self.validation_sets = [val for _, val in splits if val.items]
-        validate_sampler(self.train_sets, config.sampler, config.batch_size, config.alpha)
+        self.train_sets, self.validation_sets = prepare_data(config, self.data_dir)
         self.train_languages = sorted({lang for s in self.train_sets for lang in s.languages})
         self.eval_selections = benchmarks.parse_eval_spec(list(config.eval)) if config.eval else []
         self.ctx = DistContext.from_environment(self.device)

@@ -1,0 +1,80 @@
+"""Runs side by side: parameters that differ, headline metrics with deltas, per-language
+figures, and the export formats (CSV, JSON, Markdown) of stored runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+#: (setting, metric) pairs shown as headline figures, in order
+HEADLINE = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))
+RESULT_COLUMNS = ("bench", "setting", "query_lang", "doc_lang", "metric", "value", "seen")
+RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
+
+
+def headline(results: Sequence[dict]) -> dict[tuple[str, str, str], float]:
+    """{(bench, setting, metric): macro-average} from a run's final result rows."""
+    return {(r["bench"], r["setting"], r["metric"]): r["value"]
+            for r in results if r["query_lang"] == "avg" and r["seen"] is None}
+
+
+def differing_parameters(configs: Sequence[dict]) -> dict[str, list[Any]]:
+    """Only the configuration keys whose values differ between the runs."""
+    keys = sorted({k for c in configs for k in c})
+    return {k: [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
+
+
+def per_language(results: Sequence[dict], bench: str, setting: str, metric: str = "map") -> dict[str, float]:
+    """Per query language; for cross, the mean over its pairs."""
+    values: dict[str, list[float]] = {}
+    for r in results:
+        if r["bench"] == bench and r["setting"] == setting and r["metric"] == metric and r["query_lang"] != "avg":
+            values.setdefault(r["query_lang"], []).append(r["value"])
+    return {lang: sum(v) / len(v) for lang, v in sorted(values.items())}
+
+
+def seen_of(results: Sequence[dict], bench: str) -> dict[str, str | None]:
+    return {r["query_lang"]: r["seen"] for r in results
+            if r["bench"] == bench and r["setting"] == "multi" and r["query_lang"] != "avg"}
+
+
+def export_rows(runs: Sequence[dict], results: dict[str, list[dict]]) -> list[dict]:
+    """One flat row per result of each run, prefixed with the run's identity."""
+    rows = []
+    for run in runs:
+        config = run["config"]
+        for r in results[run["id"]]:
+            rows.append({"run_id": run["id"], "run_name": run["name"], "model": config.get("model"),
+                         "sampler": config.get("sampler"), "alpha": config.get("alpha"), "step": r.get("step"),
+                         "final": bool(r.get("final")), **{c: r[c] for c in RESULT_COLUMNS}})
+    return rows
+
+
+def export(runs: Sequence[dict], results: dict[str, list[dict]], fmt: str) -> str:
+    """Stored runs as csv (every result row), json (runs with config and results) or md
+    (one line of headline figures per run and benchmark)."""
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=[*RUN_COLUMNS, *RESULT_COLUMNS], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(export_rows(runs, results))
+        return out.getvalue()
+    if fmt == "json":
+        return json.dumps([{"run": run, "results": results[run["id"]]} for run in runs], indent=1) + "\n"
+    if fmt == "md":
+        lines = ["| run | name | model | sampler | α | status | bench | mono mAP | cross mAP | multi mAP | rank dist. |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for run in runs:
+            config = run["config"]
+            head = headline(results[run["id"]])
+            for bench in sorted({b for b, _, _ in head}) or ["–"]:
+                figures = [head.get((bench, s, m)) for s, m in HEADLINE]
+                cells = [f"{v:.1f}" if m == "rank_distance" and v is not None else
+                         f"{v:.3f}" if v is not None else "–" for v, (_, m) in zip(figures, HEADLINE)]
+                lines.append(f"| {run['id']} | {run['name'] or ''} | {config.get('model')} | {config.get('sampler')} "
+                             f"| {config.get('alpha')} | {run['status']} | {bench} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown export format {fmt}")

@@ -1,0 +1,568 @@
+"""The run store: every run in one SQLite file, shared by one UI and many workers.
+
+Layout (DESIGN.md §4): ``<store>/hybtui.db`` plus ``<store>/runs/<run_id>/`` for the
+config, the worker log, checkpoints and embedding caches.
+
+Concurrency model, after harlequin's query log: WAL (readers never block the
+writer, the writer never blocks readers), a busy timeout so writers queue
+instead of failing, ``BEGIN IMMEDIATE`` for every write so a writer takes the
+write lock up front (a deferred transaction that reads first and then writes
+can fail at once with "database is locked" in WAL, whatever the timeout), and
+short transactions: one per batch of metrics. Each ``Store`` owns its own
+connection; worker processes open their own ``Store``. The schema is versioned
+with ``PRAGMA user_version`` and migrated on open. Times are float UNIX
+seconds (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from hybtui.config import RunConfig
+from hybtui.errors import HybtuiError
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "hybtui.db"
+BUSY_TIMEOUT_S = 10.0
+#: A running run whose heartbeat is older than this is shown as stalled.
+STALL_AFTER_S = 60.0
+
+STATUSES = ("queued", "running", "finished", "failed", "cancelled", "crashed")
+#: queued → running → finished | failed | cancelled | crashed, queued → cancelled,
+#: and a cancelled or crashed run can be resumed (queued or started again).
+TRANSITIONS = {
+    "queued": {"running", "cancelled"},
+    "running": {"finished", "failed", "cancelled", "crashed"},
+    "finished": set(),
+    "failed": set(),
+    "cancelled": {"queued", "running"},
+    "crashed": {"queued", "running"},
+}
+#: Run columns a status change may set alongside the status.
+STATUS_FIELDS = {"pid", "pgid", "host", "heartbeat_at", "exit_code", "error", "step", "total_steps"}
+LEVELS = ("debug", "info", "warning", "error")
+RESULT_COLUMNS = ("bench", "setting", "query_lang", "doc_lang", "metric", "value", "seen")
+
+
+def store_path(path: str | Path | None) -> Path:
+    """The store directory: the argument, else ``$HYBTUI_STORE``, else ``./store``."""
+    chosen = path if path not in (None, "") else os.environ.get("HYBTUI_STORE") or "store"
+    return Path(chosen).expanduser()
+
+
+def this_host() -> str:
+    """The host name recorded with a running run: pids are only judged on their own host."""
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists on this host (a process we may not signal exists too).
+
+    A zombie — exited, not yet reaped by its parent — is dead: a worker killed with -9
+    whose parent never waits for it must still be swept as crashed.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): trust the signal
+    return state != "Z"
+
+
+def is_stalled(run: dict[str, Any], now: float | None = None) -> bool:
+    """A running run whose process is alive but whose heartbeat is older than STALL_AFTER_S.
+
+    Computed, never stored: the run may recover. On another host the process cannot be
+    checked, so the heartbeat alone decides; a dead process here is the sweep's business.
+    """
+    if run["status"] != "running":
+        return False
+    if run["host"] == this_host() and (run["pid"] is None or not pid_alive(run["pid"])):
+        return False
+    last = run["heartbeat_at"] or run["started_at"] or run["created_at"]
+    return (time.time() if now is None else now) - last > STALL_AFTER_S
+
+
+def _v1_tables(db: sqlite_utils.Database) -> None:
+    """The initial schema: runs and the four tables of what they report."""
+    db.table("runs").create(
+        {"id": str, "name": str, "config": str, "status": str, "created_at": float,
+         "started_at": float, "ended_at": float, "pid": int, "pgid": int, "host": str,
+         "heartbeat_at": float, "exit_code": int, "error": str, "parent_id": str,
+         "step": int, "total_steps": int},
+        pk="id", not_null={"config", "status", "created_at"}, defaults={"step": 0},
+    )
+    per_run = {"foreign_keys": [("run_id", "runs", "id")], "pk": "id"}
+    db.table("metrics").create(
+        {"id": int, "run_id": str, "key": str, "step": int, "value": float, "time": float},
+        not_null={"run_id", "key", "step", "time"}, **per_run,
+    )
+    db.table("results").create(
+        {"id": int, "run_id": str, "step": int, "bench": str, "setting": str, "query_lang": str,
+         "doc_lang": str, "metric": str, "value": float, "seen": str, "final": bool},
+        not_null={"run_id", "bench", "setting", "query_lang", "doc_lang", "metric", "final"}, **per_run,
+    )
+    db.table("events").create(
+        {"id": int, "run_id": str, "time": float, "level": str, "message": str},
+        not_null={"run_id", "time", "level", "message"}, **per_run,
+    )
+    db.table("artifacts").create(
+        {"id": int, "run_id": str, "kind": str, "path": str, "step": int, "time": float},
+        not_null={"run_id", "kind", "path", "time"}, **per_run,
+    )
+
+
+def _v2_indexes(db: sqlite_utils.Database) -> None:
+    """Indexes for the reads the UI repeats: the run list, and per-run incremental reads.
+
+    An index on (run_id) is ordered by (run_id, rowid), so ``id > ?`` for one run is a
+    range scan; (run_id, key) answers the last value per key from the index alone.
+    """
+    db.table("runs").create_index(["created_at"])
+    db.table("runs").create_index(["status", "created_at"])
+    db.table("metrics").create_index(["run_id"])
+    db.table("metrics").create_index(["run_id", "key"])
+    for name in ("results", "events", "artifacts"):
+        db.table(name).create_index(["run_id"])
+
+
+#: Schema version N is reached by applying MIGRATIONS[:N] in order.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_tables, _v2_indexes]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _request_wal(conn: sqlite3.Connection) -> str:
+    """Ask for WAL; SQLite answers with the mode actually in use, which stays the old
+    one where the filesystem cannot share memory between processes (e.g. NFS)."""
+    return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower()
+
+
+def _new_run_id() -> str:
+    """``YYMMDD-HHMMSS-xxxx`` (UTC): short, sorts by creation time, random suffix."""
+    return datetime.now(timezone.utc).strftime("%y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+class Store:
+    """One connection to a run store; open one per process (and per thread).
+
+    Opening creates the directory and database if needed, migrates the schema and
+    sweeps orphaned runs (``swept``)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = store_path(path)
+        self.db_path = self.path / DB_NAME
+        self._prepare_directory()
+        self._conn = self._connect()
+        self.db = sqlite_utils.Database(self._conn, execute_plugins=False)
+        try:
+            self._migrate()
+            (self.path / "runs").mkdir(exist_ok=True)
+            #: Runs found orphaned (and marked crashed) when this store was opened.
+            self.swept = self.sweep_orphans()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening --------------------------------------------------------------------
+
+    def _prepare_directory(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HybtuiError(f"cannot use {self.path} as the run store: {exc.strerror or exc}") from exc
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise HybtuiError(f"cannot use {self.path} as the run store: the directory is not writable")
+        if self.db_path.exists() and not self.db_path.is_file():
+            raise HybtuiError(f"{self.db_path} is not a SQLite database (it is not a regular file)")
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open and configure the connection; nothing is written before the file is
+        known to be SQLite, so a foreign file is left untouched."""
+        try:  # timeout= is SQLite's busy_timeout; isolation_level=None: we BEGIN ourselves
+            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise HybtuiError(f"cannot open {self.db_path}: {exc}") from exc
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if "not a database" in str(exc):
+                raise HybtuiError(f"{self.db_path} is not a SQLite database; move it away or pick "
+                                  f"another --store") from exc
+            raise HybtuiError(f"cannot open {self.db_path}: {exc}") from exc
+        try:
+            #: "wal", or the rollback-journal mode SQLite kept where WAL is unavailable.
+            self.journal_mode = _request_wal(conn)
+            if self.journal_mode != "wal":
+                log.warning("%s: WAL unavailable, using journal_mode=%s (readers will briefly "
+                            "block writers)", self.db_path, self.journal_mode)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise HybtuiError(f"cannot open {self.db_path}: {exc}") from exc
+        return conn
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION in one transaction (concurrent openers queue)."""
+        if self._user_version() == SCHEMA_VERSION:
+            return  # the common case takes no write lock
+        with self._write():
+            version = self._user_version()  # again: another process may have migrated meanwhile
+            if version > SCHEMA_VERSION:
+                raise HybtuiError(
+                    f"{self.db_path} was written by a newer hybtui (schema version {version}, "
+                    f"this one knows up to {SCHEMA_VERSION}); upgrade hybtui to open it")
+            for migration in MIGRATIONS[version:]:
+                migration(self.db)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _user_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite_utils.Database]:
+        """A short write transaction holding the write lock from its first statement.
+
+        Joins the transaction already open, so helpers compose (a status change and
+        its event commit together)."""
+        if self._conn.in_transaction:
+            yield self.db
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Fully fetched rows: a half-read cursor would keep a read snapshot open."""
+        return list(self.db.query(sql, list(params)))
+
+    # -- runs -----------------------------------------------------------------------
+
+    def create_run(self, config: RunConfig, name: str | None = None, parent_id: str | None = None,
+                   status: str = "queued") -> str:
+        """Record a new run and create ``runs/<id>/config.json``; returns the run id."""
+        if status not in ("queued", "running"):
+            raise HybtuiError(f"a new run starts as queued or running, not '{status}'")
+        if parent_id is not None:
+            parent_id = self.get_run(parent_id)["id"]
+        now = time.time()
+        record = {"name": name or config.name, "config": config.to_json(), "status": status,
+                  "created_at": now, "parent_id": parent_id, "step": 0, "total_steps": config.steps}
+        if status == "running":
+            record.update(started_at=now, heartbeat_at=now, pid=os.getpid(), pgid=os.getpgrp(),
+                          host=this_host())
+        with self._write() as db:
+            run_id = _new_run_id()
+            while db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
+                run_id = _new_run_id()
+            db.table("runs").insert({"id": run_id, **record})
+            directory = self.path / "runs" / run_id
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                (directory / "config.json").write_text(config.to_json() + "\n")
+            except OSError as exc:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise HybtuiError(f"cannot create the run directory {directory}: "
+                                  f"{exc.strerror or exc}") from exc
+        return run_id
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run with this id, or with this unique id prefix; ``config`` decoded to a dict."""
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
+        if not rows and run_id:
+            rows = self._rows("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
+                              [len(run_id), run_id])
+        if not rows:
+            raise HybtuiError(f"no run with id '{run_id}' in {self.path} (list them with `hybtui runs ls`)")
+        if len(rows) > 1:
+            shown = ", ".join(row["id"] for row in rows[:5]) + (", …" if len(rows) > 5 else "")
+            raise HybtuiError(f"run id prefix '{run_id}' is ambiguous: it matches {shown}; "
+                              f"give more characters")
+        return _decoded(rows[0])
+
+    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs newest first, optionally of one status; ``config`` decoded to a dict."""
+        where, params = "", []
+        if status is not None:
+            _check_status(status)
+            where, params = "WHERE status = ?", [status]
+        if limit is not None:
+            if limit < 1:
+                raise HybtuiError(f"--limit must be at least 1 (got {limit})")
+            params.append(limit)
+        sql = f"SELECT * FROM runs {where} ORDER BY created_at DESC, id DESC"
+        return [_decoded(row) for row in self._rows(sql + (" LIMIT ?" if limit is not None else ""), params)]
+
+    def run_dir(self, run_id: str) -> Path:
+        """``runs/<id>/``: the config, the worker log, checkpoints, embedding caches."""
+        return self.path / "runs" / self.get_run(run_id)["id"]
+
+    def set_status(self, run_id: str, status: str, **fields: Any) -> dict[str, Any]:
+        """Move a run along its life cycle, stamping times; returns the updated run.
+
+        Entering ``running`` stamps started_at and a first heartbeat and, unless given,
+        records the calling process (pid, process group, host) for the orphan sweep.
+        Entering an ended status stamps ended_at; re-queueing clears the last attempt's
+        process and exit. Each change is also logged as an event.
+        """
+        _check_status(status)
+        unknown = sorted(set(fields) - STATUS_FIELDS)
+        if unknown:
+            raise HybtuiError(f"set_status cannot set {', '.join(unknown)}; "
+                              f"allowed: {', '.join(sorted(STATUS_FIELDS))}")
+        now = time.time()
+        with self._write() as db:
+            run = self.get_run(run_id)
+            if status not in TRANSITIONS[run["status"]]:
+                allowed = ", ".join(sorted(TRANSITIONS[run["status"]])) or "none (it has ended)"
+                raise HybtuiError(f"run {run['id']} is {run['status']} and cannot become {status}; "
+                                  f"allowed: {allowed}")
+            updates: dict[str, Any] = {"status": status}
+            if status == "running":
+                updates.update(started_at=now, heartbeat_at=now, ended_at=None, exit_code=None, error=None)
+                if "pid" in fields:
+                    updates["pgid"] = None  # unless given: never signal the last attempt's group
+                else:
+                    updates.update(pid=os.getpid(), pgid=os.getpgrp())
+                updates["host"] = this_host()
+            elif status == "queued":
+                updates.update(started_at=None, ended_at=None, pid=None, pgid=None, host=None,
+                               heartbeat_at=None, exit_code=None, error=None)
+            else:
+                updates["ended_at"] = now
+            updates.update(fields)
+            db.table("runs").update(run["id"], updates)
+            self._insert_event(run["id"], "error" if status in ("failed", "crashed") else "info",
+                               f"status {run['status']} → {status}", now)
+        return self.get_run(run["id"])
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run's rows from every table and its directory; a running run is refused."""
+        with self._write() as db:
+            run = self.get_run(run_id)
+            if run["status"] == "running":
+                raise HybtuiError(f"run {run['id']} is running (pid {run['pid']} on {run['host']}); "
+                                  f"cancel it first with `hybtui runs cancel {run['id']}`")
+            for table in ("metrics", "results", "events", "artifacts"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["id"]])
+            db.execute("DELETE FROM runs WHERE id = ?", [run["id"]])
+        directory = self.path / "runs" / run["id"]
+        try:
+            shutil.rmtree(directory)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise HybtuiError(f"deleted run {run['id']} from the store but could not remove "
+                              f"{directory}: {exc.strerror or exc}") from exc
+
+    def sweep_orphans(self, now: float | None = None) -> list[str]:
+        """Mark ``crashed`` every run that is ``running`` on this host but whose process is
+        gone (killed, OOM, reboot): nobody else would ever end it. Returns the swept ids."""
+        now = time.time() if now is None else now
+        candidates = self._rows("SELECT id, pid FROM runs WHERE status = 'running' AND host = ? "
+                                "AND pid IS NOT NULL", [this_host()])
+        swept = []
+        for run in candidates:
+            if pid_alive(run["pid"]):
+                continue
+            message = (f"worker process {run['pid']} on {this_host()} is gone without recording "
+                       f"an exit; marked crashed (resume it with `hybtui runs resume {run['id']}`)")
+            with self._write() as db:
+                changed = db.execute(  # unless the worker ended it meanwhile
+                    "UPDATE runs SET status = 'crashed', ended_at = ?, error = ? "
+                    "WHERE id = ? AND status = 'running' AND pid = ?",
+                    [now, message, run["id"], run["pid"]]).rowcount
+                if changed:
+                    self._insert_event(run["id"], "error", message, now)
+                    swept.append(run["id"])
+        return swept
+
+    # -- writer side (the worker) ---------------------------------------------------
+
+    def heartbeat(self, run_id: str, step: int | None = None) -> None:
+        """The worker is alive (and at ``step``): keeps the run from looking stalled."""
+        with self._write() as db:
+            cursor = db.execute("UPDATE runs SET heartbeat_at = ?, step = coalesce(?, step) WHERE id = ?",
+                                [time.time(), None if step is None else int(step), run_id])
+        if cursor.rowcount == 0:
+            self.get_run(run_id)  # raises "no run with id …"
+
+    def add_metrics(self, run_id: str, metrics: Iterable[tuple[str, int, float]]) -> None:
+        """Append ``(key, step, value)`` rows in one transaction. NaN is kept (as NULL in
+        SQLite, which has no NaN) and read back as NaN."""
+        now = time.time()
+        rows = []
+        for item in metrics:
+            try:
+                key, step, value = item
+                rows.append({"run_id": run_id, "key": _text(key, "metric key"), "step": int(step),
+                             "value": float(value), "time": now})
+            except (TypeError, ValueError) as exc:
+                raise HybtuiError(f"a metric must be (key, step, value) with a text key, an integer "
+                                  f"step and a number; got {item!r}") from exc
+        if rows:
+            with self._existing_run(run_id) as db:
+                db.table("metrics").insert_all(rows)
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> int:
+        """Drop metrics past `after_step` (an interrupted attempt's steps that a resume from
+        that checkpoint recomputes), so a resumed run's series has no duplicates."""
+        with self._write() as db:
+            return db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?",
+                              [self.get_run(run_id)["id"], int(after_step)]).rowcount
+
+    def add_results(self, run_id: str, rows: Iterable[Any], step: int | None, final: bool) -> None:
+        """Append result rows (dicts, or objects with ``as_dict()`` such as ResultRow)."""
+        records = []
+        for row in rows:
+            data = row.as_dict() if hasattr(row, "as_dict") else dict(row)
+            missing = [c for c in RESULT_COLUMNS if c not in data and c != "seen"]
+            if missing:
+                raise HybtuiError(f"a result row needs {', '.join(RESULT_COLUMNS)}; "
+                                  f"{data!r} lacks {', '.join(missing)}")
+            try:
+                value = float(data["value"])
+            except (TypeError, ValueError) as exc:
+                raise HybtuiError(f"result value must be a number; got {data['value']!r}") from exc
+            records.append({"run_id": run_id, "step": None if step is None else int(step),
+                            **{c: data.get(c) for c in RESULT_COLUMNS}, "value": value,
+                            "final": bool(final)})
+        if records:
+            with self._existing_run(run_id) as db:
+                db.table("results").insert_all(records)
+
+    def add_event(self, run_id: str, level: str, message: str) -> int | None:
+        """Log a line in the run's history; returns its id, or None where the database
+        failed. Never raises on database trouble: logging must not fail a training run."""
+        if level not in LEVELS:
+            raise HybtuiError(f"event level must be one of {', '.join(LEVELS)} (got '{level}')")
+        try:
+            with self._write():
+                return self._insert_event(run_id, level, str(message), time.time())
+        except sqlite3.Error as exc:
+            log.warning("could not record event for run %s in %s: %s", run_id, self.db_path, exc)
+            return None
+
+    def add_artifact(self, run_id: str, kind: str, path: str | Path, step: int | None = None) -> None:
+        """Record a file a run produced. A relative ``path`` is relative to the run directory;
+        paths inside it are stored relative, so a moved store still finds them."""
+        directory = (self.path / "runs" / run_id).resolve()
+        resolved = (directory / path).resolve()
+        stored = str(resolved.relative_to(directory)) if resolved.is_relative_to(directory) else str(resolved)
+        with self._existing_run(run_id) as db:
+            db.table("artifacts").insert({"run_id": run_id, "kind": _text(kind, "artifact kind"),
+                                          "path": stored, "step": None if step is None else int(step),
+                                          "time": time.time()})
+
+    @contextmanager
+    def _existing_run(self, run_id: str) -> Iterator[sqlite_utils.Database]:
+        """A write transaction that turns a foreign-key failure into "no run with id"."""
+        try:
+            with self._write() as db:
+                yield db
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" not in str(exc):
+                raise
+            self.get_run(run_id)  # raises the helpful error
+            raise
+
+    def _insert_event(self, run_id: str, level: str, message: str, now: float) -> int:
+        return self.db.execute("INSERT INTO events (run_id, time, level, message) VALUES (?, ?, ?, ?)",
+                               [run_id, now, level, message]).lastrowid
+
+    # -- reader side (the UI and the CLI) -------------------------------------------
+
+    def metrics_since(self, run_id: str, after_id: int = 0,
+                      keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Metric rows with id > after_id, oldest first; pass the last id back next time.
+
+        Ids grow in commit order (one writer at a time), so nothing is ever skipped."""
+        sql = "SELECT id, key, step, value, time FROM metrics WHERE run_id = ? AND id > ?"
+        params = [run_id, after_id]
+        if keys is not None:
+            keys = list(keys)
+            sql += f" AND key IN ({', '.join('?' * len(keys))})"
+            params += keys
+        return [_nan(row) for row in self._rows(sql + " ORDER BY id", params)]
+
+    def latest_metrics(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The last recorded row per metric key: ``{key: {id, step, value, time}}``."""
+        rows = self._rows("SELECT id, key, step, value, time FROM metrics WHERE id IN "
+                          "(SELECT max(id) FROM metrics WHERE run_id = ? GROUP BY key) ORDER BY key", [run_id])
+        return {row.pop("key"): _nan(row) for row in rows}
+
+    def results(self, run_id: str, final_only: bool = True) -> list[dict[str, Any]]:
+        """Result rows (the §3 columns plus step and final), in the order recorded."""
+        sql = ("SELECT step, final, " + ", ".join(RESULT_COLUMNS) + " FROM results WHERE run_id = ?"
+               + (" AND final" if final_only else "") + " ORDER BY id")
+        return [{**row, "final": bool(row["final"])} for row in self._rows(sql, [run_id])]
+
+    def events(self, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
+        """Event rows with id > after_id, oldest first (incremental like metrics_since)."""
+        return self._rows("SELECT id, time, level, message FROM events WHERE run_id = ? AND id > ? "
+                          "ORDER BY id", [run_id, after_id])
+
+    def artifacts(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """Artifact rows with ``path`` resolved against the run directory."""
+        sql, params = "SELECT id, kind, path, step, time FROM artifacts WHERE run_id = ?", [run_id]
+        if kind is not None:
+            sql, params = sql + " AND kind = ?", params + [kind]
+        directory = self.path / "runs" / run_id
+        return [{**row, "path": directory / row["path"]} for row in self._rows(sql + " ORDER BY id", params)]
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise HybtuiError(f"unknown run status '{status}'; one of {', '.join(STATUSES)}")
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise HybtuiError(f"{what} must be non-empty text (got {value!r})")
+    return value
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "config": json.loads(row["config"])}
+
+
+def _nan(row: dict[str, Any]) -> dict[str, Any]:
+    if row["value"] is None:
+        row["value"] = math.nan
+    return row

@@ -1,0 +1,131 @@
+"""Runs executed by real detached worker processes: lifecycle, kill -9, cancel, resume, queue."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hybtui import launcher, models
+from hybtui.store import Store
+from hybtui.train import latest_checkpoint
+
+
+def hybtui(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hybtui {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def store_dir(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("HYBTUI_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
+    models.prepare_tiny()  # once per session cache, so workers start quickly
+    return tmp_path / "store"
+
+
+def submit(*extra, steps=3):
+    args = ["train", "--detach", "--json", "--model", "tiny", "--train", "mlqa-r:en,de,es", "--eval", "xquad-r:en",
+            "--steps", str(steps), "--batch-size", "8", "--max-length", "32", "--warmup-steps", "1", *extra]
+    return json.loads(hybtui(*args).stdout)["id"]
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def loss_steps(store, run_id):
+    return [m["step"] for m in store.metrics_since(run_id, 0, keys=["loss"])]
+
+
+def test_detached_run_finishes_and_reports_everything(store_dir):
+    run_id = submit()
+    with Store(store_dir) as store:
+        assert launcher.wait(store, run_id, 180) == "finished"
+        run = store.get_run(run_id)
+        assert run["exit_code"] == 0 and run["step"] == 3
+        assert loss_steps(store, run_id) == [1, 2, 3]
+        assert {r["bench"] for r in store.results(run_id)} == {"xquad-r"}
+        assert store.artifacts(run_id, "checkpoint")
+    assert (store_dir / "runs" / run_id / "worker.log").is_file()
+    listed = json.loads(hybtui("runs", "ls", "--json").stdout)
+    assert [(r["id"], r["status"]) for r in listed] == [(run_id, "finished")]
+    assert {"id", "name", "status", "pid", "created_at"} <= set(listed[0])
+
+
+def test_kill_9_leaves_crashed_with_flushed_metrics_then_resume_has_no_gap(store_dir):
+    run_id = submit("--checkpoint-every", "4", steps=60)
+    with Store(store_dir) as store:
+        wait_for(lambda: len(loss_steps(store, run_id)) >= 10 and latest_checkpoint(store.run_dir(run_id)),
+                 240, "ten steps and a checkpoint")
+        before = loss_steps(store, run_id)
+        pgid = store.get_run(run_id)["pgid"]
+    os.killpg(pgid, signal.SIGKILL)
+    killed = time.monotonic()
+    with Store(store_dir) as store:
+        wait_for(lambda: store.sweep_orphans() or store.get_run(run_id)["status"] == "crashed", 15, "crashed")
+        assert time.monotonic() - killed < 15
+        after = loss_steps(store, run_id)
+        assert after[: len(before)] == before, "metrics written before the kill must survive"
+        launcher.resume(store, run_id)
+        assert launcher.wait(store, run_id, 240) == "finished"
+        assert loss_steps(store, run_id) == list(range(1, 61)), "resumed steps: no gap, no duplicate"
+
+
+def test_cancel_leaves_a_loadable_checkpoint(store_dir):
+    run_id = submit(steps=400)
+    with Store(store_dir) as store:
+        wait_for(lambda: len(loss_steps(store, run_id)) >= 3, 180, "three steps")
+        assert hybtui("runs", "cancel", run_id).stdout.strip().endswith("cancelling")
+        assert launcher.wait(store, run_id, 60) == "cancelled"
+        checkpoint = latest_checkpoint(store.run_dir(run_id))
+        assert checkpoint is not None
+        step = int(checkpoint.name.split("-")[-1])
+        assert step == store.get_run(run_id)["step"] >= 3
+    encoder = models.load_encoder(models.encoder_spec(str(checkpoint)), device="cpu")
+    assert encoder.encode(["query text"], "query").shape == (1, 32)
+
+
+def test_queue_starts_the_next_run_when_a_slot_frees(store_dir):
+    first, second = submit(), submit()
+    with Store(store_dir) as store:
+        assert store.get_run(second)["status"] == "queued"  # one slot by default
+        assert launcher.wait(store, first, 180) == "finished"
+        assert launcher.wait(store, second, 180) == "finished"  # started by the first worker
+
+
+def test_bad_input_changes_nothing(store_dir, tmp_path):
+    run_id = submit()
+    with Store(store_dir) as store:
+        launcher.wait(store, run_id, 180)
+    database = (store_dir / "hybtui.db").read_bytes()
+    proc = hybtui("runs", "resume", run_id, check=False)
+    assert proc.returncode == 2 and "only crashed or cancelled runs can be resumed" in proc.stderr
+    proc = hybtui("runs", "show", "nosuchrun", check=False)
+    assert proc.returncode == 2 and "no run with id 'nosuchrun'" in proc.stderr
+    assert (store_dir / "hybtui.db").read_bytes() == database
+    not_sqlite = tmp_path / "other"
+    not_sqlite.mkdir()
+    (not_sqlite / "hybtui.db").write_text("not a database")
+    proc = hybtui("runs", "ls", "--store", str(not_sqlite), check=False)
+    assert proc.returncode == 2 and "not a SQLite database" in proc.stderr
+    assert (not_sqlite / "hybtui.db").read_text() == "not a database"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = hybtui("runs", "ls", "--store", str(blocker / "store"), check=False)
+    assert proc.returncode == 2 and str(blocker) in proc.stderr
+    with pytest.raises(sqlite3.DatabaseError):
+        sqlite3.connect(not_sqlite / "hybtui.db").execute("select 1 from runs")
