@@ -141,19 +141,24 @@ def test_sample_summary_for_people(shared_data):
     ],
 )
 def test_train_rejects_invalid_configurations_before_running(shared_data, tmp_path, args, message):
-    out = tmp_path / "run"
-    proc = hybtui("train", "--model", "tiny", *args, "--output-dir", str(out), "--data-dir", str(shared_data))
+    store = tmp_path / "store"
+    proc = hybtui("train", "--model", "tiny", *args, "--store", str(store), "--data-dir", str(shared_data))
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    assert not out.exists()
+    assert not store.exists(), "a rejected configuration records nothing"
 
 
 def test_train_foreground_with_a_toml_config(shared_data, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('model = "tiny"\nsampler = "hybrid"\ntrain = ["mlqa-r:en,de"]\neval = ["xquad-r:en,el"]\n'
                       "steps = 2\nbatch_size = 8\nmax_length = 32\nwarmup_steps = 1\n")
-    proc = hybtui("train", "--config", str(config), "--steps", "3", "--output-dir", str(tmp_path / "run"),
+    proc = hybtui("train", "--config", str(config), "--steps", "3", "--store", str(tmp_path / "store"),
                   "--data-dir", str(shared_data), "--json", check=True)
     payload = json.loads(proc.stdout)
     assert payload["status"] == "finished" and payload["step"] == 3
     assert set(payload["summary"]["xquad-r"]) == {"mono", "cross", "multi"}
-    assert (tmp_path / "run/checkpoints/step-0000003/model.safetensors").is_file()
+    run_dir = tmp_path / "store/runs" / payload["id"]
+    assert (run_dir / "checkpoints/step-0000003/model.safetensors").is_file()
+    shown = json.loads(hybtui("runs", "show", payload["id"], "--store", str(tmp_path / "store"), "--json",
+                              check=True).stdout)
+    assert shown["run"]["status"] == "finished" and shown["run"]["config"]["steps"] == 3
+    assert shown["latest_metrics"]["loss"]["step"] == 3
