@@ -154,6 +154,7 @@ def train_command(
     seed: SeedOption = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Queue the run for a background worker and print its id.")] = False,
+    max_parallel: Annotated[Optional[int], typer.Option(help="With --detach: how many runs of this store may run at once (kept).")] = None,
     data_dir: DataDirOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
@@ -181,8 +182,12 @@ def train_command(
     from hybtui.train import prepare_data
 
     prepare_data(config, root)  # bad data or sampler settings are rejected before a run is recorded
+    if max_parallel is not None:
+        launcher.check_max_parallel(max_parallel)
     with Store(store_path(store)) as db:
         if detach:
+            if max_parallel is not None:
+                launcher.set_max_parallel(db, max_parallel)
             run_id = launcher.submit(db, config)
             typer.echo(json.dumps({"id": run_id}) if as_json else run_id)
             return

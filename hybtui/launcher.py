@@ -33,9 +33,13 @@ def max_parallel(store: Store) -> int:
     return int(json.loads(path.read_text()).get("max_parallel", 1)) if path.is_file() else 1
 
 
-def set_max_parallel(store: Store, n: int) -> None:
+def check_max_parallel(n: int) -> None:
     if n < 1:
         raise HybtuiError(f"--max-parallel must be at least 1 (got {n})")
+
+
+def set_max_parallel(store: Store, n: int) -> None:
+    check_max_parallel(n)
     (store.path / SETTINGS).write_text(json.dumps({"max_parallel": n}))
 
 
