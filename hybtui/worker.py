@@ -18,6 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
+from hybtui import launcher
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.evaluate import ResultRow
@@ -118,7 +119,5 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
         return 1
     finally:
         stop.set()
-        from hybtui import launcher
-
         launcher.start_queued(store)
         store.close()
