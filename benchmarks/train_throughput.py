@@ -70,7 +70,8 @@ def main() -> None:
     st.max_seq_length = args.max_length
     st.train()
     mnrl = MultipleNegativesRankingLoss(st, scale=1 / 0.05)
-    st_optimizer = torch.optim.AdamW(st.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fused AdamW: what sentence-transformers' trainer (HF Trainer, torch ≥ 2.8) uses by default
+    st_optimizer = torch.optim.AdamW(st.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     prompts = (ours.prefix("query"), ours.prefix("passage"))
 
     def st_step(step: int) -> float:

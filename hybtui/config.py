@@ -41,6 +41,8 @@ class RunConfig:
     max_grad_norm: float = 1.0
     grad_accumulation: int = 1
     grad_cache_chunk: int = 0
+    #: texts per length-sorted forward group (less padding); 0 = one forward per side
+    forward_chunk: int = 16
     bf16: bool = False
     freeze_embeddings: bool = False
     validation_fraction: float = 0.05
@@ -72,7 +74,8 @@ class RunConfig:
             if value < 1:
                 problems.append(f"--{option} must be at least 1 (got {value})")
         for option, value in (("warmup-steps", self.warmup_steps), ("eval-every", self.eval_every),
-                              ("checkpoint-every", self.checkpoint_every), ("grad-cache-chunk", self.grad_cache_chunk)):
+                              ("checkpoint-every", self.checkpoint_every), ("grad-cache-chunk", self.grad_cache_chunk),
+                              ("forward-chunk", self.forward_chunk)):
             if value < 0:
                 problems.append(f"--{option} must be 0 or more (got {value})")
         if self.lr <= 0:

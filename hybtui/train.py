@@ -203,26 +203,48 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def length_chunks(attention_mask: torch.Tensor, size: int) -> list[tuple[torch.Tensor, int]]:
+    """Rows grouped by token length, longest first, `size` per group (0: one group), each
+    with the width of its longest row: a group is padded only to its own length."""
+    lengths = attention_mask.sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    size = size if size > 0 else len(order)
+    return [(rows, int(lengths[rows[0]])) for rows in torch.split(order, size)]
+
+
 def loss_and_backward(encoder: models.Encoder, texts: BatchTexts, loss_fn: InfoNCELoss,
                       ctx: DistContext = DistContext(), grad_cache_chunk: int = 0,
-                      autocast: bool = False) -> float:
+                      autocast: bool = False, forward_chunk: int = 16) -> float:
     """Full-batch InfoNCE on this rank's slice; gradients land in the encoder's params.
 
-    Without GradCache the whole slice is encoded with gradient. With GradCache
+    Texts are encoded in length-sorted groups (`length_chunks`), so short texts are not
+    padded to the longest one of the batch — the loss still sees the whole batch.
+    Without GradCache every group is encoded with gradient. With GradCache
     (`grad_cache_chunk` > 0) embeddings are first computed without gradient, the loss
-    is differentiated with respect to them, then each chunk is re-encoded and
-    back-propagated with its cached embedding gradient: same loss, same gradients,
-    memory of one chunk. Returns the global-batch loss (mean over ranks).
+    is differentiated with respect to them, then each group is re-encoded (with its
+    dropout masks replayed) and back-propagated with its cached embedding gradient:
+    same loss, same gradients, memory of one group. Returns the global-batch loss
+    (mean over ranks).
     """
     device = encoder.device
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast)
     q_batch = encoder.tokenize(texts.queries, "query")
     p_batch = encoder.tokenize(texts.passages + texts.hard_negatives, "passage")
     n_local = len(texts.queries)
+    size = grad_cache_chunk if grad_cache_chunk > 0 else forward_chunk
 
-    def encode(batch: dict[str, torch.Tensor], part: slice) -> torch.Tensor:
+    def encode(batch: dict[str, torch.Tensor], rows: torch.Tensor, width: int) -> torch.Tensor:
         with amp:
-            return encoder(batch["input_ids"][part], batch["attention_mask"][part]).float()
+            return encoder(batch["input_ids"][rows, :width], batch["attention_mask"][rows, :width]).float()
+
+    def encode_all(batch: dict[str, torch.Tensor], parts, states=None) -> torch.Tensor:
+        embeddings = []
+        for rows, width in parts:
+            if states is not None:
+                states.append(_RandomState(device))
+            embeddings.append(encode(batch, rows, width))
+        order = torch.cat([rows for rows, _ in parts])
+        return torch.cat(embeddings)[torch.argsort(order)]  # back to batch order
 
     def global_loss(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         positives, negatives = p[:n_local], p[n_local:]
@@ -230,26 +252,25 @@ def loss_and_backward(encoder: models.Encoder, texts: BatchTexts, loss_fn: InfoN
         all_p = torch.cat([ctx.gather(positives), ctx.gather(negatives)])
         return loss_fn(q, all_p, offset=ctx.rank * n_local, all_queries=all_q, positives=positives)
 
+    q_parts = length_chunks(q_batch["attention_mask"], size)
+    p_parts = length_chunks(p_batch["attention_mask"], size)
     if grad_cache_chunk <= 0:
-        loss = global_loss(encode(q_batch, slice(None)), encode(p_batch, slice(None)))
+        loss = global_loss(encode_all(q_batch, q_parts), encode_all(p_batch, p_parts))
         loss.backward()
         return _mean_over_ranks(loss.detach(), ctx)
 
-    cached = {}
-    for name, batch in (("q", q_batch), ("p", p_batch)):
-        parts = _chunks(len(batch["input_ids"]), grad_cache_chunk)
-        states, reps = [], []
+    cached = []
+    for batch, parts in ((q_batch, q_parts), (p_batch, p_parts)):
+        states: list[_RandomState] = []
         with torch.no_grad():
-            for part in parts:
-                states.append(_RandomState(device))
-                reps.append(encode(batch, part))
-        cached[name] = (batch, parts, states, torch.cat(reps).requires_grad_())
-    loss = global_loss(cached["q"][3], cached["p"][3])
+            reps = encode_all(batch, parts, states)
+        cached.append((batch, parts, states, reps.requires_grad_()))
+    loss = global_loss(cached[0][3], cached[1][3])
     loss.backward()
-    for batch, parts, states, reps in cached.values():
-        for part, state in zip(parts, states):
+    for batch, parts, states, reps in cached:
+        for (rows, width), state in zip(parts, states):
             state.restore()
-            (encode(batch, part) * reps.grad[part]).sum().backward()
+            (encode(batch, rows, width) * reps.grad[rows]).sum().backward()
     return _mean_over_ranks(loss.detach(), ctx)
 
 
@@ -270,8 +291,11 @@ def build_optimizer(encoder: models.Encoder, config: RunConfig) -> tuple[torch.o
     for name, p in encoder.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
+    # The fused kernel makes one pass over parameters and moments (8x faster on CPU for
+    # me5-small, whose 96M-row embedding matrix dominates the optimizer step).
+    fused = encoder.device.type in ("cpu", "cuda")
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, fused=fused)
     warmup, total = config.warmup_steps, config.steps
 
     def factor(step: int) -> float:
@@ -401,7 +425,7 @@ class Trainer:
                 part_texts = BatchTexts(texts.queries[part], texts.passages[part],
                                         texts.hard_negatives if len(micro) == 1 else [])
                 loss += loss_and_backward(encoder, part_texts, loss_fn, self.ctx, c.grad_cache_chunk,
-                                          autocast) / len(micro)
+                                          autocast, c.forward_chunk) / len(micro)
             if len(micro) > 1:
                 for p in params:
                     if p.grad is not None:

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from hybtui import models
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.train import BatchTexts, DistContext, Events, InfoNCELoss, Trainer, loss_and_backward
+from hybtui.train import BatchTexts, DistContext, Events, InfoNCELoss, Trainer, length_chunks, loss_and_backward
 
 QUERIES = ["Wer gewann?", "Who won the game?", "¿Quién ganó?", "Кто победил?", "谁赢了？", "Ai thắng?"]
 PASSAGES = ["Die Broncos gewannen.", "The Broncos won the game.", "Los Broncos ganaron.",
@@ -46,18 +46,19 @@ def _fresh(tiny_encoder):
 
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_grad_cache_equals_full_batch_gradients(tiny_encoder, symmetric):
-    """Without dropout, GradCache in chunks of 2 gives the full-batch loss and gradients."""
+    """Without dropout, GradCache (chunks of 2) and length-sorted forward groups give the
+    loss and gradients of one full-batch forward."""
     encoder = _fresh(tiny_encoder)
     encoder.eval()
     texts = BatchTexts(QUERIES, PASSAGES, NEGATIVES)
     loss_fn = InfoNCELoss(0.05, symmetric)
-    full = loss_and_backward(encoder, texts, loss_fn)
+    full = loss_and_backward(encoder, texts, loss_fn, forward_chunk=0)  # one forward per side
     full_grads = _gradients(encoder)
-    encoder.zero_grad(set_to_none=True)
-    cached = loss_and_backward(encoder, texts, loss_fn, grad_cache_chunk=2)
-    assert cached == pytest.approx(full, abs=1e-6)
-    for name, grad in _gradients(encoder).items():
-        torch.testing.assert_close(grad, full_grads[name], atol=1e-5, rtol=1e-4)
+    for chunked in ({"grad_cache_chunk": 2}, {"forward_chunk": 3}):  # GradCache; length-sorted groups
+        encoder.zero_grad(set_to_none=True)
+        assert loss_and_backward(encoder, texts, loss_fn, **{"forward_chunk": 0, **chunked}) == pytest.approx(full, abs=1e-6)
+        for name, grad in _gradients(encoder).items():
+            torch.testing.assert_close(grad, full_grads[name], atol=1e-5, rtol=1e-4)
 
 
 def test_grad_cache_replays_dropout_masks(tiny_encoder):
@@ -71,10 +72,14 @@ def test_grad_cache_replays_dropout_masks(tiny_encoder):
     cached_grads = _gradients(encoder)
     encoder.zero_grad(set_to_none=True)
     torch.manual_seed(5)
-    q = encoder.tokenize(texts.queries, "query")
-    p = encoder.tokenize(texts.passages + texts.hard_negatives, "passage")
-    q_emb = torch.cat([encoder(q["input_ids"][s], q["attention_mask"][s]) for s in (slice(0, 4), slice(4, 6))])
-    p_emb = torch.cat([encoder(p["input_ids"][s], p["attention_mask"][s]) for s in (slice(0, 4), slice(4, 8))])
+    embeddings = []
+    for batch in (encoder.tokenize(texts.queries, "query"),
+                  encoder.tokenize(texts.passages + texts.hard_negatives, "passage")):
+        parts = length_chunks(batch["attention_mask"], 4)
+        chunks = [encoder(batch["input_ids"][rows, :w], batch["attention_mask"][rows, :w]) for rows, w in parts]
+        order = torch.cat([rows for rows, _ in parts])
+        embeddings.append(torch.cat(chunks)[torch.argsort(order)])
+    q_emb, p_emb = embeddings
     direct = loss_fn(q_emb, p_emb)
     direct.backward()
     assert cached == pytest.approx(float(direct.detach()), abs=1e-6)
