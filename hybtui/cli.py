@@ -375,15 +375,18 @@ def _age(seconds: float) -> str:
 @runs_app.command("ls")
 def runs_ls(
     status: Annotated[Optional[str], typer.Option(help="Only runs with this status.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="At most this many (newest first).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many, newest first (table default 50; --json: all).")] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Runs, newest first, with their status (stalled ones marked) and progress."""
     from hybtui.store import Store, is_stalled, store_path
 
+    shown = limit if limit is not None or as_json else 50
     with Store(store_path(store)) as db:
-        runs = db.list_runs(status=status, limit=limit)
+        runs = db.list_runs(status=status, limit=None if shown is None else shown + 1)
+    more = shown is not None and len(runs) > shown
+    runs = runs[:shown]
     if as_json:
         keys = ("id", "name", "status", "pid", "created_at", "started_at", "ended_at", "step", "total_steps",
                 "exit_code", "error", "parent_id")
@@ -401,6 +404,8 @@ def runs_ls(
         table.add_row(r["id"], r["name"] or "", c.get("model"), c.get("sampler"), str(c.get("alpha")), state,
                       f"{r['step'] or 0}/{r['total_steps']}", _age(now - r["created_at"]))
     Console().print(table)
+    if more:
+        typer.echo(f"(newest {shown} shown; --limit N for more)")
 
 
 @runs_app.command("show")
