@@ -210,15 +210,12 @@ def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bo
         rows = db.results(run_id)
     if as_json:
         typer.echo(json.dumps({"id": run_id, "status": run["status"], "step": run["step"], "results": rows,
-                               "summary": evaluate.summary(evaluate.ResultRow(**{c: r[c] for c in _ROW}) for r in rows)},
+                               "summary": evaluate.summary(map(evaluate.ResultRow.from_dict, rows))},
                               indent=1))
     else:
         typer.echo(f"run {run_id} {run['status']} at step {run['step']}" + (f": {run['error']}" if run["error"] else ""))
     if code:
         raise typer.Exit(1)
-
-
-_ROW = ("bench", "setting", "query_lang", "doc_lang", "metric", "value", "seen")
 
 
 @app.command("sample")
@@ -437,7 +434,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     out.print(" ".join(f"{k}={v}" for k, v in sorted(run["config"].items()) if v is not None))
     if latest:
         out.print("latest: " + ", ".join(f"{k} {m['value']:.4g} (step {m['step']})" for k, m in sorted(latest.items())))
-    result_rows = [evaluate.ResultRow(**{c: r[c] for c in _ROW}) for r in rows]
+    result_rows = [evaluate.ResultRow.from_dict(r) for r in rows]
     for bench in sorted({r.bench for r in result_rows}):
         out.print(render.language_table(result_rows, bench))
 

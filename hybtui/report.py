@@ -9,9 +9,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from hybtui.store import RESULT_COLUMNS
+
 #: (setting, metric) pairs shown as headline figures, in order
 HEADLINE = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))
-RESULT_COLUMNS = ("bench", "setting", "query_lang", "doc_lang", "metric", "value", "seen")
 RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
 
 
