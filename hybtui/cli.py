@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from hybtui.config import RunConfig
 
 app = typer.Typer(
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
-    help="Train and evaluate multilingual dense retrievers with hybrid batch sampling.",
+    help="Train and evaluate multilingual dense retrievers with hybrid batch sampling. "
+    "With no command: open the app.",
     pretty_exceptions_enable=False,
 )
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data: list, download, verify.")
@@ -36,6 +37,18 @@ DataDirOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 StoreOption = Annotated[Optional[Path], typer.Option("--store", help="The run store directory (env HYBTUI_STORE, default ./store).")]
+
+
+@app.callback()
+def open_app(
+    ctx: typer.Context,
+    store: Annotated[Optional[Path], typer.Option("--store", help="The run store directory (env HYBTUI_STORE, default ./store).")] = None,
+) -> None:
+    """With no command, open the Textual app on the run store."""
+    if ctx.invoked_subcommand is None:
+        from hybtui.tui.app import run_app
+
+        run_app(store)
 
 
 def _csv(value: str | None) -> list[str] | None:

@@ -1,0 +1,1 @@
+"""The app's screens: the run list (home) and one run's detail."""
