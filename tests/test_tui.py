@@ -1,16 +1,23 @@
 """Pilot tests of the app against a real store: the run list, its live refresh, the
-filter, cancel/resume through the launcher, and the detail screen."""
+filter, cancel/resume through the launcher, the detail screen, the new-run form (with a
+real worker process) and the comparison of marked runs."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 
 import pytest
-from textual.widgets import Input, Log
+from rich.console import Console
+from textual.widgets import Button, Input, Log, Select, SelectionList, Static
 
+from hybtui import models
 from hybtui.config import RunConfig
 from hybtui.store import Store
 from hybtui.tui.app import HybtuiApp
+from hybtui.tui.screens.compare import CompareScreen
+from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.snapshot import downsample, human_duration, language_rows, train_languages
 from hybtui.tui.widgets.language_table import LanguageTable
@@ -20,10 +27,11 @@ from hybtui.tui.widgets.runs_table import RunsTable
 REFRESH_S = 0.1
 
 
-def result_rows() -> list[dict]:
-    """Final xquad-r results of a run trained on en,de: per language and macro-averages."""
+def result_rows(shift: float = 0.0) -> list[dict]:
+    """Final xquad-r results of a run trained on en,de: per language and macro-averages
+    (every mAP moved by ``shift``)."""
     rows = []
-    for setting, base in (("mono", 0.8), ("cross", 0.6), ("multi", 0.5)):
+    for setting, base in (("mono", 0.8 + shift), ("cross", 0.6 + shift), ("multi", 0.5 + shift)):
         for i, lang in enumerate(("de", "en", "th")):
             rows.append({"bench": "xquad-r", "setting": setting, "query_lang": lang,
                          "doc_lang": lang if setting == "mono" else ("en" if setting == "cross" else "all"),
@@ -36,17 +44,23 @@ def result_rows() -> list[dict]:
     return rows
 
 
+def finished_run(store: Store, config: RunConfig, name: str, shift: float = 0.0) -> str:
+    """A finished run with a loss curve, final results and a worker log, as a worker leaves it."""
+    done = store.create_run(config, name=name)
+    store.set_status(done, "running")
+    store.add_metrics(done, [("loss", step, 2.0 / step + shift) for step in range(1, 11)])
+    store.heartbeat(done, step=10)
+    store.add_results(done, result_rows(shift), step=10, final=True)
+    store.set_status(done, "finished")
+    (store.run_dir(done) / "worker.log").write_text("step 10 loss 0.2\ntraining done\n")
+    return done
+
+
 @pytest.fixture
 def store(tmp_path):
-    """A store with a finished run (loss curve, final results, a worker log) and a queued one."""
+    """A store with a finished run and a queued one."""
     with Store(tmp_path / "store") as store:
-        done = store.create_run(RunConfig(model="tiny", train=("mlqa-r:en,de",), steps=10), name="finished-run")
-        store.set_status(done, "running")
-        store.add_metrics(done, [("loss", step, 2.0 / step) for step in range(1, 11)])
-        store.heartbeat(done, step=10)
-        store.add_results(done, result_rows(), step=10, final=True)
-        store.set_status(done, "finished")
-        (store.run_dir(done) / "worker.log").write_text("step 10 loss 0.2\ntraining done\n")
+        finished_run(store, RunConfig(model="tiny", train=("mlqa-r:en,de",), steps=10), "finished-run")
         store.create_run(RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
                          name="queued-run")
         yield store
@@ -181,3 +195,135 @@ def test_formatting_helpers():
     xs, ys = downsample([(step, float(step)) for step in range(1, 101)], 10)
     assert len(xs) == 10 and xs[0] == 5.5 and ys[-1] == 95.5
     assert language_rows([], "xquad-r") == []
+
+
+async def wait_for(pilot, condition, timeout: float, step: float = 0.2) -> None:
+    """Pause until ``condition()`` holds; fail after ``timeout`` seconds."""
+    for _ in range(int(timeout / step)):
+        if condition():
+            return
+        await pilot.pause(step)
+    assert condition(), f"still not true after {timeout}s on {pilot.app.screen!r}"
+
+
+def fill_new_run(screen: NewRunScreen, train: list[str], **inputs: str) -> None:
+    """The test's run: tiny, trained on mlqa-r ``train``, evaluated on xquad-r en."""
+    screen.query_one("#model", Select).value = "tiny"
+    for kind, langs in (("train", train), ("eval", ["en"])):
+        languages = screen.query_one(f"#{kind}-langs", SelectionList)
+        languages.deselect_all()
+        for lang in langs:
+            languages.select(lang)
+    for field, value in inputs.items():
+        screen.query_one(f"#{field}", Input).value = value
+
+
+def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
+    models.prepare_tiny()  # so the worker starts at once
+    path = tmp_path / "store"
+
+    async def scenario():
+        app = HybtuiApp(path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("n")
+            screen = app.screen
+            assert isinstance(screen, NewRunScreen)
+            assert screen.query_one("#lr", Input).value == "3e-05"  # the paper's defaults
+            fill_new_run(screen, ["en", "de"], steps="3", batch_size="8", max_length="32")
+            launch = screen.query_one("#launch", Button)
+            message = screen.query_one("#form-message", Static)
+            # Wait for the check of the filled form (the defaults were checked, and ready, before).
+            await wait_for(pilot, lambda: "3 steps" in str(message.content) and not launch.disabled, 60)
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen), 30)
+            detail = app.screen
+            with Store(path) as store:
+                run = store.get_run(detail.run_id)
+                assert run["status"] in ("queued", "running")
+                assert run["config"]["train"] == ["mlqa-r:de,en"] and run["config"]["eval"] == ["xquad-r:en"]
+                assert run["config"]["data_dir"] == str(shared_data.resolve())
+                await wait_for(pilot, lambda: store.get_run(detail.run_id)["status"] not in ("queued", "running"),
+                               120, step=0.5)
+                assert store.get_run(detail.run_id)["status"] == "finished", store.get_run(detail.run_id)["error"]
+            await wait_for(pilot, lambda: len(detail.query_one(LossPlot).points) == 3, 5)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1, 5)
+
+    run(scenario)
+
+
+def test_new_run_form_refuses_invalid_input_and_records_nothing(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
+    path = tmp_path / "store"
+
+    async def scenario():
+        app = HybtuiApp(path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("n")
+            screen = app.screen
+            message = screen.query_one("#form-message", Static)
+            fill_new_run(screen, ["en", "de"], alpha="1.5")
+            await wait_for(pilot, lambda: "--alpha must be within [0, 1]" in str(message.content), 10)
+            assert screen.query_one("#launch", Button).disabled
+            await pilot.press("ctrl+s")
+            assert any(n.title == "cannot launch" for n in app._notifications)
+            screen.query_one("#alpha", Input).value = "0.5"
+            screen.query_one("#sampler", Select).value = "cross"
+            fill_new_run(screen, ["en"])
+            await wait_for(pilot, lambda: "has the single language en" in str(message.content), 60)
+            assert message.has_class("error") and screen.query_one("#launch", Button).disabled
+            await pilot.press("ctrl+s", "escape")
+            assert not isinstance(app.screen, NewRunScreen)
+        with Store(path) as store:
+            assert store.list_runs() == []
+
+    run(scenario)
+
+
+def text_of(renderable) -> str:
+    console = Console(width=200, file=io.StringIO())
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def test_compare_marked_runs_shows_differences_figures_and_curves(store):
+    hybrid = by_name(store, "finished-run")
+    mono = finished_run(store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
+                        "mono-run", shift=0.05)
+
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.3)
+            table = app.screen.query_one(RunsTable)
+            await pilot.press("space", "m")  # one run is not a comparison
+            assert any(n.title == "compare" for n in app._notifications)
+            await pilot.press("down", "space", "space", "down", "space")  # marks and unmarks the queued run
+            assert table.marked == [mono, hybrid]
+            assert str(table.get_cell(mono, "id")).startswith("▶")
+            await pilot.press("m")
+            screen = app.screen
+            assert isinstance(screen, CompareScreen)
+            await wait_for(pilot, lambda: len(screen.query("#compare-tables Static")) > 3, 20)
+            text = "\n".join(text_of(s.content) for s in screen.query("#compare-tables Static"))
+            cells = [re.findall(r"[^\s│┃|]+", line) for line in text.splitlines()]
+            assert [row for row in cells if row[:1] == ["sampler"]] == [["sampler", "mono", "hybrid"]]
+            assert mono in text and hybrid in text
+            assert "0.750" in text and "0.700" in text  # mono mAP of each run
+            assert "-0.050" in text or "−0.050" in text  # the delta against the first marked run
+            curves = screen.query_one(LossPlot).series
+            assert len(curves) == 2 and all(len(points) == 10 for points in curves.values())
+            await pilot.press("escape")
+            assert app.screen.query_one(RunsTable) is table
+
+    run(scenario)
+
+
+def test_spec_spelling_matches_the_cli():
+    assert split_spec("mlqa-r") == ("mlqa-r", ("ar", "de", "en", "es", "hi", "vi", "zh"))
+    assert split_spec("xquad-r:en,de") == ("xquad-r", ("en", "de"))
+    assert join_spec("mlqa-r", ["en", "de"]) == "mlqa-r:de,en"
+    assert join_spec("mlqa-r", list(split_spec("mlqa-r")[1])) == "mlqa-r"

@@ -1,4 +1,4 @@
-"""Home: every run in the store, live, with cancel and resume at a key press."""
+"""Home: every run in the store, live, with new run, cancel, resume and compare at a key press."""
 
 from __future__ import annotations
 
@@ -15,15 +15,23 @@ from textual.widgets import DataTable, Footer, Header, Input
 from hybtui import launcher
 from hybtui.errors import HybtuiError
 from hybtui.store import Store
+from hybtui.tui.screens.compare import CompareScreen
+from hybtui.tui.screens.new_run import NewRunScreen
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.snapshot import RunRow, read_runs
 from hybtui.tui.widgets.runs_table import RunsTable
+
+#: How many runs one comparison takes (more do not fit side by side).
+COMPARE_MIN, COMPARE_MAX = 2, 6
 
 
 class RunsScreen(Screen):
     """The run table, re-read every ``refresh_s`` in a thread worker and applied in place."""
 
     BINDINGS = [
+        Binding("n", "new_run", "New run"),
+        Binding("space", "toggle_mark", "Mark"),
+        Binding("m", "compare", "Compare marked"),
         Binding("slash", "filter", "Filter"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("r", "resume_run", "Resume"),
@@ -103,6 +111,22 @@ class RunsScreen(Screen):
         run_id = self.query_one(RunsTable).highlighted_run
         if run_id is not None:
             self.app.push_screen(RunDetailScreen(self.store_path, run_id, min(self.refresh_s, 0.5)))
+
+    def action_new_run(self) -> None:
+        self.app.push_screen(NewRunScreen(self.store_path, min(self.refresh_s, 0.5)))
+
+    def action_toggle_mark(self) -> None:
+        table = self.query_one(RunsTable)
+        if table.highlighted_run is not None:
+            table.toggle_mark(table.highlighted_run)
+
+    def action_compare(self) -> None:
+        marked = self.query_one(RunsTable).marked
+        if not COMPARE_MIN <= len(marked) <= COMPARE_MAX:
+            self.notify(f"mark {COMPARE_MIN} to {COMPARE_MAX} runs with space to compare them "
+                        f"({len(marked)} marked)", title="compare", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(self.store_path, list(marked)))
 
     def action_cancel_run(self) -> None:
         self._act("cancel")

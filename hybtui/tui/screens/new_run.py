@@ -1,0 +1,210 @@
+"""A form for a new training run, checked as it is typed by the CLI's own rules
+(``RunConfig.from_dict``, then ``prepare_data``), and launched through the launcher."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static
+
+from hybtui import launcher
+from hybtui.config import SAMPLERS, RunConfig
+from hybtui.data.lareqa import LANGUAGES
+from hybtui.data.sources import data_dir_from_env
+from hybtui.errors import HybtuiError
+from hybtui.models import REGISTRY
+from hybtui.store import Store
+from hybtui.tui.screens.run_detail import RunDetailScreen
+
+#: Seconds of quiet typing before the form is checked (the check loads the training data).
+CHECK_DELAY_S = 0.3
+#: The numeric fields: (RunConfig field, label, type); an empty max length means the model's own.
+NUMBERS = (("alpha", "α (mono share)", float), ("steps", "steps", int), ("batch_size", "batch size", int),
+           ("lr", "lr", float), ("temperature", "temperature τ", float), ("max_length", "max length", int),
+           ("seed", "seed", int))
+
+
+def _row(label: str, *widgets) -> Horizontal:
+    return Horizontal(Label(label, classes="form-label"), *widgets, classes="form-row")
+
+
+def _language_options(bench: str, chosen: tuple[str, ...]) -> list[tuple[str, str, bool]]:
+    return [(lang, lang, lang in chosen) for lang in LANGUAGES[bench]]
+
+
+def split_spec(spec: str) -> tuple[str, tuple[str, ...]]:
+    """``mlqa-r:en,de`` → (``mlqa-r``, (en, de)); a bare benchmark means all its languages."""
+    bench, _, langs = spec.partition(":")
+    return bench, tuple(langs.split(",")) if langs else LANGUAGES[bench]
+
+
+def join_spec(bench: str, chosen: list[str]) -> str:
+    """The CLI's spelling: the bare benchmark when every language is chosen, else ``bench:l1,l2``
+    (in the benchmark's order; none chosen gives ``bench:``, which the data rules reject)."""
+    if set(chosen) == set(LANGUAGES[bench]):
+        return bench
+    return f"{bench}:" + ",".join(lang for lang in LANGUAGES[bench] if lang in chosen)
+
+
+class NewRunScreen(Screen):
+    """Every change schedules a check; launch is refused until the current form has passed."""
+
+    BINDINGS = [Binding("ctrl+s", "launch", "Launch", priority=True), Binding("escape", "app.pop_screen", "Cancel")]
+
+    class Checked(Message):
+        """The outcome of checking ``config`` against the data (error None: ready to launch)."""
+
+        def __init__(self, config: RunConfig, error: str | None) -> None:
+            super().__init__()
+            self.config = config
+            self.error = error
+
+    def __init__(self, store_path: Path, refresh_s: float) -> None:
+        super().__init__()
+        self.store_path = store_path
+        self.refresh_s = refresh_s
+        self._checking: RunConfig | None = None
+        self._ready: RunConfig | None = None
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        defaults = RunConfig()
+        yield Header()
+        with VerticalScroll(id="new-run-form"):
+            yield _row("name", Input(placeholder="optional", id="name", compact=True))
+            yield _row("model", Select([(name, name) for name in REGISTRY], value=defaults.model, allow_blank=False,
+                                       id="model", compact=True))
+            yield _row("", Input(placeholder="or a Hugging Face id / local path", id="model-path", compact=True))
+            yield _row("sampler", Select([(s, s) for s in SAMPLERS], value=defaults.sampler, allow_blank=False,
+                                         id="sampler", compact=True))
+            for kind, spec in (("train", defaults.train[0]), ("eval", defaults.eval[0])):
+                bench, chosen = split_spec(spec)
+                yield _row(f"{kind} data" if kind == "train" else "evaluation",
+                           Select([(b, b) for b in LANGUAGES], value=bench, allow_blank=False, id=f"{kind}-bench",
+                                  compact=True))
+                yield _row("", SelectionList(*_language_options(bench, chosen), id=f"{kind}-langs",
+                                             classes="langs", compact=True))
+            for field, label, _ in NUMBERS:
+                value = getattr(defaults, field)
+                yield _row(label, Input("" if value is None else str(value), id=field, compact=True))
+            yield _row("device", Input(defaults.device, id="device", compact=True))
+            yield _row("", Button("Launch (ctrl+s)", id="launch", disabled=True, compact=True))
+        yield Static("checking…", id="form-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "new run"
+        self.query_one("#model", Select).focus()
+        self._changed()
+
+    @on(Select.Changed, "#train-bench, #eval-bench")
+    def _bench_changed(self, event: Select.Changed) -> None:
+        """A new benchmark offers its own languages, all chosen."""
+        languages = self.query_one(f"#{event.select.id.removesuffix('-bench')}-langs", SelectionList)
+        languages.clear_options()
+        languages.add_options(_language_options(event.value, LANGUAGES[event.value]))
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(SelectionList.SelectedChanged)
+    def _changed(self) -> None:
+        """Refuse launch until the form as it now stands has been checked."""
+        self._ready = None
+        self._checking = None
+        self.query_one("#launch", Button).disabled = True
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(CHECK_DELAY_S, self._check_form)
+
+    def _config(self) -> RunConfig:
+        """The form as a validated RunConfig, with ``data_dir`` recorded as the CLI does."""
+        values: dict = {
+            "name": self.query_one("#name", Input).value.strip() or None,
+            "model": self.query_one("#model-path", Input).value.strip() or self.query_one("#model", Select).value,
+            "sampler": self.query_one("#sampler", Select).value,
+            "device": self.query_one("#device", Input).value.strip() or "auto",
+        }
+        for kind in ("train", "eval"):
+            values[kind] = [join_spec(self.query_one(f"#{kind}-bench", Select).value,
+                                      self.query_one(f"#{kind}-langs", SelectionList).selected)]
+        for field, _, kind in NUMBERS:
+            text = self.query_one(f"#{field}", Input).value.strip()
+            if field == "max_length" and not text:
+                values[field] = None
+                continue
+            try:
+                values[field] = kind(text)
+            except ValueError:
+                noun = "an integer" if kind is int else "a number"
+                raise HybtuiError(f"--{field.replace('_', '-')} must be {noun} (got '{text}')") from None
+        root = data_dir_from_env(None)
+        values["data_dir"] = str(root.resolve()) if root else None
+        return RunConfig.from_dict(values, source="new run")
+
+    def _check_form(self) -> None:
+        try:
+            config = self._config()
+        except HybtuiError as exc:
+            self._show(str(exc), ok=False)
+            return
+        self._checking = config
+        self._show("checking the data…", ok=None)
+        self._check(config)
+
+    @work(thread=True, group="new-run-check")
+    def _check(self, config: RunConfig) -> None:
+        """The data rules (languages, pool sizes for the sampler) load the data: off the UI thread."""
+        from hybtui.train import prepare_data  # imports torch
+
+        try:
+            prepare_data(config, Path(config.data_dir) if config.data_dir else None)
+        except (HybtuiError, OSError) as exc:
+            self.post_message(self.Checked(config, str(exc)))
+            return
+        self.post_message(self.Checked(config, None))
+
+    def on_new_run_screen_checked(self, message: Checked) -> None:
+        if message.config is not self._checking:
+            return  # the form changed while this was checked
+        if message.error:
+            self._show(message.error, ok=False)
+            return
+        self._ready = message.config
+        self.query_one("#launch", Button).disabled = False
+        self._show(f"ready: {message.config.model}, {message.config.sampler}, {message.config.steps} steps", ok=True)
+
+    def _show(self, text: str, ok: bool | None) -> None:
+        message = self.query_one("#form-message", Static)
+        message.update(text)
+        message.set_class(ok is False, "error")
+        message.set_class(ok is True, "ok")
+
+    @on(Button.Pressed, "#launch")
+    def action_launch(self) -> None:
+        if self._ready is None:
+            self.notify(self.query_one("#form-message", Static).content or "the form is not checked yet",
+                        title="cannot launch", severity="warning")
+            return
+        config, self._ready = self._ready, None
+        self.query_one("#launch", Button).disabled = True
+        self._show("launching…", ok=None)
+        self._submit(config)
+
+    @work(thread=True, group="new-run-submit")
+    def _submit(self, config: RunConfig) -> None:
+        """The launcher records the run and spawns its worker process: off the UI thread."""
+        try:
+            with Store(self.store_path) as store:
+                run_id = launcher.submit(store, config)
+        except (HybtuiError, sqlite3.Error, OSError) as exc:
+            self.app.call_from_thread(self._show, f"cannot launch: {exc}", False)
+            return
+        self.app.call_from_thread(self.app.switch_screen, RunDetailScreen(self.store_path, run_id, self.refresh_s))
