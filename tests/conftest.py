@@ -1,6 +1,7 @@
 """Shared fixtures: offline hub, the shared LAReQA copy, an isolated user cache."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,16 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "lareqa" / "xquad-r" / "en.json").is_file():
         pytest.fail(f"shared benchmark data not found at {SHARED_DATA}/lareqa")
     return SHARED_DATA
+
+
+@pytest.fixture
+def writable_data(shared_data, tmp_path) -> Path:
+    """A writable copy of the LAReQA files (DIR/lareqa/...), for tests that damage them."""
+    root = tmp_path / "data"
+    shutil.copytree(shared_data / "lareqa", root / "lareqa")
+    for f in root.rglob("*"):
+        f.chmod(0o755 if f.is_dir() else 0o644)
+    return root
 
 
 @pytest.fixture(scope="session")

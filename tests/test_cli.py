@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -39,14 +38,6 @@ def test_eval_table_for_people(shared_data):
     assert "th" in proc.stdout
 
 
-def _copy(shared_data, tmp_path):
-    root = tmp_path / "data"
-    shutil.copytree(shared_data / "lareqa", root / "lareqa")
-    for f in root.rglob("*"):
-        f.chmod(0o755 if f.is_dir() else 0o644)
-    return root
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -67,8 +58,8 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(shared_data, isolated_ca
     assert not isolated_cache.exists() or not any(isolated_cache.rglob("*.json"))
 
 
-def test_truncated_and_modified_files(shared_data, tmp_path):
-    root = _copy(shared_data, tmp_path)
+def test_truncated_and_modified_files(writable_data):
+    root = writable_data
     broken = root / "lareqa/xquad-r/el.json"
     broken.write_bytes(broken.read_bytes()[:-100])
     proc = hybtui("eval", "--model", "tiny", "--eval", "xquad-r:en,el", "--data-dir", str(root))

@@ -1,7 +1,6 @@
 """LAReQA loading: real files from ../shared/data, relevance, subsets, and every bad input."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -51,17 +50,8 @@ def test_max_queries_is_deterministic_and_parallel(shared_data):
         bench.max_queries(0)
 
 
-def _copy_lareqa(shared_data, tmp_path):
-    root = tmp_path / "data"
-    shutil.copytree(shared_data / "lareqa", root / "lareqa")
-    for f in (root / "lareqa").rglob("*"):
-        f.chmod(0o755 if f.is_dir() else 0o644)
-    (root / "lareqa").chmod(0o755)
-    return root
-
-
-def test_truncated_file_is_named_with_the_problem(shared_data, tmp_path):
-    root = _copy_lareqa(shared_data, tmp_path)
+def test_truncated_file_is_named_with_the_problem(writable_data):
+    root = writable_data
     path = root / "lareqa/xquad-r/de.json"
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(HybtuiError) as err:
@@ -69,8 +59,8 @@ def test_truncated_file_is_named_with_the_problem(shared_data, tmp_path):
     assert str(path) in str(err.value) and "not valid JSON" in str(err.value)
 
 
-def test_modified_file_is_a_checksum_mismatch(shared_data, tmp_path):
-    root = _copy_lareqa(shared_data, tmp_path)
+def test_modified_file_is_a_checksum_mismatch(writable_data):
+    root = writable_data
     path = root / "lareqa/xquad-r/en.json"
     doc = json.loads(path.read_text())
     doc["data"][0]["paragraphs"][0]["qas"][0]["question"] = "changed?"

@@ -5,8 +5,11 @@ real worker process) and the comparison of marked runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import os
 import re
+import signal
 
 import pytest
 from rich.console import Console
@@ -251,7 +254,14 @@ def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_da
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1, 5)
 
-    run(scenario)
+    try:
+        run(scenario)
+    finally:  # a failed test must not leave its real worker training
+        if (path / "hybtui.db").exists():
+            with Store(path) as store:
+                for r in store.list_runs(status="running"):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(r["pgid"] or r["pid"], signal.SIGKILL)
 
 
 def test_new_run_form_refuses_invalid_input_and_records_nothing(tmp_path, shared_data, monkeypatch):
