@@ -31,6 +31,7 @@ class RunConfig:
     alpha: float = 0.5
     train: tuple[str, ...] = ("mlqa-r",)
     eval: tuple[str, ...] = ("xquad-r",)
+    #: optimizer steps; 0 evaluates the model as it is (a zero-shot baseline run)
     steps: int = 1000
     batch_size: int = 100
     lr: float = 3e-5
@@ -48,6 +49,8 @@ class RunConfig:
     validation_fraction: float = 0.05
     eval_every: int = 0
     eval_max_queries: int = 200
+    #: queries per language in the final evaluation; 0 = all of them
+    final_eval_max_queries: int = 0
     checkpoint_every: int = 0
     eval_batch_size: int = 64
     seed: int = 42
@@ -68,12 +71,13 @@ class RunConfig:
             problems.append(f"--sampler must be one of {', '.join(SAMPLERS)} (got '{self.sampler}')")
         if not 0.0 <= self.alpha <= 1.0:
             problems.append(f"--alpha must be within [0, 1] (got {self.alpha})")
-        for option, value in (("steps", self.steps), ("batch-size", self.batch_size),
+        for option, value in (("batch-size", self.batch_size),
                               ("grad-accumulation", self.grad_accumulation),
                               ("eval-max-queries", self.eval_max_queries), ("eval-batch-size", self.eval_batch_size)):
             if value < 1:
                 problems.append(f"--{option} must be at least 1 (got {value})")
-        for option, value in (("warmup-steps", self.warmup_steps), ("eval-every", self.eval_every),
+        for option, value in (("steps", self.steps), ("final-eval-max-queries", self.final_eval_max_queries),
+                              ("warmup-steps", self.warmup_steps), ("eval-every", self.eval_every),
                               ("checkpoint-every", self.checkpoint_every), ("grad-cache-chunk", self.grad_cache_chunk),
                               ("forward-chunk", self.forward_chunk)):
             if value < 0:

@@ -120,3 +120,35 @@ class TrainingProgress(Events):
 
     def on_message(self, text: str) -> None:
         self._progress.console.print(text, style="dim")
+
+
+def watch_grid(store_path: Path, grid_id: str, poll_s: float = 1.0, enabled: bool = True) -> None:
+    """One bar per run of a grid (steps done; the evaluation shows as the status), until
+    every run has ended. The workers are detached: interrupting this only stops watching."""
+    import time
+
+    from hybtui.reproduce import grid_runs, is_done
+    from hybtui.store import Store
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=stderr,
+                        disable=not enabled)
+    tasks: dict[str, TaskID] = {}
+    with progress, Store(store_path) as store:
+        while True:
+            runs = grid_runs(store, store.get_grid(grid_id))
+            for cell, run in runs:
+                if run is None:
+                    continue
+                total = max(run["total_steps"] or 0, 1)
+                done = total if run["status"] == "finished" else run["step"] or 0
+                evaluating = run["status"] == "running" and done >= (run["total_steps"] or 0)
+                status = "evaluating" if evaluating else run["status"]
+                if run["id"] not in tasks:
+                    label = cell["label"] + (f" seed {cell['seed']}" if cell["sampler"] != "baseline" else "")
+                    tasks[run["id"]] = progress.add_task(label, total=total, status=status)
+                progress.update(tasks[run["id"]], completed=done, status=status)
+            if is_done(runs):
+                return
+            time.sleep(poll_s)
+

@@ -147,8 +147,16 @@ def _v2_indexes(db: sqlite_utils.Database) -> None:
         db.table(name).create_index(["run_id"])
 
 
+def _v3_grids(db: sqlite_utils.Database) -> None:
+    """Grids: sets of runs launched together to be reported together (`hybtui reproduce`).
+
+    ``spec`` is JSON: the grid's options and its cells, each naming its run id."""
+    db.table("grids").create({"id": str, "name": str, "created_at": float, "spec": str},
+                             pk="id", not_null={"spec", "created_at"})
+
+
 #: Schema version N is reached by applying MIGRATIONS[:N] in order.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_tables, _v2_indexes]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_tables, _v2_indexes, _v3_grids]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -304,17 +312,21 @@ class Store:
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run with this id, or with this unique id prefix; ``config`` decoded to a dict."""
-        rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
-        if not rows and run_id:
-            rows = self._rows("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
-                              [len(run_id), run_id])
+        return _decoded(self._by_id("runs", run_id, "run", "hybtui runs ls"))
+
+    def _by_id(self, table: str, key: str, what: str, lister: str) -> dict[str, Any]:
+        """The row of ``table`` with this id, or with this unique id prefix."""
+        rows = self._rows(f"SELECT * FROM {table} WHERE id = ?", [key])
+        if not rows and key:
+            rows = self._rows(f"SELECT * FROM {table} WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
+                              [len(key), key])
         if not rows:
-            raise HybtuiError(f"no run with id '{run_id}' in {self.path} (list them with `hybtui runs ls`)")
+            raise HybtuiError(f"no {what} with id '{key}' in {self.path} (list them with `{lister}`)")
         if len(rows) > 1:
             shown = ", ".join(row["id"] for row in rows[:5]) + (", …" if len(rows) > 5 else "")
-            raise HybtuiError(f"run id prefix '{run_id}' is ambiguous: it matches {shown}; "
+            raise HybtuiError(f"{what} id prefix '{key}' is ambiguous: it matches {shown}; "
                               f"give more characters")
-        return _decoded(rows[0])
+        return rows[0]
 
     def list_runs(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Runs newest first, optionally of one status; ``config`` decoded to a dict."""
@@ -332,6 +344,32 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         """``runs/<id>/``: the config, the worker log, checkpoints, embedding caches."""
         return self.path / "runs" / self.get_run(run_id)["id"]
+
+    # -- grids ----------------------------------------------------------------------
+
+    def create_grid(self, name: str, spec: dict[str, Any]) -> str:
+        """Record a grid of already created runs; returns its id (``grids/<id>/`` holds its report)."""
+        with self._write() as db:
+            grid_id = _new_run_id()
+            while db.execute("SELECT 1 FROM grids WHERE id = ?", [grid_id]).fetchone():
+                grid_id = _new_run_id()
+            db.table("grids").insert({"id": grid_id, "name": name, "created_at": time.time(),
+                                      "spec": json.dumps(spec)})
+        return grid_id
+
+    def get_grid(self, grid_id: str) -> dict[str, Any]:
+        """The grid with this id or unique id prefix; ``spec`` decoded."""
+        row = self._by_id("grids", grid_id, "grid", "hybtui grids ls")
+        return {**row, "spec": json.loads(row["spec"])}
+
+    def list_grids(self) -> list[dict[str, Any]]:
+        """Grids, newest first; ``spec`` decoded."""
+        return [{**row, "spec": json.loads(row["spec"])}
+                for row in self._rows("SELECT * FROM grids ORDER BY created_at DESC, id DESC")]
+
+    def grid_dir(self, grid_id: str) -> Path:
+        """``grids/<id>/``: where the grid's report is written."""
+        return self.path / "grids" / self.get_grid(grid_id)["id"]
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> dict[str, Any]:
         """Move a run along its life cycle, stamping times; returns the updated run.

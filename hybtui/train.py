@@ -445,7 +445,8 @@ class Trainer:
                 self._evaluate(encoder, step, final=False)
             if c.checkpoint_every and step % c.checkpoint_every == 0 and step < c.steps:
                 self._checkpoint(encoder, optimizer, scheduler, step)
-        final_dir = self._checkpoint(encoder, optimizer, scheduler, step)
+        # A zero-step run (a zero-shot baseline) leaves the model as it was: nothing to save.
+        final_dir = self._checkpoint(encoder, optimizer, scheduler, step) if step else None
         self._validate(encoder, loss_fn, step)
         rows = self._evaluate(encoder, step, final=True)
         return TrainingResult("finished", step, rows, final_dir)
@@ -483,8 +484,9 @@ class Trainer:
         if not self.eval_selections or self.ctx.rank != 0:
             return []
         loaded = [benchmarks.load(s, self.data_dir) for s in self.eval_selections]
-        if not final:
-            loaded = [b.max_queries(self.config.eval_max_queries) for b in loaded]
+        limit = self.config.final_eval_max_queries if final else self.config.eval_max_queries
+        if limit:
+            loaded = [b.max_queries(limit) for b in loaded]
         encoder.eval()
         rows = evaluate.evaluate(encoder, loaded, self.train_languages, self.config.eval_batch_size, self.config.bf16)
         encoder.train()
