@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.store import Store
+from hybtui.store import TERMINAL_STATUSES, Store
 
 SETTINGS = "settings.json"
 LOG = "worker.log"
@@ -103,7 +103,7 @@ def cancel(store: Store, run_id: str) -> str:
     return "cancelling"
 
 
-def wait(store: Store, run_id: str, timeout: float, states=("finished", "failed", "cancelled", "crashed")) -> str:
+def wait(store: Store, run_id: str, timeout: float, states=TERMINAL_STATUSES) -> str:
     """Poll until the run reaches one of `states` (for tests and `--wait`)."""
     deadline = time.monotonic() + timeout
     while True:

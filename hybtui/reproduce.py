@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybtui import launcher, models, report
+from hybtui import launcher, report
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.errors import HybtuiError
 from hybtui.sampling import validate_sampler
-from hybtui.store import Store
+from hybtui.store import TERMINAL_STATUSES, Store
 
 #: Language resource classes of Joshi et al. (2020), "The State and Fate of Linguistic
 #: Diversity"; classes 0–3 are counted as low-resource here.
@@ -42,7 +42,6 @@ CPU_TEXTS_PER_S = 53.9
 RUN_OVERHEAD_S = 20.0
 
 BASELINE = "baseline"
-TERMINAL = ("finished", "failed", "cancelled", "crashed")
 
 
 @dataclass(frozen=True)
@@ -131,6 +130,7 @@ def plan(
         final_eval_max_queries=budget.final_eval_max_queries, eval_max_queries=200,
         data_dir=str(data_dir.resolve()) if data_dir else None,
     )
+    from hybtui import models  # torch: only for planning, not for reading reports (the app)
     from hybtui.train import prepare_data
 
     train_sets, _ = prepare_data(base, data_dir)
@@ -186,7 +186,7 @@ def grid_runs(store: Store, grid: dict) -> list[tuple[dict, dict | None]]:
 
 
 def is_done(runs: Sequence[tuple[dict, dict | None]]) -> bool:
-    return all(run is None or run["status"] in TERMINAL for _, run in runs)
+    return all(run is None or run["status"] in TERMINAL_STATUSES for _, run in runs)
 
 
 # -- the report -----------------------------------------------------------------------
@@ -267,7 +267,13 @@ def _wall(run: dict | None) -> float | None:
     return run["ended_at"] - run["started_at"]
 
 
-def _fmt(value: float | None, heading: str, sd: float | None = None, signed: bool = False) -> str:
+def language_label(lang: str, info: dict[str, Any]) -> str:
+    """The language marked as in the report: † unseen in training, ‡ low-resource."""
+    return lang + ("†" if info["seen"] == "unseen" else "") + ("‡" if info["resource"] == "low" else "")
+
+
+def figure(value: float | None, heading: str, sd: float | None = None, signed: bool = False) -> str:
+    """A report number: rank distance to one decimal, mAP to three, ± sd over seeds."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     spec = (".1f" if "rank" in heading else ".3f")
@@ -295,12 +301,12 @@ def to_markdown(rep: dict[str, Any]) -> str:
         lines += [f"## {bench}", "", "| sampler | " + " | ".join(headings) + " |",
                   "|---|" + "---:|" * len(headings)]
         for label, row in b["table1"].items():
-            lines.append(f"| {label} | " + " | ".join(_fmt(row[h]["mean"], h, row[h]["sd"]) for h in headings) + " |")
+            lines.append(f"| {label} | " + " | ".join(figure(row[h]["mean"], h, row[h]["sd"]) for h in headings) + " |")
         if b["deltas"]:
             lines += ["", "Hybrid against each other sampler (rank distance: lower is better):", "",
                       "| delta | " + " | ".join(headings) + " |", "|---|" + "---:|" * len(headings)]
             for name, row in b["deltas"].items():
-                lines.append(f"| {name} | " + " | ".join(_fmt(row[h], h, signed=True) for h in headings) + " |")
+                lines.append(f"| {name} | " + " | ".join(figure(row[h], h, signed=True) for h in headings) + " |")
         groups = [g for g in ("seen", "unseen", "mixed")
                   if any(v is not None for row in b["seen_groups"].values() for v in row[g].values())]
         if groups:
@@ -308,16 +314,15 @@ def to_markdown(rep: dict[str, Any]) -> str:
             lines += ["", "mAP by whether the languages were seen in training (cross: mixed = one of the two):", "",
                       "| sampler | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
             for label, row in b["seen_groups"].items():
-                lines.append(f"| {label} | " + " | ".join(_fmt(row[g][s], "map") for g in groups
+                lines.append(f"| {label} | " + " | ".join(figure(row[g][s], "map") for g in groups
                                                            for s in ("mono", "cross", "multi")) + " |")
         labels = list(b["table1"])
         lines += ["", "Per query language (multi mAP / rank distance; † unseen in training, ‡ low-resource):", "",
                   "| language | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
         for lang, info in b["languages"].items():
-            mark = ("†" if info["seen"] == "unseen" else "") + ("‡" if info["resource"] == "low" else "")
-            cells = [f"{_fmt(s['multi mAP'], 'map')} / {_fmt(s['rank distance'], 'rank')}"
+            cells = [f"{figure(s['multi mAP'], 'map')} / {figure(s['rank distance'], 'rank')}"
                      for s in info["samplers"].values()]
-            lines.append(f"| {lang}{mark} | " + " | ".join(cells) + " |")
+            lines.append(f"| {language_label(lang, info)} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

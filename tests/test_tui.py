@@ -11,18 +11,26 @@ import os
 import re
 import signal
 
+import numpy as np
 import pytest
 from rich.console import Console
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Button, Input, Log, Select, SelectionList, Static
 
-from hybtui import models
+from hybtui import models, reproduce
 from hybtui.config import RunConfig
+from hybtui.evaluate import ResultRow
 from hybtui.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.compare import CompareScreen
+from hybtui.tui.screens.confirm import ConfirmScreen
+from hybtui.tui.screens.grids import GridReportScreen, GridsScreen, GridsTable
+from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
+from hybtui.tui.screens.runs import RunsScreen
 from hybtui.tui.snapshot import downsample, human_duration, language_rows, train_languages
+from hybtui.tui.widgets.grid_bars import GridBars, language_label
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
@@ -114,8 +122,8 @@ def test_enter_opens_detail_with_loss_plot_languages_and_log(store):
             assert isinstance(screen, RunDetailScreen) and screen.run_id == done
             assert len(screen.query_one(LossPlot).points) == 10
             languages = screen.query_one(LanguageTable)
-            rows = [[str(c) for c in languages.get_row_at(i)] for i in range(languages.row_count)]
-            assert rows[0] == ["de", "seen", "0.800", "0.600", "0.500"]
+            rows = [[str(c).split(" ")[0] for c in languages.get_row_at(i)] for i in range(languages.row_count)]
+            assert rows[0][:5] == ["de", "seen", "0.800", "0.600", "0.500"]
             assert rows[2][:2] == ["th", "unseen"]
             assert rows[-1][0] == "avg"
             assert "training done" in "\n".join(screen.query_one(Log).lines)
@@ -194,9 +202,11 @@ def test_cancel_and_resume_go_through_the_launcher(store):
 def test_formatting_helpers():
     assert human_duration(45) == "45s" and human_duration(185) == "3m05s"
     assert human_duration(7800) == "2h10m" and human_duration(4 * 86400 + 3 * 3600) == "4d03h"
-    assert train_languages({"train": ["mlqa-r:en,de", "xquad-r"]}) == "en,de all"
-    xs, ys = downsample([(step, float(step)) for step in range(1, 101)], 10)
+    assert train_languages(["mlqa-r:en,de", "xquad-r"]) == "en,de all"
+    xs, ys = downsample(np.arange(1.0, 101.0), np.arange(1.0, 101.0), 10)
     assert len(xs) == 10 and xs[0] == 5.5 and ys[-1] == 95.5
+    xs, ys = downsample(np.arange(7.0), np.arange(7.0), 3)  # buckets of 3, 3 and 1
+    assert xs.tolist() == [1.0, 4.0, 6.0]
     assert language_rows([], "xquad-r") == []
 
 
@@ -337,3 +347,203 @@ def test_spec_spelling_matches_the_cli():
     assert split_spec("xquad-r:en,de") == ("xquad-r", ("en", "de"))
     assert join_spec("mlqa-r", ["en", "de"]) == "mlqa-r:de,en"
     assert join_spec("mlqa-r", list(split_spec("mlqa-r")[1])) == "mlqa-r"
+
+
+def shown_runs(table: RunsTable) -> list[str]:
+    return [row.key.value for row in table.ordered_rows]
+
+
+def test_sort_cycles_orders_and_keeps_the_cursor_and_marks(store):
+    done, queued = by_name(store, "finished-run"), by_name(store, "queued-run")
+    best = finished_run(store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
+                        "z-best", shift=0.05)
+
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.3)
+            screen, table = app.screen, app.screen.query_one(RunsTable)
+            assert shown_runs(table) == [best, queued, done] and "newest first" in screen.sub_title
+            await pilot.press("space", "down")  # a marked run sorts by its id like any other
+            await pilot.press("s")
+            assert shown_runs(table) == [done, queued, best] and "name" in screen.sub_title
+            assert table.highlighted_run == queued
+            await pilot.press("s", "s")
+            assert "mono mAP" in screen.sub_title
+            await pilot.pause(0.3)  # a refresh keeps the order
+            assert shown_runs(table) == [best, done, queued]  # 0.750, 0.700, not evaluated last
+            assert table.highlighted_run == queued and table.marked == [best]
+            await pilot.press("s", "s", "s", "s")
+            assert shown_runs(table) == [best, queued, done] and "newest first" in screen.sub_title
+
+    run(scenario)
+
+
+def test_delete_asks_first_refuses_running_runs_and_drops_marks(store):
+    done, queued = by_name(store, "finished-run"), by_name(store, "queued-run")
+    live = store.create_run(RunConfig(model="tiny", steps=100), name="live-run", status="running")
+
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.3)
+            table = app.screen.query_one(RunsTable)
+            await pilot.press("down")  # no marks: the highlighted run
+            assert table.highlighted_run == queued
+            await pilot.press("d")
+            assert isinstance(app.screen, ConfirmScreen) and "delete 1 run(s)" in text_of(
+                app.screen.query_one("#confirm-question", Static).content)
+            await pilot.press("n")
+            await pilot.pause(0.3)
+            assert store.get_run(queued) and store.run_dir(queued).is_dir()
+            await pilot.press("d", "y")
+            await wait_for(pilot, lambda: queued not in shown_runs(table), 5)
+            assert not (store.path / "runs" / queued).exists()
+            await pilot.press("up", "space", "down", "space")  # the running run and the finished one
+            assert table.marked == [live, done]
+            await pilot.press("d", "y")
+            await wait_for(pilot, lambda: shown_runs(table) == [live], 5)
+            errors = [n.message for n in app._notifications if n.severity == "error"]
+            assert any("is running" in message for message in errors)
+            assert table.marked == [live] and store.get_run(live)["status"] == "running"
+
+    run(scenario)
+
+
+def test_export_writes_markdown_and_csv_of_the_shown_or_marked_runs(store):
+    done, queued = by_name(store, "finished-run"), by_name(store, "queued-run")
+    exports = store.path / "exports"
+
+    def written() -> dict[str, str]:
+        return {path.suffix: path.read_text() for path in exports.glob("runs-*")} if exports.is_dir() else {}
+
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.3)
+            await pilot.press("slash", *"finished", "enter", "e")  # no marks: the runs the filter shows
+            await wait_for(pilot, lambda: set(written()) == {".md", ".csv"}, 5)
+            files = written()
+            assert done in files[".md"] and queued not in files[".md"]
+            assert f"{done},finished-run,tiny,hybrid" in files[".csv"] and "0.8" in files[".csv"]
+            assert any(n.title == "exported 1 run(s)" for n in app._notifications)
+            for path in exports.iterdir():
+                path.unlink()
+            await pilot.press("slash", "ctrl+u", "enter", "up", "space", "e")  # the marked run
+            await wait_for(pilot, lambda: set(written()) == {".md", ".csv"}, 5)
+            assert queued in written()[".md"] and done not in written()[".md"]
+
+    run(scenario)
+
+
+def grid_store(path) -> tuple[Store, str, list[dict]]:
+    """A reproduction grid as tests/test_reproduce.py builds it (seeds 1 and 2, one run
+    deleted), each run with Table 1 averages and multi mAP for en (seen) and th (unseen)."""
+    store = Store(path)
+    cells = []
+    for sampler, alpha, seed, mono in [("baseline", None, 1, 0.4), ("mono", None, 1, 0.5), ("mono", None, 2, 0.7),
+                                       ("hybrid", 0.5, 1, 0.8), ("hybrid", 0.5, 2, 0.6)]:
+        run_id = store.create_run(RunConfig(steps=1))
+        rows = [ResultRow("xquad-r", s, "avg", "avg" if s != "multi" else "all", "map", v, None)
+                for s, v in {"mono": mono, "cross": mono / 2, "multi": mono / 4}.items()]
+        rows += [ResultRow("xquad-r", "multi", "en", "all", "map", mono / 2, "seen"),
+                 ResultRow("xquad-r", "multi", "th", "all", "map", mono / 8, "unseen")]
+        store.add_results(run_id, rows, step=1, final=True)
+        cells.append({"run_id": run_id, "sampler": sampler, "alpha": alpha, "seed": seed,
+                      "label": reproduce.Cell(sampler, alpha, seed).label})
+    options = {"quick": True, "model": "m", "alphas": [0.5], "seeds": [1, 2], "lr": 3e-5, "steps": 1,
+               "batch_size": 2, "train": ["mlqa-r"], "eval": ["xquad-r"], "final_eval_max_queries": 0}
+    grid_id = store.create_grid("g", {"options": options, "cells": cells})
+    store.delete_run(cells[2]["run_id"])
+    return store, grid_id, cells
+
+
+def test_grids_screen_opens_a_live_report_with_table1_deltas_bars_and_statuses(tmp_path):
+    store, grid_id, cells = grid_store(tmp_path / "store")
+
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("g")
+            assert isinstance(app.screen, GridsScreen)
+            grids = app.screen.query_one(GridsTable)
+            await wait_for(pilot, lambda: grids.row_count == 1, 5)
+            assert [str(c) for c in grids.get_row(grid_id)][:3] == [grid_id, "g", "0/5"]
+            await pilot.press("enter")
+            report = app.screen
+            assert isinstance(report, GridReportScreen) and report.grid_id == grid_id
+            tables = report.query_one("#grid-tables", Static)
+            await wait_for(pilot, lambda: "zero-shot" in text_of(tables.content), 5)
+            rows = {line.strip().split("  ")[0]: line for line in text_of(tables.content).splitlines()}
+            assert "0.400" in rows["zero-shot"] and "0.500" in rows["X-X-mono"]  # mono mAP, one seed left
+            assert "0.700 ± 0.141" in rows["hybrid α=0.5"]
+            assert "+0.300" in rows["hybrid α=0.5 − zero-shot"]
+            bars = report.query_one(GridBars)
+            assert [language_label(lang, info) for lang, info in bars.languages.items()] == ["en", "th†‡"]
+            await pilot.press("3")
+            statuses = text_of(report.query_one("#grid-runs", Static).content)
+            assert statuses.count("queued") == 4 and "deleted" in statuses
+            assert "refreshing" in str(report.query_one("#grid-summary", Static).content)
+            for cell in cells[:2] + cells[3:]:  # every run ends: the report stops re-reading
+                store.set_status(cell["run_id"], "running")
+                store.set_status(cell["run_id"], "finished")
+            await wait_for(pilot, lambda: "4/5 runs finished." in str(report.query_one("#grid-summary",
+                                                                                       Static).content), 5)
+            assert text_of(report.query_one("#grid-runs", Static).content).count("finished") == 4
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: str(grids.get_row(grid_id)[2]) == "4/5", 5)
+            await pilot.press("escape")
+            assert isinstance(app.screen.query_one(RunsTable), RunsTable)
+
+    try:
+        run(scenario)
+    finally:
+        store.close()
+
+
+def test_question_mark_lists_the_keys_of_the_screen_underneath(store):
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            keys = text_of(app.screen.query_one("#help-keys", Static).content)
+            for line in ("d  Delete", "e  Export", "s  Sort", "g  Grids", "^t  Light/dark theme"):
+                assert re.search(r"\s+".join(map(re.escape, line.split("  "))), keys), line
+            assert "Cursor up" not in keys  # Textual's own navigation is not repeated
+            assert "command palette" in str(app.screen.query_one("#help-palette", Static).content)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, RunsScreen)
+            await pilot.press("g", "question_mark")
+            assert "Open report" in text_of(app.screen.query_one("#help-keys", Static).content)
+            await pilot.press("escape")
+            assert isinstance(app.screen, GridsScreen)
+            await pilot.press("ctrl+t")
+            assert app.theme == "textual-light"
+            await pilot.press("ctrl+t")
+            assert app.theme == "textual-dark"
+
+    run(scenario)
+
+
+def test_command_palette_offers_the_run_list_actions(store):
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("ctrl+p")
+            assert isinstance(app.screen, CommandPalette)
+            commands = app.screen.query_one(CommandList)
+            await wait_for(pilot, lambda: commands.option_count > 0, 5)
+            titles = {str(commands.get_option_at_index(i).prompt).split("\n")[0]
+                      for i in range(commands.option_count)}
+            assert {"New run", "Compare marked runs", "Grids and reproduction reports", "Delete marked runs",
+                    "Export runs", "Sort runs", "Theme"} <= titles
+            await pilot.press(*"sort runs")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and "name" in app.screen.sub_title, 5)
+
+    run(scenario)

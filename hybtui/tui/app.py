@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
 
 from hybtui.store import store_path as resolve_store_path
+from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.runs import RunsScreen
+
+#: The themes ``ctrl+t`` switches between; the stylesheet uses only theme variables, so both read well.
+DARK, LIGHT = "textual-dark", "textual-light"
 
 
 class HybtuiApp(App):
     """Opens on the run list. ``refresh_s`` is how often the run list is re-read (the detail
-    screen reads at least twice a second); tests make it short."""
+    screen reads at least twice a second); tests make it short. Quitting leaves the workers
+    running: they are detached processes that the app only watches."""
 
     CSS_PATH = "hybtui.tcss"
     TITLE = "hybtui"
+    BINDINGS = [Binding("question_mark", "help", "Keys"),
+                Binding("ctrl+t", "toggle_theme", "Light/dark theme", show=False)]
 
     def __init__(self, store_path: str | Path | None = None, refresh_s: float = 1.0) -> None:
         super().__init__()
@@ -25,7 +35,29 @@ class HybtuiApp(App):
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.store_path, self.refresh_s))
 
+    def action_help(self) -> None:
+        """List the keys of the current screen (the help itself closes on ``?``)."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
 
-def run_app(store_path: str | Path | None = None) -> None:
-    """Entry point for ``hybtui`` with no arguments."""
-    HybtuiApp(store_path).run()
+    def action_toggle_theme(self) -> None:
+        self.theme = LIGHT if self.theme == DARK else DARK
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands, then the run list's actions: those on the marked or shown runs
+        only when the palette is opened over the run list, where those runs are in view."""
+        yield from super().get_system_commands(screen)
+        runs = next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
+        if runs is None:
+            return
+        yield SystemCommand("New run", "Configure and launch a training run", runs.action_new_run)
+        yield SystemCommand("Grids and reproduction reports", "The grids of `hybtui reproduce` and their reports",
+                            runs.action_grids)
+        if screen is runs:
+            yield SystemCommand("Compare marked runs", "Marked runs side by side", runs.action_compare)
+            yield SystemCommand("Delete marked runs", "Delete the marked (or highlighted) runs and their "
+                                "checkpoints, after a confirmation", runs.action_delete_runs)
+            yield SystemCommand("Export runs", "Write the marked (or shown) runs as Markdown and CSV into "
+                                "the store's exports/", runs.action_export_runs)
+            yield SystemCommand("Sort runs", "Next order: newest, name, status, mAP, rank distance",
+                                runs.action_sort)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.text import Text
 
 from hybtui import launcher
@@ -20,8 +21,10 @@ from hybtui.store import Store, is_stalled
 
 #: The benchmark whose final macro-averages are the run list's headline figures.
 HEADLINE_BENCH = "xquad-r"
-#: The metric key plotted as the loss curve.
+#: The metric key plotted as the loss curve, and the one plotted beside it (right axis).
 LOSS_KEY = "loss"
+LR_KEY = "lr"
+PLOTTED_KEYS = (LOSS_KEY, LR_KEY)
 #: How much of an existing worker log the detail screen shows when it opens.
 LOG_TAIL_BYTES = 16_384
 STATUS_STYLES = {"queued": "dim", "running": "bold cyan", "finished": "green", "failed": "bold red",
@@ -40,13 +43,16 @@ class RunRow:
 
 @dataclass(frozen=True)
 class DetailSnapshot:
-    """What changed for one run since the last read: the run itself, new loss points (up to
-    metric id ``last_id``), the final results, and the log text from ``log_offset`` to ``log_end``."""
+    """What changed for one run since the last read: the run itself, new loss and learning-rate
+    points (up to metric id ``last_id``), the final results, and the log text from
+    ``log_offset`` to ``log_end``."""
 
     run: dict[str, Any]
     last_id: int
-    points: tuple[tuple[int, float], ...]
-    results: tuple[dict[str, Any], ...]
+    #: new (step, value, time) points per plotted key
+    series: dict[str, tuple[tuple[int, float, float], ...]]
+    #: the final results, when they were read
+    results: tuple[dict[str, Any], ...] | None
     log_offset: int
     log_end: int
     log_text: str
@@ -85,9 +91,9 @@ def status_text(run: dict[str, Any], now: float | None = None) -> Text:
     return Text(label, style=STATUS_STYLES.get(run["status"], ""))
 
 
-def train_languages(config: dict[str, Any]) -> str:
+def train_languages(specs: list[str]) -> str:
     """The training languages of a run's specs (``mlqa-r:en,de`` → ``en,de``; no list: all)."""
-    parts = [spec.split(":", 1)[1] if ":" in spec else "all" for spec in config.get("train", ())]
+    parts = [spec.split(":", 1)[1] if ":" in spec else "all" for spec in specs]
     return " ".join(parts)
 
 
@@ -95,26 +101,36 @@ def _figure(value: float | None, digits: int = 3) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def run_row(run: dict[str, Any], results: list[dict[str, Any]], now: float) -> RunRow:
-    """A run's table line; headline figures come from its final HEADLINE_BENCH results."""
-    config = run["config"]
-    figures = headline(results)
+def headline_bench(benches: set[str]) -> str:
+    """HEADLINE_BENCH when the run has it, else its first benchmark by name."""
+    return HEADLINE_BENCH if HEADLINE_BENCH in benches or not benches else min(benches)
+
+
+def sampler_label(run: dict[str, Any]) -> str:
+    """The sampler, or ``zero-shot`` for a run of 0 steps (the model evaluated as it is)."""
+    return "zero-shot" if run["total_steps"] == 0 else str(run["sampler"] or "")
+
+
+def run_row(run: dict[str, Any], now: float) -> RunRow:
+    """A run's table line (a ``Store.run_overview`` row); headline figures are the final
+    macro-averages of its headline bench."""
+    figures = run["figures"].get(headline_bench(set(run["figures"])), {})
     cells = (
-        run["id"], run["name"] or "", str(config.get("model", "")), str(config.get("sampler", "")),
-        _figure(config.get("alpha"), 2), train_languages(config), status_text(run, now),
-        *(_figure(figures.get((HEADLINE_BENCH, setting, "map"))) for setting in ("mono", "cross", "multi")),
-        _figure(figures.get((HEADLINE_BENCH, "multi", "rank_distance")), 2),
+        run["id"], run["name"] or "", str(run["model"] or ""), sampler_label(run),
+        _figure(run["alpha"], 2) if run["total_steps"] else "", train_languages(run["train"]),
+        status_text(run, now),
+        *(_figure(figures.get((setting, "map"))) for setting in ("mono", "cross", "multi")),
+        _figure(figures.get(("multi", "rank_distance")), 2),
         human_duration(now - run["created_at"]),
     )
-    search = " ".join([run["name"] or "", str(config.get("model", "")), str(config.get("sampler", "")),
-                       run["status"]]).lower()
+    search = " ".join([run["name"] or "", str(run["model"] or ""), sampler_label(run), run["status"]]).lower()
     return RunRow(run["id"], cells, search)
 
 
 def read_runs(store: Store) -> tuple[RunRow, ...]:
-    """Every run, newest first, as table lines."""
+    """Every run, newest first, as table lines: one query whatever the number of runs."""
     now = time.time()
-    return tuple(run_row(run, store.results(run["id"]), now) for run in store.list_runs())
+    return tuple(run_row(run, now) for run in store.run_overview())
 
 
 def read_log(path: Path, offset: int) -> tuple[int, int, str]:
@@ -133,40 +149,65 @@ def read_log(path: Path, offset: int) -> tuple[int, int, str]:
     return start, start + len(data), data.decode("utf-8", errors="replace")
 
 
-def read_detail(store: Store, run_id: str, after_id: int, log_offset: int) -> DetailSnapshot:
-    """One incremental read for the detail screen (``log_offset`` -1: not read yet)."""
+def read_detail(store: Store, run_id: str, after_id: int, log_offset: int, with_results: bool) -> DetailSnapshot:
+    """One incremental read for the detail screen (``log_offset`` -1: not read yet). Final
+    results are read only when asked (the screen asks until it has them and the run ended)."""
     run = store.get_run(run_id)
-    rows = store.metrics_since(run["id"], after_id, keys=[LOSS_KEY])
-    points = tuple((row["step"], row["value"]) for row in rows if not math.isnan(row["value"]))
+    rows = store.metrics_since(run["id"], after_id, keys=PLOTTED_KEYS)
+    series = {key: tuple((row["step"], row["value"], row["time"]) for row in rows
+                         if row["key"] == key and not math.isnan(row["value"])) for key in PLOTTED_KEYS}
     start, end, text = read_log(launcher.log_path(store, run["id"]), log_offset)
-    return DetailSnapshot(run=run, last_id=rows[-1]["id"] if rows else after_id,
-                          points=points, results=tuple(store.results(run["id"])),
+    return DetailSnapshot(run=run, last_id=rows[-1]["id"] if rows else after_id, series=series,
+                          results=tuple(store.results(run["id"])) if with_results else None,
                           log_offset=start, log_end=end, log_text=text)
 
 
-def language_rows(results: list[dict[str, Any]], bench: str) -> list[tuple[str, str, str, str, str]]:
-    """Per query language: (lang, seen, mono mAP, cross mAP, multi mAP), then the averages."""
-    by_setting = {setting: per_language(results, bench, setting) for setting in ("mono", "cross", "multi")}
+def eta(run: dict[str, Any], samples: list[tuple[int, float]]) -> float | None:
+    """Seconds left to the last step at this attempt's pace, from (step, time) samples of
+    steps reported since the run (re)started; None before two of them."""
+    if run["status"] != "running" or not run["total_steps"]:
+        return None
+    attempt = [(step, t) for step, t in samples if run["started_at"] is None or t >= run["started_at"]]
+    if len(attempt) < 2 or attempt[-1][0] == attempt[0][0] or attempt[-1][1] == attempt[0][1]:
+        return None
+    (first_step, first_t), (last_step, last_t) = attempt[0], attempt[-1]
+    per_step = (last_t - first_t) / (last_step - first_step)
+    return max(0.0, (run["total_steps"] - (run["step"] or last_step)) * per_step)
+
+
+@dataclass(frozen=True)
+class LanguageFigures:
+    """One query language of the detail screen: final mAP per setting and language bias."""
+
+    lang: str
+    #: "seen" / "unseen" in training, "" when unknown
+    seen: str
+    mono: float | None
+    cross: float | None
+    multi: float | None
+    rank_distance: float | None
+
+
+def language_rows(results: list[dict[str, Any]], bench: str) -> list[LanguageFigures]:
+    """Per query language (cross: the mean over its pairs), then the macro-averages as ``avg``."""
+    settings = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))
+    per = [per_language(results, bench, setting, metric) for setting, metric in settings]
     seen = seen_of(results, bench)
-    langs = sorted({lang for values in by_setting.values() for lang in values})
-    rows = [(lang, seen.get(lang) or "", *(_figure(by_setting[s].get(lang)) for s in ("mono", "cross", "multi")))
-            for lang in langs]
+    langs = sorted({lang for values in per for lang in values})
+    rows = [LanguageFigures(lang, seen.get(lang) or "", *(values.get(lang) for values in per)) for lang in langs]
     figures = headline(results)
     if rows:
-        rows.append(("avg", "", *(_figure(figures.get((bench, s, "map"))) for s in ("mono", "cross", "multi"))))
+        rows.append(LanguageFigures("avg", "", *(figures.get((bench, s, m)) for s, m in settings)))
     return rows
 
 
-def downsample(points: list[tuple[int, float]], width: int) -> tuple[list[float], list[float]]:
+def downsample(steps: np.ndarray, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """At most ``width`` points, each the mean of an equal run of consecutive points:
-    a plot cannot show more, and averaging keeps the curve's shape without its noise."""
-    if not points:
-        return [], []
-    width = max(1, width)
-    bucket = math.ceil(len(points) / width)
-    xs, ys = [], []
-    for start in range(0, len(points), bucket):
-        chunk = points[start:start + bucket]
-        xs.append(sum(step for step, _ in chunk) / len(chunk))
-        ys.append(sum(value for _, value in chunk) / len(chunk))
-    return xs, ys
+    a plot cannot show more, and averaging keeps the curve's shape without its noise.
+    Vectorised, so 100,000 points cost well under a millisecond."""
+    if not len(steps):
+        return steps, values
+    bucket = math.ceil(len(steps) / max(1, width))
+    starts = np.arange(0, len(steps), bucket)
+    counts = np.diff(np.append(starts, len(steps)))
+    return np.add.reduceat(steps, starts) / counts, np.add.reduceat(values, starts) / counts

@@ -77,3 +77,4 @@ class CompareScreen(Screen):
         plot = self.query_one(LossPlot)
         for label, points in message.curves.items():
             plot.extend(tuple(points), label=label)
+        plot.draw()

@@ -1,4 +1,5 @@
-"""One run up close: status, a live loss curve, final mAP per language, the worker log."""
+"""One run up close: status, elapsed and ETA, a live loss and learning-rate plot, final mAP
+per language as bars, the X×Y cross-lingual heatmap, the worker log and the configuration."""
 
 from __future__ import annotations
 
@@ -6,33 +7,77 @@ import sqlite3
 import time
 from pathlib import Path
 
+from rich.console import Group
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Log, Static
+from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
 
 from hybtui.errors import HybtuiError
-from hybtui.store import Store
-from hybtui.tui.snapshot import HEADLINE_BENCH, DetailSnapshot, elapsed, human_duration, read_detail, status_text
+from hybtui.store import TERMINAL_STATUSES, Store
+from hybtui.tui.snapshot import (
+    LOSS_KEY,
+    LR_KEY,
+    DetailSnapshot,
+    elapsed,
+    eta,
+    headline_bench,
+    human_duration,
+    read_detail,
+    status_text,
+)
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 
+#: The tabs under the plot, with the key that opens each.
+TABS = (("languages", "1"), ("heatmap", "2"), ("log", "3"), ("config", "4"))
+#: (step, time) samples kept for the ETA: enough to average over the recent pace.
+ETA_SAMPLES = 200
+
+
+def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
+    """Every benchmark's X×Y mAP matrix (rendered off the UI thread: it imports the evaluator)."""
+    from hybtui.evaluate import ResultRow
+    from hybtui.render import cross_heatmap
+
+    rows = [ResultRow.from_dict(r) for r in results]
+    benches = sorted({r.bench for r in rows if r.setting == "cross"})
+    if not benches:
+        return Text("no cross-lingual results yet: they are written when the run ends", style="dim")
+    return Group(*(cross_heatmap(rows, bench) for bench in benches))
+
+
+def _config_text(run: dict) -> Text:
+    text = Text()
+    for key, value in sorted(run["config"].items()):
+        if value is not None:
+            text.append(f"{key:<24}", style="bold").append(f"{value}\n")
+    return text
+
 
 class RunDetailScreen(Screen):
-    """Reads only what is new (metrics after the last id, log bytes after the last offset)
-    every ``refresh_s`` in a thread worker, one read at a time."""
+    """Reads only what is new (metrics after the last id, log bytes after the last offset,
+    results until the run has ended and they are in) every ``refresh_s`` in a thread worker,
+    one read at a time."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        *(Binding(key, f"show_tab('{tab}')", tab.capitalize()) for tab, key in TABS),
+        Binding("q", "app.quit", "Quit"),
+    ]
 
     class Loaded(Message):
         """What changed for the run since the last read (or why it could not be read)."""
 
-        def __init__(self, snapshot: DetailSnapshot | None, error: str | None = None) -> None:
+        def __init__(self, snapshot: DetailSnapshot | None, heatmaps: Group | Text | None = None,
+                     error: str | None = None) -> None:
             super().__init__()
             self.snapshot = snapshot
+            self.heatmaps = heatmaps
             self.error = error
 
     def __init__(self, store_path: Path, run_id: str, refresh_s: float) -> None:
@@ -43,14 +88,22 @@ class RunDetailScreen(Screen):
         self._last_id = 0
         self._log_end = -1
         self._loading = False
+        self._results_final = False
+        self._samples: list[tuple[int, float]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"run {self.run_id}", id="run-status")
         yield LossPlot(id="loss")
-        with Horizontal(id="detail-bottom"):
-            yield LanguageTable(id="languages")
-            yield Log(id="worker-log", highlight=False)
+        with TabbedContent(id="detail-tabs", initial="languages-tab"):
+            with TabPane("languages", id="languages-tab"):
+                yield LanguageTable(id="languages")
+            with TabPane("cross X×Y", id="heatmap-tab"):
+                yield VerticalScroll(Static("", id="heatmap"))
+            with TabPane("log", id="log-tab"):
+                yield Log(id="worker-log", highlight=False)
+            with TabPane("config", id="config-tab"):
+                yield VerticalScroll(Static("", id="config"))
         yield Footer()
 
     def on_mount(self) -> None:
@@ -58,16 +111,21 @@ class RunDetailScreen(Screen):
         self.reload()
         self.set_interval(self.refresh_s, self.reload)
 
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = f"{tab}-tab"
+
     def reload(self) -> None:
         if not self._loading:
             self._loading = True
-            self._read(self._last_id, self._log_end)
+            self._read(self._last_id, self._log_end, not self._results_final)
 
     @work(thread=True, group="detail-read")
-    def _read(self, after_id: int, log_offset: int) -> None:
+    def _read(self, after_id: int, log_offset: int, with_results: bool) -> None:
         try:
             with Store(self.store_path) as store:
-                self.post_message(self.Loaded(read_detail(store, self.run_id, after_id, log_offset)))
+                snapshot = read_detail(store, self.run_id, after_id, log_offset, with_results)
+            heatmaps = _heatmaps(snapshot.results) if snapshot.results is not None else None
+            self.post_message(self.Loaded(snapshot, heatmaps))
         except (HybtuiError, sqlite3.Error, OSError) as exc:
             self.post_message(self.Loaded(None, error=str(exc)))
 
@@ -80,15 +138,38 @@ class RunDetailScreen(Screen):
         snap = message.snapshot
         run = snap.run
         self._last_id = snap.last_id
-        header = status_text(run)
-        header.append(f"   {run['name'] or ''}   elapsed {human_duration(elapsed(run, time.time()))}")
+        self._samples = (self._samples + [(step, t) for step, _, t in snap.series[LOSS_KEY]])[-ETA_SAMPLES:]
+        status.update(self._header(run))
+        plot = self.query_one(LossPlot)
+        plot.extend(tuple((step, value) for step, value, _ in snap.series[LOSS_KEY]))
+        plot.extend(tuple((step, value) for step, value, _ in snap.series[LR_KEY]), label="lr", side="right")
+        if any(snap.series.values()) or not plot.series:
+            plot.draw()
+        terminal = run["status"] in TERMINAL_STATUSES
+        self._results_final = terminal and (snap.results is not None or self._results_final)
+        if snap.results is not None:
+            benches = {r["bench"] for r in snap.results}
+            self.query_one(LanguageTable).show(snap.results, headline_bench(benches))
+            self.query_one("#heatmap", Static).update(message.heatmaps)
+            self.query_one("#config", Static).update(_config_text(run))
+        self._show_log(snap)
+
+    def _header(self, run: dict) -> Text:
+        now = time.time()
+        config = run["config"]
+        header = status_text(run, now)
+        header.append(f"   {run['name'] or ''}   elapsed {human_duration(elapsed(run, now))}")
+        left = eta(run, self._samples)
+        if left is not None:
+            header.append(f"   ETA {human_duration(left)} + final evaluation")
+        header.append(f"\n{config.get('model')} · {config.get('sampler')} α={config.get('alpha')} · "
+                      f"batch {config.get('batch_size')} · lr {config.get('lr')} · seed {config.get('seed')}",
+                      style="dim")
         if run["error"]:
             header.append(f"\n{run['error'].strip().splitlines()[-1]}", style="red")
-        status.update(header)
-        self.query_one(LossPlot).extend(snap.points)
-        benches = [r["bench"] for r in snap.results]
-        self.query_one(LanguageTable).show(snap.results, HEADLINE_BENCH if HEADLINE_BENCH in benches or
-                                           not benches else benches[0])
+        return header
+
+    def _show_log(self, snap: DetailSnapshot) -> None:
         log = self.query_one(Log)
         if snap.log_offset != self._log_end:
             log.clear()  # first read, or the log was rewritten: this text starts from its tail

@@ -1,8 +1,10 @@
-"""Home: every run in the store, live, with new run, cancel, resume and compare at a key press."""
+"""Home: every run in the store, live, sortable, with new run, cancel, resume, compare,
+delete, export and the reproduction grids at a key press."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from textual import on, work
@@ -12,29 +14,44 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
-from hybtui import launcher
+from hybtui import launcher, report
 from hybtui.errors import HybtuiError
 from hybtui.store import Store
 from hybtui.tui.screens.compare import CompareScreen
+from hybtui.tui.screens.confirm import ConfirmScreen
+from hybtui.tui.screens.grids import GridsScreen
 from hybtui.tui.screens.new_run import NewRunScreen
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.snapshot import RunRow, read_runs
-from hybtui.tui.widgets.runs_table import RunsTable
+from hybtui.tui.widgets.runs_table import RunsTable, SortOrder, sort_rows
 
 #: How many runs one comparison takes (more do not fit side by side).
 COMPARE_MIN, COMPARE_MAX = 2, 6
+#: The orders ``s`` cycles through: mAP best first, rank distance (language bias) lowest first.
+SORTS = (SortOrder("newest first"), SortOrder("name", "name"), SortOrder("status", "status"),
+         SortOrder("mono mAP, best first", "mono", descending=True),
+         SortOrder("cross mAP, best first", "cross", descending=True),
+         SortOrder("multi mAP, best first", "multi", descending=True),
+         SortOrder("rank distance, lowest first", "rank_distance"))
+#: What ``e`` writes, each as ``<store>/exports/runs-<time>.<format>``.
+EXPORT_FORMATS = ("md", "csv")
 
 
 class RunsScreen(Screen):
     """The run table, re-read every ``refresh_s`` in a thread worker and applied in place."""
 
     BINDINGS = [
+        Binding("question_mark", "app.help", "Keys"),  # the app's, listed first so the footer shows it at 80 columns
         Binding("n", "new_run", "New run"),
         Binding("space", "toggle_mark", "Mark"),
         Binding("m", "compare", "Compare marked"),
         Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("r", "resume_run", "Resume"),
+        Binding("d", "delete_runs", "Delete"),
+        Binding("e", "export_runs", "Export"),
+        Binding("g", "grids", "Grids"),
         Binding("escape", "leave_filter", "Back to runs", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -53,6 +70,7 @@ class RunsScreen(Screen):
         self.refresh_s = refresh_s
         self._rows: tuple[RunRow, ...] = ()
         self._loading = False
+        self._order = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -62,7 +80,7 @@ class RunsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.store_path)
+        self._show_title()
         self.query_one(RunsTable).focus()
         self.reload()
         self.set_interval(self.refresh_s, self.reload)
@@ -84,16 +102,25 @@ class RunsScreen(Screen):
 
     def on_runs_screen_loaded(self, message: Loaded) -> None:
         self._loading = False
-        if message.error:
-            self.sub_title = f"{self.store_path}: {message.error}"
-            return
-        self.sub_title = str(self.store_path)
-        self._rows = message.rows
-        self._show()
+        self._show_title(message.error)
+        if not message.error:
+            self._rows = message.rows
+            self._show()
+
+    def _show_title(self, error: str | None = None) -> None:
+        self.sub_title = f"{self.store_path}: {error}" if error else f"{self.store_path} · {SORTS[self._order].label}"
 
     def _show(self) -> None:
         needle = self.query_one("#filter", Input).value.strip().lower()
-        self.query_one(RunsTable).apply(tuple(row for row in self._rows if needle in row.search))
+        shown = tuple(row for row in self._rows if needle in row.search)
+        self.query_one(RunsTable).apply(sort_rows(shown, SORTS[self._order]))
+
+    def action_sort(self) -> None:
+        """Next order; the cursor stays on its run."""
+        self._order = (self._order + 1) % len(SORTS)
+        self._show()
+        self._show_title()
+        self.notify(f"sorted: {SORTS[self._order].label}", timeout=2)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:
@@ -128,6 +155,82 @@ class RunsScreen(Screen):
             return
         self.app.push_screen(CompareScreen(self.store_path, list(marked)))
 
+    def action_grids(self) -> None:
+        self.app.push_screen(GridsScreen(self.store_path, self.refresh_s))
+
+    def action_delete_runs(self) -> None:
+        """Delete the marked runs, or the highlighted one when none is marked, once confirmed."""
+        table = self.query_one(RunsTable)
+        run_ids = list(table.marked) or ([table.highlighted_run] if table.highlighted_run else [])
+        if not run_ids:
+            self.notify("no run to delete", title="delete", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete(run_ids)
+
+        self.app.push_screen(ConfirmScreen(f"delete {len(run_ids)} run(s) and their checkpoints?",
+                                           " ".join(run_ids)), answered)
+
+    @work(thread=True, group="runs-act")
+    def _delete(self, run_ids: list[str]) -> None:
+        """Off the UI thread: removing a run's directory (checkpoints, caches) takes a while.
+        The store refuses running runs; the marks of runs that are gone are dropped."""
+        errors = []
+        try:
+            with Store(self.store_path) as store:
+                for run_id in run_ids:
+                    try:
+                        store.delete_run(run_id)
+                    except HybtuiError as exc:
+                        errors.append(str(exc))
+                left = {run["id"] for run in store.list_runs()}
+        except (HybtuiError, sqlite3.Error) as exc:
+            self.app.call_from_thread(self._deleted, [], [str(exc)])
+            return
+        self.app.call_from_thread(self._deleted, [run_id for run_id in run_ids if run_id not in left], errors)
+
+    def _deleted(self, gone: list[str], errors: list[str]) -> None:
+        """Back on the UI thread: forget the deleted runs' marks, say what was refused."""
+        self.query_one(RunsTable).unmark(gone)
+        for error in errors:
+            self.notify(error, title="cannot delete", severity="error")
+        if gone:
+            self.notify(f"deleted {len(gone)} run(s)")
+        self.reload()
+
+    def action_export_runs(self) -> None:
+        """Export the marked runs, or every run the filter shows when none is marked."""
+        table = self.query_one(RunsTable)
+        run_ids = list(table.marked) or [row.key.value for row in table.ordered_rows]
+        if not run_ids:
+            self.notify("no run to export", title="export", severity="warning")
+            return
+        self._export(run_ids)
+
+    @work(thread=True, group="runs-act")
+    def _export(self, run_ids: list[str]) -> None:
+        """Write what `hybtui runs export` writes (every result row as CSV, headline figures
+        as Markdown) into ``<store>/exports/``."""
+        stem = self.store_path / "exports" / time.strftime("runs-%Y%m%d-%H%M%S")
+        try:
+            with Store(self.store_path) as store:
+                runs = [store.get_run(run_id) for run_id in run_ids]
+                results = {run["id"]: store.results(run["id"], final_only=False) for run in runs}
+            stem.parent.mkdir(exist_ok=True)
+            paths = [stem.with_suffix(f".{fmt}") for fmt in EXPORT_FORMATS]
+            for path, fmt in zip(paths, EXPORT_FORMATS):
+                path.write_text(report.export(runs, results, fmt))
+        except (HybtuiError, sqlite3.Error, OSError) as exc:
+            self._tell(str(exc), "cannot export", "error")
+            return
+        self._tell("\n".join(map(str, paths)), f"exported {len(runs)} run(s)")
+
+    def _tell(self, message: str, title: str = "", severity: str = "information") -> None:
+        """Notify from a worker thread."""
+        self.app.call_from_thread(self.notify, message, title=title, severity=severity)
+
     def action_cancel_run(self) -> None:
         self._act("cancel")
 
@@ -150,7 +253,7 @@ class RunsScreen(Screen):
                     launcher.resume(store, run_id)
                     outcome = "queued again"
         except (HybtuiError, sqlite3.Error, OSError) as exc:
-            self.app.call_from_thread(self.notify, str(exc), title=f"cannot {verb}", severity="error")
+            self._tell(str(exc), f"cannot {verb}", "error")
             return
-        self.app.call_from_thread(self.notify, f"run {run_id}: {outcome}")
+        self._tell(f"run {run_id}: {outcome}")
         self.app.call_from_thread(self.reload)

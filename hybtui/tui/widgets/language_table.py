@@ -1,10 +1,31 @@
-"""Final mAP per query language and setting, with the languages seen in training marked."""
+"""Final mAP per query language and setting as bars, with the languages seen in training
+marked and the language bias (rank distance) beside them."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import DataTable
 
-from hybtui.tui.snapshot import language_rows
+from hybtui.tui.snapshot import LanguageFigures, language_rows
+
+#: Cells of a bar: eighths of a block give 8 levels per cell.
+BAR_CELLS = 6
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def bar(value: float | None) -> Text:
+    """``0.812 █████▎``: the figure, then a bar of BAR_CELLS cells for the range [0, 1]."""
+    if value is None:
+        return Text("–", style="dim")
+    eighths = round(min(max(value, 0.0), 1.0) * BAR_CELLS * 8)
+    blocks = "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
+    return Text(f"{value:.3f} {blocks.ljust(BAR_CELLS)}")
+
+
+def _row(figures: LanguageFigures) -> tuple[str | Text, ...]:
+    seen = Text(figures.seen, style="bold" if figures.seen == "unseen" else "dim")
+    bias = "–" if figures.rank_distance is None else f"{figures.rank_distance:.1f}"
+    return (figures.lang, seen, bar(figures.mono), bar(figures.cross), bar(figures.multi), bias)
 
 
 class LanguageTable(DataTable):
@@ -15,7 +36,7 @@ class LanguageTable(DataTable):
         self._shown: tuple[dict, ...] | None = None
 
     def on_mount(self) -> None:
-        for label in ("lang", "seen", "mono", "cross", "multi"):
+        for label in ("lang", "seen", "mono mAP", "cross mAP", "multi mAP", "rank dist."):
             self.add_column(label, key=label)
 
     def show(self, results: tuple[dict, ...], bench: str) -> None:
@@ -23,5 +44,5 @@ class LanguageTable(DataTable):
             return
         self._shown = results
         self.clear()
-        for row in language_rows(list(results), bench):
-            self.add_row(*row, key=row[0])
+        for figures in language_rows(list(results), bench):
+            self.add_row(*_row(figures), key=figures.lang)

@@ -1,8 +1,11 @@
-"""Loss curves as line plots: one run's curve growing as its worker reports steps, or
-several runs' curves overlaid for comparison."""
+"""Loss curves as line plots: one run's curve (with its learning rate on the right axis)
+growing as its worker reports steps, or several runs' curves overlaid for comparison."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
 from textual_plotext import PlotextPlot
 
 from hybtui.tui.snapshot import downsample
@@ -11,38 +14,76 @@ from hybtui.tui.snapshot import downsample
 AXIS_WIDTH = 10
 
 
+@dataclass
+class Series:
+    """One curve's points in growing numpy arrays (appends are amortised O(1))."""
+
+    side: str = "left"
+    _steps: np.ndarray = field(default_factory=lambda: np.empty(1024))
+    _values: np.ndarray = field(default_factory=lambda: np.empty(1024))
+    size: int = 0
+
+    def extend(self, steps: list[float], values: list[float]) -> None:
+        end = self.size + len(steps)
+        if end > len(self._steps):
+            capacity = max(end, 2 * len(self._steps))
+            self._steps = np.resize(self._steps, capacity)
+            self._values = np.resize(self._values, capacity)
+        self._steps[self.size:end] = steps
+        self._values[self.size:end] = values
+        self.size = end
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self._steps[:self.size]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[:self.size]
+
+
 class LossPlot(PlotextPlot):
-    """Keeps every (step, loss) point of each labelled series and draws them averaged down
-    to the plot's width, so a long run costs a redraw of at most one point per column."""
+    """Keeps every point of each labelled series and draws them averaged down to the plot's
+    width, so a refresh of a run with 100,000 steps costs one vectorised pass and a redraw
+    of at most one point per column."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.series: dict[str, list[tuple[int, float]]] = {}
+        self.series: dict[str, Series] = {}
 
     @property
-    def points(self) -> list[tuple[int, float]]:
-        """The unlabelled series: the single run of the detail screen."""
-        return self.series.get("", [])
+    def points(self) -> list[tuple[float, float]]:
+        """The loss points of the single run of the detail screen."""
+        series = self.series.get("")
+        return list(zip(series.steps.tolist(), series.values.tolist())) if series else []
 
     def on_mount(self) -> None:
-        self._draw()
+        self.draw()
 
     def on_resize(self) -> None:
-        self._draw()
+        self.draw()
 
-    def extend(self, points: tuple[tuple[int, float], ...], label: str = "") -> None:
-        """Add newly read points (oldest first) to the series ``label`` and redraw."""
+    def extend(self, points: tuple[tuple[float, float], ...], label: str = "", side: str = "left") -> None:
+        """Add newly read (step, value) points (oldest first) to the series ``label``;
+        ``side="right"`` plots it against the right axis (the learning rate). Call
+        ``draw`` once the refresh's points are all in."""
         if points:
-            self.series.setdefault(label, []).extend(points)
-            self._draw()
+            steps, values = zip(*points)
+            self.series.setdefault(label, Series(side)).extend(steps, values)
 
-    def _draw(self) -> None:
+    def draw(self) -> None:
+        """Draw every series as it is now (once per refresh, however many series changed)."""
         plt = self.plt
         plt.clear_data()
-        plt.title("loss" if any(self.series.values()) else "loss (no steps reported yet)")
+        right = [label for label, s in self.series.items() if s.side == "right"]
+        title = "loss" if any(s.size for s in self.series.values()) else "loss (no steps reported yet)"
+        plt.title(title + (f" · {', '.join(right)} (right axis)" if right else ""))
         plt.xlabel("step")
-        for label, points in self.series.items():
-            xs, ys = downsample(points, self.size.width - AXIS_WIDTH)
-            if xs:
-                plt.plot(xs, ys, marker="braille", label=label or None)
+        for label, series in self.series.items():
+            xs, ys = downsample(series.steps, series.values, self.size.width - AXIS_WIDTH)
+            if len(xs):
+                plt.plot(xs.tolist(), ys.tolist(), marker="braille", label=label or None, yside=series.side)
         self.refresh()
