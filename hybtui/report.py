@@ -16,6 +16,15 @@ HEADLINE = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank
 RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
 
 
+def age(seconds: float) -> str:
+    """How long ago, in its largest unit (``45s``, ``22m``, ``3h``, ``2d``): a column of ages
+    stays narrow."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
 def headline(results: Sequence[dict]) -> dict[tuple[str, str, str], float]:
     """{(bench, setting, metric): macro-average} from a run's final result rows."""
     return {(r["bench"], r["setting"], r["metric"]): r["value"]

@@ -58,9 +58,9 @@ class Budget:
 
 #: The full grid: all of MLQA-R for training, all of XQuAD-R (11 languages, 4 unseen).
 FULL = Budget(steps=150, batch_size=32, train=("mlqa-r",), eval=("xquad-r",), final_eval_max_queries=0)
-#: Under 15 minutes on 2 CPU cores: three training languages, four evaluation languages
-#: (two of them unseen, one low-resource), 200 queries per language.
-QUICK = Budget(steps=30, batch_size=16, train=("mlqa-r:en,de,zh",), eval=("xquad-r:en,zh,ru,th",),
+#: Under 15 minutes on 2 CPU cores: three training languages, three evaluation languages
+#: (th unseen in training and low-resource), 200 queries per language.
+QUICK = Budget(steps=30, batch_size=16, train=("mlqa-r:en,de,zh",), eval=("xquad-r:en,zh,th",),
                final_eval_max_queries=200)
 
 

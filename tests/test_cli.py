@@ -128,7 +128,7 @@ def test_sample_summary_for_people(shared_data):
         (["--sampler", "hybrid", "--train", "mlqa-r:de"], "single language de"),
         (["--sampler", "mono", "--train", "mlqa-r:en,de", "--batch-size", "600"], "larger than the mono pool of de"),
         (["--train", "mlqa-r:en,xx"], "unknown language(s) 'xx'"),
-        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "-1"], "--steps must be 0 or more"),
     ],
 )
 def test_train_rejects_invalid_configurations_before_running(shared_data, tmp_path, args, message):

@@ -334,9 +334,10 @@ def test_a_version_1_database_is_migrated_with_its_rows(tmp_path):
     conn.close()
 
     with Store(old) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"idx_metrics_run_id", "idx_runs_status_created_at"} <= indexes
+        assert {"idx_metrics_run_id", "idx_runs_status_created_at", "idx_results_headline"} <= indexes
+        assert store.list_grids() == [] and store.run_overview()[0]["figures"] == {}
         assert store.get_run("240101")["status"] == "finished"
         assert [(m["key"], m["value"]) for m in store.metrics_since("240101-000000-abcd")] == [("loss", 0.25)]
         assert [e["message"] for e in store.events("240101-000000-abcd")] == ["done"]
@@ -428,3 +429,25 @@ def test_without_wal_the_store_falls_back_to_the_rollback_journal(tmp_path, monk
     assert not (tmp_path / "hybtui.db-wal").exists()
     with Store(tmp_path) as reopened:
         assert reopened.get_run(run_id)["status"] == "queued"
+
+
+def test_run_overview_has_each_runs_final_headline_figures_only(store):
+    from hybtui.evaluate import ResultRow
+
+    old = store.create_run(RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",)), name="old")
+    new = store.create_run(RunConfig(steps=0), name="new")
+    rows = [ResultRow("xquad-r", "mono", "avg", "avg", "map", 0.7, None),
+            ResultRow("xquad-r", "mono", "avg", "avg", "map", 0.9, "seen"),  # a seen group: not a headline
+            ResultRow("xquad-r", "mono", "en", "en", "map", 0.8, "seen"),  # one language: not a headline
+            ResultRow("xquad-r", "multi", "avg", "all", "rank_distance", math.nan, None),
+            ResultRow("xquad-r", "mono", "avg", "avg", "recall@1", 0.5, None)]  # not a shown metric
+    store.add_results(old, rows, step=1000, final=True)
+    store.add_results(old, [ResultRow("mlqa-r", "mono", "avg", "avg", "map", 0.1, None)], step=10, final=False)
+    overview = store.run_overview()
+    assert [r["id"] for r in overview] == [new, old]
+    first, second = overview
+    assert first["figures"] == {} and first["total_steps"] == 0
+    assert (second["model"], second["sampler"], second["train"]) == ("tiny", "mono", ["mlqa-r:en,de"])
+    figures = second["figures"]
+    assert set(figures) == {"xquad-r"} and figures["xquad-r"][("mono", "map")] == 0.7
+    assert math.isnan(figures["xquad-r"][("multi", "rank_distance")]) and len(figures["xquad-r"]) == 2

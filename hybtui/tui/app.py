@@ -61,3 +61,8 @@ class HybtuiApp(App):
                                 "the store's exports/", runs.action_export_runs)
             yield SystemCommand("Sort runs", "Next order: newest, name, status, mAP, rank distance",
                                 runs.action_sort)
+
+
+def run_app(store_path: str | Path | None = None) -> None:
+    """Entry point for ``hybtui`` with no arguments."""
+    HybtuiApp(store_path).run()

@@ -16,7 +16,7 @@ import numpy as np
 from rich.text import Text
 
 from hybtui import launcher
-from hybtui.report import headline, per_language, seen_of
+from hybtui.report import age, headline, per_language, seen_of
 from hybtui.store import Store, is_stalled
 
 #: The benchmark whose final macro-averages are the run list's headline figures.
@@ -107,8 +107,13 @@ def headline_bench(benches: set[str]) -> str:
 
 
 def sampler_label(run: dict[str, Any]) -> str:
-    """The sampler, or ``zero-shot`` for a run of 0 steps (the model evaluated as it is)."""
-    return "zero-shot" if run["total_steps"] == 0 else str(run["sampler"] or "")
+    """The sampler (``hybrid .5`` with its α), or ``zero-shot`` for a run of 0 steps (the
+    model evaluated as it is)."""
+    if run["total_steps"] == 0:
+        return "zero-shot"
+    if run["sampler"] == "hybrid" and run["alpha"] is not None:
+        return f"hybrid {run['alpha']:g}".replace(" 0.", " .")
+    return str(run["sampler"] or "")
 
 
 def run_row(run: dict[str, Any], now: float) -> RunRow:
@@ -117,11 +122,12 @@ def run_row(run: dict[str, Any], now: float) -> RunRow:
     figures = run["figures"].get(headline_bench(set(run["figures"])), {})
     cells = (
         run["id"], run["name"] or "", str(run["model"] or ""), sampler_label(run),
-        _figure(run["alpha"], 2) if run["total_steps"] else "", train_languages(run["train"]),
+        _figure(run["alpha"], 2) if run["total_steps"] and run["sampler"] == "hybrid" else "",
+        train_languages(run["train"]),
         status_text(run, now),
         *(_figure(figures.get((setting, "map"))) for setting in ("mono", "cross", "multi")),
         _figure(figures.get(("multi", "rank_distance")), 2),
-        human_duration(now - run["created_at"]),
+        age(now - run["created_at"]),
     )
     search = " ".join([run["name"] or "", str(run["model"] or ""), sampler_label(run), run["status"]]).lower()
     return RunRow(run["id"], cells, search)

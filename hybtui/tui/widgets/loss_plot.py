@@ -3,6 +3,7 @@ growing as its worker reports steps, or several runs' curves overlaid for compar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,16 @@ class Series:
         return self._values[:self.size]
 
 
+def _readable(values: np.ndarray, label: str) -> tuple[np.ndarray, str]:
+    """Tiny values (learning rates) scaled by a power of ten named in the label, so the
+    axis reads ``3.0`` rather than ``0.0000300``."""
+    peak = float(np.abs(values).max())
+    exponent = math.floor(math.log10(peak)) if peak > 0 else 0
+    if exponent >= -2:
+        return values, label
+    return values * 10.0 ** -exponent, f"{label} ×1e{exponent}"
+
+
 class LossPlot(PlotextPlot):
     """Keeps every point of each labelled series and draws them averaged down to the plot's
     width, so a refresh of a run with 100,000 steps costs one vectorised pass and a redraw
@@ -85,5 +96,6 @@ class LossPlot(PlotextPlot):
         for label, series in self.series.items():
             xs, ys = downsample(series.steps, series.values, self.size.width - AXIS_WIDTH)
             if len(xs):
+                ys, label = _readable(ys, label)
                 plt.plot(xs.tolist(), ys.tolist(), marker="braille", label=label or None, yside=series.side)
         self.refresh()

@@ -18,8 +18,12 @@ COLUMNS = (("id", "id"), ("name", "name"), ("model", "model"), ("sampler", "samp
            ("multi", "multi"), ("rank_distance", "rd"), ("age", "age"))
 #: Columns holding formatted numbers, which sort as numbers.
 FIGURES = frozenset({"alpha", "mono", "cross", "multi", "rank_distance"})
-#: Shown before the id of a marked run.
+#: Shown before the first cell of a marked run.
 MARK = "▶ "
+#: Below this width the NARROW_HIDDEN columns are left out.
+WIDE = 90
+NARROW_HIDDEN = frozenset({"id", "model", "train", "alpha"})
+NARROW_NAME = 14
 
 
 class Row(Protocol):
@@ -51,19 +55,42 @@ def sort_rows(rows: Sequence[RunRow], order: SortOrder) -> tuple[RunRow, ...]:
 
 
 class LiveTable(DataTable):
-    """A row-cursor table of ``COLUMNS``. ``apply`` diffs a snapshot against what is shown:
-    changed cells are updated, new rows added and gone ones removed, by key, so the cursor
-    stays on its row and nothing flickers. The first column tells rows apart."""
+    """A row-cursor table of ``COLUMNS`` (or the subset ``visible_columns`` names). ``apply`` diffs a
+    snapshot against what is shown: changed cells are updated, new rows added and gone
+    ones removed, by key, so the cursor stays on its row and nothing flickers; a new
+    order rebuilds the rows (sorting, or a new run on top: rare)."""
 
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._shown: dict[str, tuple] = {}
+        self._rows: Sequence[Row] = ()
+        self.visible_columns: frozenset[str] = frozenset(key for key, _ in self.COLUMNS)
 
     def on_mount(self) -> None:
-        for key, label in self.COLUMNS:
-            self.add_column(label, key=key)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        for key, label in self.shown_columns:
+            self.add_column(label, key=key, width=self.column_width(key))
+
+    def column_width(self, key: str) -> int | None:
+        """A fixed width for column ``key`` (None: as wide as its widest cell)."""
+        return None
+
+    @property
+    def shown_columns(self) -> list[tuple[str, str]]:
+        return [(key, label) for key, label in self.COLUMNS if key in self.visible_columns]
+
+    def show_columns(self, visible: frozenset[str]) -> None:
+        """Show only the columns named in ``visible`` (rebuilding the table if that changes)."""
+        if visible != self.visible_columns:
+            self.visible_columns = visible
+            self.clear(columns=True)
+            self._shown.clear()
+            self._add_columns()
+            self.apply(self._rows)
 
     @property
     def highlighted_key(self) -> str | None:
@@ -73,38 +100,46 @@ class LiveTable(DataTable):
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
     def cells_of(self, row: Row) -> tuple:
-        """The cells shown for ``row`` (subclasses decorate them)."""
-        return tuple(row.cells)
+        """The cells shown for ``row``: those of the visible columns (subclasses decorate them)."""
+        return tuple(cell for (key, _), cell in zip(self.COLUMNS, row.cells) if key in self.visible_columns)
 
-    def apply(self, rows: Sequence[Row]) -> None:
-        """Show exactly ``rows``, in their order, changing only what differs."""
-        current = self.highlighted_key
-        wanted = {row.key for row in rows}
-        for key in [key for key in self._shown if key not in wanted]:
+    def apply(self, rows: Sequence[Row], current: str | None = None) -> None:
+        """Show exactly ``rows``, in their order, changing only what differs; the cursor
+        stays on its row (or moves to ``current``)."""
+        self._rows = rows
+        current = current or self.highlighted_key
+        wanted = [row.key for row in rows]
+        kept = set(wanted)
+        if [row.key.value for row in self.ordered_rows if row.key.value in kept] != \
+                [key for key in wanted if key in self._shown]:
+            self.clear()
+            self._shown.clear()
+        for key in [key for key in self._shown if key not in kept]:
             self.remove_row(key)
             del self._shown[key]
+        appended = not self._shown
         for row in rows:
             cells = self.cells_of(row)
             old = self._shown.get(row.key)
             if old is None:
                 self.add_row(*cells, key=row.key)
             elif old != cells:
-                for (column, _), before, after in zip(self.COLUMNS, old, cells):
+                for (column, _), before, after in zip(self.shown_columns, old, cells):
                     if before != after:
                         self.update_cell(row.key, column, after, update_width=True)
             self._shown[row.key] = cells
-        reordered = [row.key.value for row in self.ordered_rows] != [row.key for row in rows]
-        if reordered:
-            # DataTable sorts by cell values, not keys: rank rows by their first cell's text.
-            rank = {str(self._shown[row.key][0]): index for index, row in enumerate(rows)}
-            self.sort(self.COLUMNS[0][0], key=lambda cell: rank[str(cell)])
-        if current in wanted:  # follow the cursor's row only where it moved: a refresh must not scroll
-            self.move_cursor(row=self.get_row_index(current), scroll=reordered)
+        if [row.key.value for row in self.ordered_rows] != wanted:  # new rows were appended below older ones
+            self.clear()
+            self._shown.clear()
+            return self.apply(rows, current)
+        if current in self._shown:  # follow the cursor's row; only a rebuild may scroll
+            self.move_cursor(row=self.get_row_index(current), scroll=appended)
 
 
 class RunsTable(LiveTable):
     """Runs in the order given. ``marked`` holds run ids in the order they were marked;
-    marks outlive the filter hiding their runs."""
+    marks outlive the filter hiding their runs. Narrower than WIDE columns, the id, model,
+    α (the sampler cell names it) and training-language columns give way so the rest fits 80 columns."""
 
     COLUMNS = COLUMNS
     BINDINGS = [Binding("enter", "select_cursor", "Open")]
@@ -112,6 +147,14 @@ class RunsTable(LiveTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.marked: list[str] = []
+
+    def on_resize(self) -> None:
+        all_columns = frozenset(key for key, _ in COLUMNS)
+        self.show_columns(all_columns if self.size.width >= WIDE else all_columns - NARROW_HIDDEN)
+
+    def column_width(self, key: str) -> int | None:
+        """Narrow, the name is cut to NARROW_NAME columns (the detail view shows all of it)."""
+        return NARROW_NAME if key == "name" and "id" not in self.visible_columns else None
 
     @property
     def highlighted_run(self) -> str | None:
@@ -134,13 +177,15 @@ class RunsTable(LiveTable):
                 self._show_mark(run_id)
 
     def _show_mark(self, run_id: str) -> None:
-        if run_id in self._shown:
-            id_cell = self._id_cell(run_id)
-            self.update_cell(run_id, "id", id_cell, update_width=True)
-            self._shown[run_id] = (id_cell, *self._shown[run_id][1:])
-
-    def _id_cell(self, run_id: str) -> str | Text:
-        return Text(MARK + run_id, style="bold magenta") if run_id in self.marked else run_id
+        row = next((row for row in self._rows if row.key == run_id), None)
+        if row is not None and run_id in self._shown:
+            cells = self.cells_of(row)
+            self.update_cell(run_id, self.shown_columns[0][0], cells[0], update_width=True)
+            self._shown[run_id] = cells
 
     def cells_of(self, row: Row) -> tuple:
-        return (self._id_cell(row.key), *row.cells[1:])
+        """The first visible cell carries the mark of a marked run."""
+        first, *rest = super().cells_of(row)
+        if row.key in self.marked:
+            first = Text(MARK + str(first), style="bold magenta")
+        return (first, *rest)
