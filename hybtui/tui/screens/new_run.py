@@ -20,7 +20,7 @@ from hybtui.config import SAMPLERS, RunConfig
 from hybtui.data.lareqa import LANGUAGES
 from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
-from hybtui.models import REGISTRY
+from hybtui.registry import REGISTRY
 from hybtui.store import Store
 from hybtui.tui.screens.run_detail import RunDetailScreen
 
