@@ -95,7 +95,7 @@ def test_runs_table_shows_runs_newest_first_with_headline_figures(store):
 
     async def scenario():
         app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
+        async with app.run_test(size=(150, 30)) as pilot:
             await pilot.pause(0.3)
             table = app.screen.query_one(RunsTable)
             assert [row.key.value for row in table.ordered_rows] == [queued, done]
@@ -545,5 +545,27 @@ def test_command_palette_offers_the_run_list_actions(store):
             await pilot.pause(0.3)
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and "name" in app.screen.sub_title, 5)
+
+    run(scenario)
+
+
+def test_run_list_fits_80_columns_and_recovers_after_resizes(store):
+    done = by_name(store, "finished-run")
+
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(150, 30)) as pilot:
+            await pilot.pause(0.3)
+            table = app.screen.query_one(RunsTable)
+            keys = lambda: [c.key.value for c in table.ordered_columns]  # noqa: E731
+            assert keys()[:3] == ["id", "name", "model"]
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause(0.3)
+            assert keys() == ["name", "sampler", "status", "mono", "cross", "multi", "rank_distance", "age"]
+            assert sum(c.get_render_width(table) for c in table.ordered_columns) <= 80
+            assert cell(table, done, "mono") == "0.700"
+            await pilot.resize_terminal(150, 30)
+            await pilot.pause(0.3)
+            assert "train" in keys() and cell(table, done, "train") == "en,de"
 
     run(scenario)

@@ -20,8 +20,8 @@ COLUMNS = (("id", "id"), ("name", "name"), ("model", "model"), ("sampler", "samp
 FIGURES = frozenset({"alpha", "mono", "cross", "multi", "rank_distance"})
 #: Shown before the first cell of a marked run.
 MARK = "▶ "
-#: Below this width the NARROW_HIDDEN columns are left out.
-WIDE = 90
+#: Below this width the NARROW_HIDDEN columns are left out and names are cut to NARROW_NAME.
+WIDE = 140
 NARROW_HIDDEN = frozenset({"id", "model", "train", "alpha"})
 NARROW_NAME = 14
 
@@ -83,9 +83,10 @@ class LiveTable(DataTable):
     def shown_columns(self) -> list[tuple[str, str]]:
         return [(key, label) for key, label in self.COLUMNS if key in self.visible_columns]
 
-    def show_columns(self, visible: frozenset[str]) -> None:
-        """Show only the columns named in ``visible`` (rebuilding the table if that changes)."""
-        if visible != self.visible_columns:
+    def show_columns(self, visible: frozenset[str], force: bool = False) -> None:
+        """Show only the columns named in ``visible`` (rebuilding the table if that changes,
+        or when ``force``d because column widths changed)."""
+        if force or visible != self.visible_columns:
             self.visible_columns = visible
             self.clear(columns=True)
             self._shown.clear()
@@ -147,14 +148,21 @@ class RunsTable(LiveTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.marked: list[str] = []
+        self._name_width: int | None = None
 
     def on_resize(self) -> None:
         all_columns = frozenset(key for key, _ in COLUMNS)
-        self.show_columns(all_columns if self.size.width >= WIDE else all_columns - NARROW_HIDDEN)
+        name_width = self.column_width("name")
+        self.show_columns(all_columns if self.size.width >= WIDE else all_columns - NARROW_HIDDEN,
+                          force=name_width != self._name_width)
+        self._name_width = name_width
 
     def column_width(self, key: str) -> int | None:
-        """Narrow, the name is cut to NARROW_NAME columns (the detail view shows all of it)."""
-        return NARROW_NAME if key == "name" and "id" not in self.visible_columns else None
+        """Narrow, names get what the other columns leave (at least NARROW_NAME; the detail
+        view shows all of a name)."""
+        if key != "name" or self.size.width >= WIDE:
+            return None
+        return max(NARROW_NAME, min(36, self.size.width - 66))
 
     @property
     def highlighted_run(self) -> str | None:

@@ -1,0 +1,196 @@
+"""SVG snapshots of every screen of the app (pytest-textual-snapshot), over a store with
+fixed content (tests/tui_fixtures.py: fixed run ids, a frozen clock, loss curves and
+final xquad-r results in all 11 languages), at 100x30.
+
+The screens are still changing: after an intended change of a screen, regenerate the
+baselines in tests/__snapshots__/test_tui_snapshots/ and look at them before committing:
+
+    HF_HUB_OFFLINE=1 python -m pytest tests/test_tui_snapshots.py --snapshot-update
+
+A mismatch fails the test and writes snapshot_report.html (side by side, with a diff
+toggle) in the current directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import sys
+import time as real_time
+
+import pytest
+from textual.widgets import Log, Static
+
+import hybtui
+from hybtui.tui.app import HybtuiApp
+from hybtui.tui.screens.compare import CompareScreen
+from hybtui.tui.screens.new_run import NewRunScreen
+from hybtui.tui.screens.run_detail import RunDetailScreen
+from hybtui.tui.widgets.language_table import LanguageTable
+from hybtui.tui.widgets.loss_plot import LossPlot
+from hybtui.tui.widgets.runs_table import RunsTable
+from tui_fixtures import DEMO_NOW, DEMO_RUNS, build_demo_store
+
+SIZE = (100, 30)
+#: Long: the run list is read once at mount; nothing changes in the store meanwhile.
+REFRESH_S = 3600.0
+
+
+class FrozenTime:
+    """The ``time`` module with ``time()`` stopped at DEMO_NOW (monotonic clocks untouched)."""
+
+    def time(self) -> float:
+        return DEMO_NOW
+
+    def __getattr__(self, name: str):
+        return getattr(real_time, name)
+
+
+def freeze_clock(monkeypatch) -> None:
+    """Every hybtui module that reads the wall clock as ``time.time()`` (the run ages, the
+    elapsed times, the stall check) sees DEMO_NOW; asyncio and Textual keep real clocks."""
+    for info in pkgutil.walk_packages(hybtui.__path__, "hybtui."):
+        if info.name.startswith("hybtui.tui."):
+            importlib.import_module(info.name)
+    frozen = FrozenTime()
+    for name, module in list(sys.modules.items()):
+        if (name == "hybtui" or name.startswith("hybtui.")) and getattr(module, "time", None) is real_time:
+            monkeypatch.setattr(module, "time", frozen)
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch, shared_data) -> dict[str, str]:
+    """The demo store at ./store (cwd: tmp_path, so the header's store path reads ``store``)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))  # the new-run form checks against it
+    ids = build_demo_store("store")
+    freeze_clock(monkeypatch)
+    return ids
+
+
+def app() -> HybtuiApp:
+    return HybtuiApp("store", refresh_s=REFRESH_S)
+
+
+async def until(pilot, condition, what: str, timeout: float = 30.0) -> None:
+    """Let the app run until ``condition()`` holds (reads happen in thread workers)."""
+    deadline = real_time.monotonic() + timeout
+    while not condition():
+        if real_time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} on {pilot.app.screen!r}")
+        await asyncio.sleep(0.05)
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+
+
+def runs_loaded(pilot) -> bool:
+    tables = pilot.app.screen.query(RunsTable)
+    return bool(tables) and tables.first().row_count == len(DEMO_RUNS)
+
+
+async def open_runs(pilot) -> None:
+    await until(pilot, lambda: runs_loaded(pilot), "the run list")
+
+
+def row_of(name: str) -> int:
+    """The run's row in the list (newest first)."""
+    return [run[0] for run in reversed(DEMO_RUNS)].index(name)
+
+
+def test_runs_screen(demo, snap_compare):
+    assert snap_compare(app(), terminal_size=SIZE, run_before=open_runs)
+
+
+def test_runs_screen_light_theme(demo, snap_compare):
+    async def light(pilot):
+        pilot.app.theme = "textual-light"
+        await open_runs(pilot)
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=light)
+
+
+def test_run_detail_of_a_finished_run(demo, snap_compare):
+    async def detail(pilot):
+        await open_runs(pilot)
+        await pilot.press(*["down"] * row_of("hybrid-a0.5"), "enter")
+
+        def shown() -> bool:
+            screen = pilot.app.screen
+            if not (isinstance(screen, RunDetailScreen) and screen.run_id == demo["hybrid-a0.5"]):
+                return False
+            logs = screen.query(Log)  # the log may sit in a hidden tab: it is read all the same
+            return (screen.query_one(LanguageTable).row_count == 12  # 11 languages and avg
+                    and len(screen.query_one(LossPlot).points) == 200
+                    and all("training done" in "\n".join(log.lines) for log in logs))
+
+        await until(pilot, shown, "the detail of hybrid-a0.5")
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=detail)
+
+
+def test_new_run_form(demo, snap_compare):
+    async def form(pilot):
+        await open_runs(pilot)
+        await pilot.press("n")
+
+        def checked() -> bool:  # the defaults checked against the data (this imports torch)
+            screen = pilot.app.screen
+            return (isinstance(screen, NewRunScreen)
+                    and str(screen.query_one("#form-message", Static).content).startswith("ready"))
+
+        await until(pilot, checked, "the form's check", timeout=120)
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=form)
+
+
+def test_compare_two_runs(demo, snap_compare):
+    async def compare(pilot):
+        await open_runs(pilot)
+        await pilot.press(*["down"] * row_of("hybrid-a0.5"), "space", "down", "space", "m")
+
+        def shown() -> bool:
+            screen = pilot.app.screen
+            return (isinstance(screen, CompareScreen)
+                    and len(screen.query("#compare-tables Static")) > 3
+                    and len(screen.query_one(LossPlot).series) == 2)
+
+        await until(pilot, shown, "the comparison", timeout=60)
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=compare)
+
+
+def test_grids_screen(demo, snap_compare):
+    grids = pytest.importorskip("hybtui.tui.screens.grids")
+
+    async def listed(pilot):
+        await open_runs(pilot)
+        await pilot.press("g")
+
+        def shown() -> bool:
+            screen = pilot.app.screen
+            return isinstance(screen, grids.GridsScreen) and screen.query_one(grids.GridsTable).row_count == 1
+
+        await until(pilot, shown, "the grid list")
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=listed)
+
+
+def test_grid_report_screen(demo, snap_compare):
+    grids = pytest.importorskip("hybtui.tui.screens.grids")
+
+    async def report(pilot):
+        await open_runs(pilot)
+        await pilot.press("g")
+        await until(pilot, lambda: isinstance(pilot.app.screen, grids.GridsScreen)
+                    and pilot.app.screen.query_one(grids.GridsTable).row_count == 1, "the grid list")
+        await pilot.press("enter")
+
+        def shown() -> bool:
+            screen = pilot.app.screen
+            return (isinstance(screen, grids.GridReportScreen)
+                    and "2/3 runs finished." in str(screen.query_one("#grid-summary", Static).content))
+
+        await until(pilot, shown, "the grid's report")
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=report)
