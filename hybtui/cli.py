@@ -63,7 +63,8 @@ def eval_command(
         str, typer.Option(help="Registry name (see `hybtui models ls`), Hugging Face id or local checkpoint.")
     ] = "me5-small",
     eval_spec: Annotated[
-        list[str], typer.Option("--eval", help="Benchmarks and languages, e.g. xquad-r:en,de,mlqa-r.")
+        list[str], typer.Option("--eval", help="Benchmarks and languages, e.g. xquad-r:en,de,mlqa-r, miracl:sw,th "
+                                "or beir:PATH.")
     ] = ["xquad-r"],  # noqa: B006 - typer needs a literal default
     max_queries: Annotated[
         Optional[int], typer.Option(help="Evaluate a deterministic subset of N queries per language.")
@@ -78,15 +79,18 @@ def eval_command(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     bf16: Annotated[bool, typer.Option(help="Encode under bf16 autocast.")] = False,
+    index: Annotated[str, typer.Option(help="Corpus search for miracl / beir: exact, or approximate hnsw / ivf "
+                                       "(reported with their recall against exact search).")] = "exact",
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Evaluate a model on XQuAD-R / MLQA-R: mono, cross, multi and language bias."""
-    from hybtui import evaluate, models, render
+    """Evaluate a model on XQuAD-R / MLQA-R (mono, cross, multi, language bias) and MIRACL / BEIR corpora."""
+    from hybtui import evaluate, models, render, retrieval
     from hybtui.console import progress_bars, stderr
-    from hybtui.data import benchmarks, sources
+    from hybtui.data import benchmarks, miracl, sources
 
     selections = benchmarks.parse_eval_spec(eval_spec)
+    retrieval.check_index(index)
     if batch_size < 1:
         raise HybtuiError(f"--batch-size must be at least 1 (got {batch_size})")
     if max_queries is not None and max_queries < 1:
@@ -99,8 +103,14 @@ def eval_command(
         loaded = [benchmarks.load(s, root, progress=bars.download) for s in selections]
         if max_queries is not None:
             loaded = [b.max_queries(max_queries) for b in loaded]
+        warnings = [w for b in loaded if isinstance(b, miracl.CorpusBenchmark) for w in b.warnings]
+        for warning in warnings:
+            bars.message(f"warning: {warning}")
         encoder = models.load_encoder(spec, device=device, say=bars.message)
-        rows = evaluate.evaluate(encoder, loaded, seen_langs, batch_size, bf16, progress=bars.counter)
+        searches: dict[str, dict[str, retrieval.SearchReport]] = {}
+        rows = evaluate.evaluate(encoder, loaded, seen_langs, batch_size, bf16, progress=bars.counter, index=index,
+                                 cache_dir=retrieval.embedding_cache_root(),
+                                 on_search=lambda bench, lang, report: searches.setdefault(bench, {}).update({lang: report}))
     elapsed = time.perf_counter() - started
     if as_json:
         payload = {
@@ -109,12 +119,30 @@ def eval_command(
             "model": spec.source,
             "wall_time_s": round(elapsed, 2),
         }
+        if searches:
+            payload["search"] = {b: {lang: r.as_dict() for lang, r in reports.items()} for b, reports in searches.items()}
+        if warnings:
+            payload["warnings"] = warnings
         typer.echo(json.dumps(payload, indent=1))
         return
     from rich.console import Console
+    from rich.table import Table
 
     out = Console()
     for bench in loaded:
+        if isinstance(bench, miracl.CorpusBenchmark):
+            table = Table("lang", "seen", *evaluate.CORPUS_METRICS, "search", title=bench.name, title_justify="left")
+            shown = {(r.query_lang, r.metric): r for r in rows if r.bench == bench.name
+                     and (r.seen is None or r.query_lang != evaluate.AVERAGE)}
+            for lang in (*bench.languages, evaluate.AVERAGE):
+                report = searches[bench.name].get(lang)
+                how = "" if report is None else f"{report.index} {report.search_s:.2f} s" + (
+                    "" if report.recall_vs_exact is None else f" (build {report.build_s:.1f} s; recall@100 vs exact "
+                    f"{report.recall_vs_exact:.3f}, exact {report.exact_search_s:.2f} s)")
+                table.add_row(lang, shown[(lang, "ndcg@10")].seen or "",
+                              *(f"{shown[(lang, m)].value:.3f}" for m in evaluate.CORPUS_METRICS), how)
+            out.print(table)
+            continue
         out.print(render.language_table(rows, bench.name))
         out.print(render.cross_heatmap(rows, bench.name))
         seen_table = render.seen_summary(rows, bench.name)
@@ -377,13 +405,6 @@ def worker_command(run_id: str, store: StoreOption = None) -> None:
     raise typer.Exit(run_worker(store_path(store), run_id))
 
 
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 @runs_app.command("ls")
 def runs_ls(
     status: Annotated[Optional[str], typer.Option(help="Only runs with this status.")] = None,
@@ -392,6 +413,7 @@ def runs_ls(
     as_json: JsonOption = False,
 ) -> None:
     """Runs, newest first, with their status (stalled ones marked) and progress."""
+    from hybtui import report
     from hybtui.store import Store, is_stalled, store_path
 
     shown = limit if limit is not None or as_json else 50
@@ -414,7 +436,7 @@ def runs_ls(
         c = r["config"]
         state = r["status"] + (" (stalled)" if is_stalled(r) else "")
         table.add_row(r["id"], r["name"] or "", c.get("model"), c.get("sampler"), str(c.get("alpha")), state,
-                      f"{r['step'] or 0}/{r['total_steps']}", _age(now - r["created_at"]))
+                      f"{r['step'] or 0}/{r['total_steps']}", report.age(now - r["created_at"]))
     Console().print(table)
     if more:
         typer.echo(f"(newest {shown} shown; --limit N for more)")
@@ -552,7 +574,7 @@ def reproduce_command(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 32; --quick 16).")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate, the same for every sampler.")] = 3e-5,
     train: Annotated[Optional[str], typer.Option(help="Training data (default mlqa-r; --quick mlqa-r:en,de,zh).")] = None,
-    eval_spec: Annotated[Optional[str], typer.Option("--eval", help="Benchmarks (default xquad-r; --quick xquad-r:en,zh,ru,th).")] = None,
+    eval_spec: Annotated[Optional[str], typer.Option("--eval", help="Benchmarks (default xquad-r; --quick xquad-r:en,zh,th).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     max_parallel: Annotated[Optional[int], typer.Option(help="How many runs of this store may run at once (kept).")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Queue the grid and return; report later with `hybtui grids report`.")] = False,
@@ -617,7 +639,7 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
 @grids_app.command("ls")
 def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Grids, newest first, with how many of their runs have finished."""
-    from hybtui import reproduce
+    from hybtui import report, reproduce
     from hybtui.store import Store, store_path
 
     with Store(store_path(store)) as db:
@@ -634,7 +656,7 @@ def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     table = Table("id", "name", "runs finished", "age")
     now = time.time()
     for row in rows:
-        table.add_row(row["id"], row["name"], f"{row['finished']}/{row['runs']}", _age(now - row["created_at"]))
+        table.add_row(row["id"], row["name"], f"{row['finished']}/{row['runs']}", report.age(now - row["created_at"]))
     Console().print(table)
 
 

@@ -68,6 +68,11 @@ def progress_bars(enabled: bool = True) -> Iterator[ProgressBars]:
 
 
 
+def _headline(metrics: dict[str, float]) -> tuple[str, ...]:
+    """The metrics a progress line shows: mAP (LAReQA), else MIRACL's nDCG@10 and Recall@100."""
+    return ("map",) if "map" in metrics else tuple(m for m in ("ndcg@10", "recall@100") if m in metrics)
+
+
 class TrainingProgress(Events):
     """Foreground training display: one progress bar with loss, lr and throughput, plus
     a line per evaluation, validation and checkpoint."""
@@ -109,7 +114,7 @@ class TrainingProgress(Events):
 
     def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None:
         for bench, settings in summary(rows).items():
-            figures = " ".join(f"{s} mAP {m['map']:.3f}" for s, m in settings.items())
+            figures = " ".join(f"{s} {name} {m[name]:.3f}" for s, m in settings.items() for name in _headline(m))
             bias = settings.get("multi", {}).get("rank_distance")
             self._progress.console.print(
                 f"step {step} {'final' if final else 'quick'} eval {bench}: {figures}"

@@ -6,6 +6,11 @@ languages; the mono (pool X), cross (pool Y ≠ X) and multi (all pools together
 settings are column slices of that one score matrix, so scoring 11 languages costs 11
 matrix products. Ranks are exact over the full pool (exact search), with ties broken by
 candidate order so results are deterministic.
+
+Corpus benchmarks (MIRACL, BEIR folders) are monolingual retrieval over corpora too large
+for that: per language the corpus is encoded in streamed chunks (or read from the
+embedding cache), searched to depth 100 with FAISS (hybtui.retrieval), and scored with
+trec_eval's nDCG@10 (graded), Recall@100 and MRR@10 in the `mono` setting.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from hybtui import metrics
+from hybtui import metrics, retrieval
 from hybtui.data.lareqa import Benchmark
+from hybtui.data.miracl import CorpusBenchmark
 from hybtui.models import EncodeProgress, Encoder
 
 #: metric names per setting, in report order
@@ -28,8 +35,15 @@ SETTING_METRICS = {
     "cross": ("map", "recall@1", "ndcg@10", "mrr"),
     "multi": ("map", "recall@10", "ndcg@10", "rank_distance"),
 }
+#: metric names of corpus benchmarks (setting mono): MIRACL's official two, then MRR@10
+CORPUS_METRICS = ("ndcg@10", "recall@100", "mrr@10")
+#: how deep a corpus is searched: the deepest cutoff of CORPUS_METRICS
+SEARCH_DEPTH = 100
 AVERAGE = "avg"
 POOL_ALL = "all"
+
+#: Called as on_search(bench, lang, report) after each corpus search.
+SearchCallback = Callable[[str, str, retrieval.SearchReport], None]
 
 
 @dataclass(frozen=True)
@@ -198,17 +212,79 @@ def summary(rows: Iterable[ResultRow]) -> dict[str, dict[str, dict[str, float]]]
     return out
 
 
-def evaluate(
+def ranks_in_results(found: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """1-based ranks of each query's relevant corpus rows in its search results `found`
+    (queries, depth); inf where one was not retrieved, is missing from the corpus (−1) or
+    is a padding slot."""
+    match = (relevant[:, :, None] == found[:, None, :]) & (relevant[:, :, None] >= 0)
+    return np.where(match.any(axis=2), match.argmax(axis=2) + 1.0, np.inf)
+
+
+def corpus_metric_values(ranks: np.ndarray, grades: np.ndarray) -> dict[str, float]:
+    """Mean nDCG@10 (gain = relevance level), Recall@100 and MRR@10 over the queries."""
+    values = {
+        "ndcg@10": metrics.graded_ndcg_at(ranks, grades, 10),
+        "recall@100": metrics.recall_at(ranks, (grades > 0).sum(axis=1), 100),
+        "mrr@10": metrics.reciprocal_rank(ranks, 10),
+    }
+    return {name: float(values[name].mean()) for name in CORPUS_METRICS}
+
+
+def evaluate_corpus_benchmark(
     encoder: Encoder,
-    benches: Iterable[Benchmark],
+    bench: CorpusBenchmark,
     seen: Iterable[str] | None = None,
     batch_size: int = 64,
     bf16: bool = False,
     progress: Callable[[str], EncodeProgress] | None = None,
+    index: str = "exact",
+    cache_dir: Path | None = None,
+    on_search: SearchCallback | None = None,
 ) -> list[ResultRow]:
-    """Encode and score each benchmark; the result rows of all of them."""
+    """Per language: corpus embeddings (streamed, cached in `cache_dir` when given), query
+    embeddings, a top-100 search with `index`, and the metrics against the qrels."""
+    seen_set = frozenset(seen) if seen is not None else None
+    rows: list[ResultRow] = []
+    for lang, split in bench.splits.items():
+        label = f"{bench.name} {lang}"
+        passages, cached = retrieval.corpus_embeddings(
+            encoder, split.corpus, batch_size, bf16, progress and progress(f"{label} passages"), cache_dir)
+        if cached and progress:
+            progress(f"{label} passages (cached)")(len(passages), len(passages))
+        queries = encoder.encode(split.queries, "query", batch_size, bf16, progress and progress(f"{label} queries"))
+        _, found, report = retrieval.search(passages, queries, SEARCH_DEPTH, index)
+        if on_search:
+            on_search(bench.name, lang, report)
+        values = corpus_metric_values(ranks_in_results(found, split.relevant), split.grades)
+        seen_label = _seen_label({lang}, seen_set)
+        rows += [ResultRow(bench.name, "mono", lang, lang, m, v, seen_label) for m, v in values.items()]
+    return rows + macro_averages(rows, seen_set is not None)
+
+
+def evaluate(
+    encoder: Encoder,
+    benches: Iterable[Benchmark | CorpusBenchmark],
+    seen: Iterable[str] | None = None,
+    batch_size: int = 64,
+    bf16: bool = False,
+    progress: Callable[[str], EncodeProgress] | None = None,
+    *,
+    index: str = "exact",
+    cache_dir: Path | None = None,
+    on_search: SearchCallback | None = None,
+) -> list[ResultRow]:
+    """Encode and score each benchmark; the result rows of all of them.
+
+    Corpus benchmarks are searched with `index` (exact, hnsw, ivf), their embeddings kept
+    in `cache_dir` when one is given (training leaves it out: its weights change).
+    """
+    retrieval.check_index(index)
     rows: list[ResultRow] = []
     for bench in benches:
+        if isinstance(bench, CorpusBenchmark):
+            rows += evaluate_corpus_benchmark(encoder, bench, seen, batch_size, bf16, progress, index, cache_dir,
+                                              on_search)
+            continue
         embeddings = encode_benchmark(encoder, bench, batch_size, bf16, progress)
         rows += score_benchmark(bench, embeddings, seen)
     return rows

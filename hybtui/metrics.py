@@ -6,7 +6,9 @@ relevant candidate that was not retrieved both contribute nothing), and `n_relev
 the number of relevant candidates of each query (the denominator trec_eval uses).
 Definitions follow trec_eval: `map` divides by |R| (not by min(k, |R|) as some AP@k
 implementations do), `recall_k` is relevant-in-top-k / |R|, `ndcg_cut_k` uses binary
-gains with log2 discounts, `recip_rank` is 1 / rank of the first relevant candidate.
+gains with log2 discounts (`graded_ndcg_at`: gain = the qrels' relevance level, as trec_eval
+does for graded judgments such as MIRACL's), `recip_rank` is 1 / rank of the first relevant
+candidate.
 """
 
 from __future__ import annotations
@@ -31,13 +33,27 @@ def recall_at(ranks: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     return (np.asarray(ranks) <= k).sum(axis=1) / np.asarray(n_relevant, dtype=np.float64)
 
 
+def _dcg_at(ranks: np.ndarray, gains: np.ndarray | float, k: int) -> np.ndarray:
+    """Σ gain / log2(rank + 1) over the candidates ranked in the top k."""
+    r = np.asarray(ranks, dtype=np.float64)
+    return np.where(r <= k, gains / np.log2(np.where(r <= k, r, 1.0) + 1.0), 0.0).sum(axis=1)
+
+
 def ndcg_at(ranks: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     """nDCG@k with binary gains: DCG of the relevant in the top k over the ideal DCG."""
-    r = np.asarray(ranks, dtype=np.float64)
-    gains = np.where(r <= k, 1.0 / np.log2(np.where(r <= k, r, 1.0) + 1.0), 0.0).sum(axis=1)
     discounts = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
     ideal = discounts[np.minimum(np.asarray(n_relevant, dtype=np.int64), k)]
-    return gains / ideal
+    return _dcg_at(ranks, 1.0, k) / ideal
+
+
+def graded_ndcg_at(ranks: np.ndarray, gains: np.ndarray, k: int) -> np.ndarray:
+    """nDCG@k with graded gains: `gains` (aligned with `ranks`, 0 in padding slots) holds
+    each relevant candidate's relevance level; the ideal DCG ranks the query's judged
+    gains in decreasing order, retrieved or not (trec_eval `ndcg_cut_k`)."""
+    g = np.asarray(gains, dtype=np.float64)
+    best = -np.sort(-g, axis=1)[:, :k]
+    ideal = (best / np.log2(np.arange(2, best.shape[1] + 2))).sum(axis=1)
+    return _dcg_at(ranks, g, k) / ideal
 
 
 def reciprocal_rank(ranks: np.ndarray, k: int | None = None) -> np.ndarray:

@@ -569,3 +569,23 @@ def test_run_list_fits_80_columns_and_recovers_after_resizes(store):
             assert "train" in keys() and cell(table, done, "train") == "en,de"
 
     run(scenario)
+
+
+def test_new_run_form_offers_miracl_for_evaluation_only(store):
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("n")
+            await pilot.pause(0.3)
+            form = app.screen
+            assert isinstance(form, NewRunScreen)
+            evaluation, training = form.query_one("#eval-bench", Select), form.query_one("#train-bench", Select)
+            assert "miracl" in [value for _, value in evaluation._options]
+            assert "miracl" not in [value for _, value in training._options]
+            evaluation.value = "miracl"
+            await pilot.pause(0.3)
+            assert "sw" in [o.value for o in form.query_one("#eval-langs", SelectionList).options]
+            assert form._config().eval == ("miracl",)
+
+    run(scenario)

@@ -17,7 +17,8 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Select
 
 from hybtui import launcher
 from hybtui.config import SAMPLERS, RunConfig
-from hybtui.data.lareqa import LANGUAGES
+from hybtui.data import miracl
+from hybtui.data.lareqa import LANGUAGES as TRAINING_BENCHMARKS
 from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
 from hybtui.registry import REGISTRY
@@ -36,22 +37,29 @@ def _row(label: str, *widgets) -> Horizontal:
     return Horizontal(Label(label, classes="form-label"), *widgets, classes="form-row")
 
 
+#: Benchmarks by the form field offering them, each with its languages: training draws
+#: from LAReQA's parallel sets; evaluation may also be MIRACL's monolingual corpora.
+BENCHMARKS = {"train": TRAINING_BENCHMARKS, "eval": {**TRAINING_BENCHMARKS, miracl.NAME: miracl.LANGUAGES}}
+#: Every benchmark of the form with its languages.
+BENCHMARK_LANGUAGES = BENCHMARKS["eval"]
+
+
 def _language_options(bench: str, chosen: tuple[str, ...]) -> list[tuple[str, str, bool]]:
-    return [(lang, lang, lang in chosen) for lang in LANGUAGES[bench]]
+    return [(lang, lang, lang in chosen) for lang in BENCHMARK_LANGUAGES[bench]]
 
 
 def split_spec(spec: str) -> tuple[str, tuple[str, ...]]:
     """``mlqa-r:en,de`` → (``mlqa-r``, (en, de)); a bare benchmark means all its languages."""
     bench, _, langs = spec.partition(":")
-    return bench, tuple(langs.split(",")) if langs else LANGUAGES[bench]
+    return bench, tuple(langs.split(",")) if langs else BENCHMARK_LANGUAGES[bench]
 
 
 def join_spec(bench: str, chosen: list[str]) -> str:
     """The CLI's spelling: the bare benchmark when every language is chosen, else ``bench:l1,l2``
     (in the benchmark's order; none chosen gives ``bench:``, which the data rules reject)."""
-    if set(chosen) == set(LANGUAGES[bench]):
+    if set(chosen) == set(BENCHMARK_LANGUAGES[bench]):
         return bench
-    return f"{bench}:" + ",".join(lang for lang in LANGUAGES[bench] if lang in chosen)
+    return f"{bench}:" + ",".join(lang for lang in BENCHMARK_LANGUAGES[bench] if lang in chosen)
 
 
 class NewRunScreen(Screen):
@@ -88,7 +96,7 @@ class NewRunScreen(Screen):
             for kind, spec in (("train", defaults.train[0]), ("eval", defaults.eval[0])):
                 bench, chosen = split_spec(spec)
                 yield _row(f"{kind} data" if kind == "train" else "evaluation",
-                           Select([(b, b) for b in LANGUAGES], value=bench, allow_blank=False, id=f"{kind}-bench",
+                           Select([(b, b) for b in BENCHMARKS[kind]], value=bench, allow_blank=False, id=f"{kind}-bench",
                                   compact=True))
                 yield _row("", SelectionList(*_language_options(bench, chosen), id=f"{kind}-langs",
                                              classes="langs", compact=True))
@@ -110,7 +118,7 @@ class NewRunScreen(Screen):
         """A new benchmark offers its own languages, all chosen."""
         languages = self.query_one(f"#{event.select.id.removesuffix('-bench')}-langs", SelectionList)
         languages.clear_options()
-        languages.add_options(_language_options(event.value, LANGUAGES[event.value]))
+        languages.add_options(_language_options(event.value, BENCHMARK_LANGUAGES[event.value]))
 
     @on(Input.Changed)
     @on(Select.Changed)
