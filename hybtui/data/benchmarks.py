@@ -80,7 +80,7 @@ def _languages(name: str, path: str | None, langs: list[str] | None) -> tuple[st
             raise HybtuiError(f"{name}:{path}: empty language list")
         return tuple(dict.fromkeys(langs))
     if name == miracl.NAME:
-        return miracl.select_languages(name, langs, miracl.LANGUAGES)
+        return lareqa.check_languages(name, langs, miracl.LANGUAGES)
     return lareqa.select_languages(name, langs)
 
 

@@ -107,12 +107,12 @@ class Benchmark:
             raise HybtuiError(f"--max-queries must be at least 1 (got {n})")
         out = {}
         for lang, split in self.splits.items():
-            order = sorted(range(len(split.query_ids)), key=lambda i: _stable_hash(split.query_ids[i]))
+            order = sorted(range(len(split.query_ids)), key=lambda i: stable_hash(split.query_ids[i]))
             out[lang] = split.subset(np.array(sorted(order[:n]), dtype=np.int64))
         return Benchmark(self.name, out)
 
 
-def _stable_hash(text: str) -> str:
+def stable_hash(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -120,7 +120,11 @@ def select_languages(bench: str, languages: list[str] | None) -> tuple[str, ...]
     """Validate a language selection for `bench` (None means all of them)."""
     if bench not in LANGUAGES:
         raise HybtuiError(f"unknown benchmark '{bench}'; available: {', '.join(LANGUAGES)}")
-    available = LANGUAGES[bench]
+    return check_languages(bench, languages, LANGUAGES[bench])
+
+
+def check_languages(bench: str, languages: list[str] | None, available: tuple[str, ...]) -> tuple[str, ...]:
+    """Validate a language selection against `available` (None means all of them)."""
     if languages is None:
         return available
     if not languages:

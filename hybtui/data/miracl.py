@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from hybtui.data import sources
-from hybtui.data.lareqa import _stable_hash
+from hybtui.data.lareqa import check_languages, stable_hash
 from hybtui.errors import HybtuiError
 
 NAME = "miracl"
@@ -133,23 +133,9 @@ class CorpusBenchmark:
             raise HybtuiError(f"--max-queries must be at least 1 (got {n})")
         out = {}
         for lang, split in self.splits.items():
-            order = sorted(range(len(split.query_ids)), key=lambda i: _stable_hash(split.query_ids[i]))
+            order = sorted(range(len(split.query_ids)), key=lambda i: stable_hash(split.query_ids[i]))
             out[lang] = split.subset(np.array(sorted(order[:n]), dtype=np.int64))
         return CorpusBenchmark(self.name, out, self.warnings)
-
-
-def select_languages(bench: str, languages: list[str] | None, available: tuple[str, ...]) -> tuple[str, ...]:
-    """Validate a language selection against `available` (None means all of them)."""
-    if languages is None:
-        return available
-    if not languages:
-        raise HybtuiError(f"{bench}: empty language list; available: {', '.join(available)}")
-    unknown = [lang for lang in languages if lang not in available]
-    if unknown:
-        raise HybtuiError(
-            f"{bench}: unknown language(s) {', '.join(repr(u) for u in unknown)}; available: {', '.join(available)}"
-        )
-    return tuple(dict.fromkeys(languages))
 
 
 # ---------------------------------------------------------------- reading files
@@ -381,7 +367,7 @@ def _locate(lang: str, data_dir: Path | None, allow_download: bool) -> tuple[Pat
 def load(languages: list[str] | None, data_dir: Path | None, *, allow_download: bool = True) -> CorpusBenchmark:
     """MIRACL's dev split in `languages` (default: all 18)."""
     parts = {}
-    for lang in select_languages(NAME, languages, LANGUAGES):
+    for lang in check_languages(NAME, languages, LANGUAGES):
         topics, qrels, corpus = _locate(lang, data_dir, allow_download)
         parts[lang] = (_topics_tsv(topics), _qrels(qrels, beir=False), qrels, corpus, "docid")
     return _assemble(NAME, parts)
@@ -418,5 +404,5 @@ def load_beir(path: str, languages: list[str] | None) -> CorpusBenchmark:
         available = tuple(sorted(d.name for d in root.iterdir() if d.is_dir() and _beir_file(d, "corpus")))
         if not available:
             raise HybtuiError(f"{where}: holds neither corpus.jsonl[.gz] nor language folders with one (BEIR layout)")
-        folders = {lang: root / lang for lang in select_languages(where, languages, available)}
+        folders = {lang: root / lang for lang in check_languages(where, languages, available)}
     return _assemble(root.resolve().name, {lang: _beir_part(folder, where) for lang, folder in folders.items()})
