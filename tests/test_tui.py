@@ -589,3 +589,24 @@ def test_new_run_form_offers_miracl_for_evaluation_only(store):
             assert form._config().eval == ("miracl",)
 
     run(scenario)
+
+
+def test_a_huge_store_fills_the_table_with_the_first_runs_and_filters_all(store, monkeypatch):
+    from hybtui.tui.screens import runs as runs_screen
+
+    monkeypatch.setattr(runs_screen, "MAX_SHOWN", 2)
+    store.create_run(RunConfig(model="tiny", steps=10), name="newest-run")
+    oldest = store.list_runs()[-1]
+
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(150, 30)) as pilot:
+            await pilot.pause(0.3)
+            table = app.screen.query_one(RunsTable)
+            assert table.row_count == 2 and "first 2 of 3" in app.screen.sub_title
+            assert oldest["id"] not in [row.key.value for row in table.ordered_rows]
+            app.screen.query_one(Input).value = oldest["name"]
+            await pilot.pause(0.2)
+            assert [row.key.value for row in table.ordered_rows] == [oldest["id"]]
+
+    run(scenario)

@@ -25,6 +25,11 @@ from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.snapshot import RunRow, read_runs
 from hybtui.tui.widgets.runs_table import RunsTable, SortOrder, sort_rows
 
+#: Rows the table holds at most: a screen shows a few dozen, and filling a table with
+#: 10,000 rows takes seconds; the filter and the sort still see every run.
+MAX_SHOWN = 1000
+#: The share of time a huge store's periodic re-read may take.
+READ_SHARE = 0.25
 #: How many runs one comparison takes (more do not fit side by side).
 COMPARE_MIN, COMPARE_MAX = 2, 6
 #: The orders ``s`` cycles through: mAP best first, rank distance (language bias) lowest first.
@@ -70,6 +75,7 @@ class RunsScreen(Screen):
         self.refresh_s = refresh_s
         self._rows: tuple[RunRow, ...] = ()
         self._loading = False
+        self._next_read = 0.0
         self._order = 0
 
     def compose(self) -> ComposeResult:
@@ -86,17 +92,22 @@ class RunsScreen(Screen):
         self.set_interval(self.refresh_s, self.reload)
 
     def reload(self) -> None:
-        """Start a read unless one is in flight or another screen covers this one."""
-        if self._loading or not self.is_current:
+        """Start a read unless one is in flight, another screen covers this one, or the last
+        read took long enough that reading again now would keep a core busy (a huge store:
+        reads are then spaced to READ_SHARE of the time)."""
+        if self._loading or not self.is_current or time.monotonic() < self._next_read:
             return
         self._loading = True
         self._read_runs()
 
     @work(thread=True, group="runs-read")
     def _read_runs(self) -> None:
+        started = time.monotonic()
         try:
             with Store(self.store_path) as store:
-                self.post_message(self.Loaded(read_runs(store)))
+                rows = read_runs(store)
+            self._next_read = started + (time.monotonic() - started) / READ_SHARE
+            self.post_message(self.Loaded(rows))
         except (HybtuiError, sqlite3.Error) as exc:
             self.post_message(self.Loaded(self._rows, error=str(exc)))
 
@@ -107,19 +118,24 @@ class RunsScreen(Screen):
             self._rows = message.rows
             self._show()
 
-    def _show_title(self, error: str | None = None) -> None:
-        self.sub_title = f"{self.store_path}: {error}" if error else f"{self.store_path} · {SORTS[self._order].label}"
+    def _show_title(self, error: str | None = None, matching: int | None = None) -> None:
+        if error:
+            self.sub_title = f"{self.store_path}: {error}"
+            return
+        more = f" · first {MAX_SHOWN:,} of {matching:,} (/ to filter)" if matching and matching > MAX_SHOWN else ""
+        self.sub_title = f"{self.store_path} · {SORTS[self._order].label}{more}"
 
     def _show(self) -> None:
+        """The runs matching the filter, in the chosen order, at most MAX_SHOWN of them."""
         needle = self.query_one("#filter", Input).value.strip().lower()
         shown = tuple(row for row in self._rows if needle in row.search)
-        self.query_one(RunsTable).apply(sort_rows(shown, SORTS[self._order]))
+        self.query_one(RunsTable).apply(sort_rows(shown, SORTS[self._order])[:MAX_SHOWN])
+        self._show_title(matching=len(shown))
 
     def action_sort(self) -> None:
         """Next order; the cursor stays on its run."""
         self._order = (self._order + 1) % len(SORTS)
         self._show()
-        self._show_title()
         self.notify(f"sorted: {SORTS[self._order].label}", timeout=2)
 
     @on(Input.Changed, "#filter")
