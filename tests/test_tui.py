@@ -17,7 +17,7 @@ from rich.console import Console
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Button, Input, Log, Select, SelectionList, Static
 
-from hybtui import models, reproduce
+from hybtui import launcher, models, reproduce
 from hybtui.config import RunConfig
 from hybtui.evaluate import ResultRow
 from hybtui.store import Store
@@ -236,6 +236,14 @@ def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_da
     models.prepare_tiny()  # so the worker starts at once
     path = tmp_path / "store"
 
+    with Store(path) as store:  # a run on another host holds the one slot: the new run must queue
+        slot = store.create_run(RunConfig(model="tiny"), name="elsewhere", status="running")
+        store.db.execute("UPDATE runs SET host = 'another-host' WHERE id = ?", [slot])
+        store.db.conn.commit()
+
+    def status_shown(detail) -> str:
+        return str(detail.query_one("#run-status", Static).content).split(" ", 1)[0]
+
     async def scenario():
         app = HybtuiApp(path, refresh_s=REFRESH_S)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -254,15 +262,18 @@ def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_da
             detail = app.screen
             with Store(path) as store:
                 run = store.get_run(detail.run_id)
-                assert run["status"] in ("queued", "running")
                 assert run["config"]["train"] == ["mlqa-r:de,en"] and run["config"]["eval"] == ["xquad-r:en"]
                 assert run["config"]["data_dir"] == str(shared_data.resolve())
-                await wait_for(pilot, lambda: store.get_run(detail.run_id)["status"] not in ("queued", "running"),
-                               120, step=0.5)
+                await wait_for(pilot, lambda: status_shown(detail) == "queued", 5)
+                store.set_status(slot, "finished")  # the slot frees: the queue advances
+                launcher.start_queued(store)
+                await wait_for(pilot, lambda: status_shown(detail) == "running", 10)
+                await wait_for(pilot, lambda: status_shown(detail) == "finished", 120, step=0.5)
                 assert store.get_run(detail.run_id)["status"] == "finished", store.get_run(detail.run_id)["error"]
             await wait_for(pilot, lambda: len(detail.query_one(LossPlot).points) == 3, 5)
+            await wait_for(pilot, lambda: detail.query_one(LanguageTable).row_count == 2, 5)  # en, then avg
             await pilot.press("escape")
-            await wait_for(pilot, lambda: app.screen.query_one(RunsTable).row_count == 1, 5)
+            await wait_for(pilot, lambda: app.screen.query_one(RunsTable).row_count == 2, 5)
 
     try:
         run(scenario)
@@ -610,3 +621,35 @@ def test_a_huge_store_fills_the_table_with_the_first_runs_and_filters_all(store,
             assert [row.key.value for row in table.ordered_rows] == [oldest["id"]]
 
     run(scenario)
+
+
+def test_cancelling_a_running_run_checkpoints_it_and_shows_cancelled(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
+    models.prepare_tiny()
+    path = tmp_path / "store"
+    config = RunConfig(model="tiny", train=("mlqa-r:en,de",), eval=("xquad-r:en",), steps=5000, batch_size=8,
+                       max_length=32, warmup_steps=1, data_dir=str(shared_data))
+    with Store(path) as store:
+        run_id = launcher.submit(store, config, name="long-run")
+
+    async def scenario():
+        app = HybtuiApp(path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(150, 30)) as pilot:
+            table = app.screen.query_one(RunsTable)
+            with Store(path) as store:
+                await wait_for(pilot, lambda: (store.get_run(run_id)["step"] or 0) >= 2, 120, step=0.5)
+            await wait_for(pilot, lambda: cell(table, run_id, "status").startswith("running"), 5)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: cell(table, run_id, "status").startswith("cancelled"), 60, step=0.5)
+            with Store(path) as store:
+                run = store.get_run(run_id)
+                assert run["status"] == "cancelled" and run["exit_code"] == 0
+                assert [a["step"] for a in store.artifacts(run_id, "checkpoint")] == [run["step"]]
+
+    try:
+        run(scenario)
+    finally:
+        with Store(path) as store:
+            for r in store.list_runs(status="running"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(r["pgid"] or r["pid"], signal.SIGKILL)
