@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,42 @@ STATUS_STYLES = {"queued": "dim", "running": "bold cyan", "finished": "green", "
 
 @dataclass(frozen=True)
 class RunRow:
-    """One line of the run table: its key (the run id), its cells, and the text the
-    filter matches (name, model, sampler, status)."""
+    """One line of the run table: its key (the run id), the ``Store.run_overview`` row it
+    shows, and the text the filter matches (name, model, sampler, status). Cells are
+    formatted on first use: a huge store's table shows only its first rows."""
 
     key: str
-    cells: tuple[str | Text, ...]
+    run: dict[str, Any]
+    now: float
     search: str
+
+    @cached_property
+    def figures(self) -> dict[tuple[str, str], float]:
+        """(setting, metric) → final macro-average of the run's headline bench."""
+        return self.run["figures"].get(headline_bench(set(self.run["figures"])), {})
+
+    @cached_property
+    def cells(self) -> tuple[str | Text, ...]:
+        run, figures = self.run, self.figures
+        return (
+            run["id"], run["name"] or "", str(run["model"] or ""), sampler_label(run),
+            _figure(run["alpha"], 2) if run["total_steps"] and run["sampler"] == "hybrid" else "",
+            train_languages(run["train"]),
+            status_text(run, self.now),
+            *(_figure(figures.get((setting, "map"))) for setting in ("mono", "cross", "multi")),
+            _figure(figures.get(("multi", "rank_distance")), 2),
+            age(self.now - run["created_at"]),
+        )
+
+    def sort_value(self, column: str) -> float | str | None:
+        """What the run list sorts by in ``column`` (None: no value, sorted last)."""
+        if column in ("mono", "cross", "multi"):
+            value = self.figures.get((column, "map"))
+        elif column == "rank_distance":
+            value = self.figures.get(("multi", "rank_distance"))
+        else:
+            return (self.run["name"] or "").lower() if column == "name" else str(self.run[column]).lower()
+        return None if value is None or math.isnan(value) else value
 
 
 @dataclass(frozen=True)
@@ -119,18 +150,8 @@ def sampler_label(run: dict[str, Any]) -> str:
 def run_row(run: dict[str, Any], now: float) -> RunRow:
     """A run's table line (a ``Store.run_overview`` row); headline figures are the final
     macro-averages of its headline bench."""
-    figures = run["figures"].get(headline_bench(set(run["figures"])), {})
-    cells = (
-        run["id"], run["name"] or "", str(run["model"] or ""), sampler_label(run),
-        _figure(run["alpha"], 2) if run["total_steps"] and run["sampler"] == "hybrid" else "",
-        train_languages(run["train"]),
-        status_text(run, now),
-        *(_figure(figures.get((setting, "map"))) for setting in ("mono", "cross", "multi")),
-        _figure(figures.get(("multi", "rank_distance")), 2),
-        age(now - run["created_at"]),
-    )
     search = " ".join([run["name"] or "", str(run["model"] or ""), sampler_label(run), run["status"]]).lower()
-    return RunRow(run["id"], cells, search)
+    return RunRow(run["id"], run, now, search)
 
 
 def read_runs(store: Store) -> tuple[RunRow, ...]:

@@ -16,8 +16,6 @@ from hybtui.tui.snapshot import RunRow
 COLUMNS = (("id", "id"), ("name", "name"), ("model", "model"), ("sampler", "sampler"), ("alpha", "α"),
            ("train", "train"), ("status", "status"), ("mono", "mono"), ("cross", "cross"),
            ("multi", "multi"), ("rank_distance", "rd"), ("age", "age"))
-#: Columns holding formatted numbers, which sort as numbers.
-FIGURES = frozenset({"alpha", "mono", "cross", "multi", "rank_distance"})
 #: Shown before the first cell of a marked run.
 MARK = "▶ "
 #: Below this width the NARROW_HIDDEN columns are left out and names are cut to NARROW_NAME.
@@ -46,11 +44,9 @@ def sort_rows(rows: Sequence[RunRow], order: SortOrder) -> tuple[RunRow, ...]:
     whatever the direction, and ties keep their newest-first order."""
     if order.column is None:
         return tuple(rows)
-    index = [key for key, _ in COLUMNS].index(order.column)
-    value = float if order.column in FIGURES else str.lower
-    present = [row for row in rows if str(row.cells[index])]
-    missing = [row for row in rows if not str(row.cells[index])]
-    present.sort(key=lambda row: value(str(row.cells[index])), reverse=order.descending)
+    present = [row for row in rows if row.sort_value(order.column) is not None]
+    missing = [row for row in rows if row.sort_value(order.column) is None]
+    present.sort(key=lambda row: row.sort_value(order.column), reverse=order.descending)
     return (*present, *missing)
 
 
