@@ -184,7 +184,7 @@ def test_resume_reproduces_the_uninterrupted_losses(shared_data, tmp_path):
     ("changes", "message"),
     [
         ({"alpha": 1.5}, "--alpha must be within"),
-        ({"steps": 0}, "--steps must be at least 1"),
+        ({"steps": -1}, "--steps must be 0 or more"),
         ({"sampler": "crossed"}, "--sampler must be one of"),
         ({"temperature": 0}, "--temperature must be positive"),
     ],
