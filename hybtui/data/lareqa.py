@@ -103,13 +103,19 @@ class Benchmark:
         Items are ranked by a hash of their id, so the subsets of parallel languages
         hold the same items where they exist and cross/multi settings stay meaningful.
         """
-        if n < 1:
-            raise HybtuiError(f"--max-queries must be at least 1 (got {n})")
-        out = {}
-        for lang, split in self.splits.items():
-            order = sorted(range(len(split.query_ids)), key=lambda i: stable_hash(split.query_ids[i]))
-            out[lang] = split.subset(np.array(sorted(order[:n]), dtype=np.int64))
-        return Benchmark(self.name, out)
+        return Benchmark(self.name, hashed_subsets(self.splits, n))
+
+
+def hashed_subsets(splits: dict, n: int) -> dict:
+    """Each split's subset of at most `n` queries, those whose ids hash lowest (the same
+    ids in every language that has them). Splits need `query_ids` and `subset(indices)`."""
+    if n < 1:
+        raise HybtuiError(f"--max-queries must be at least 1 (got {n})")
+    out = {}
+    for lang, split in splits.items():
+        order = sorted(range(len(split.query_ids)), key=lambda i: stable_hash(split.query_ids[i]))
+        out[lang] = split.subset(np.array(sorted(order[:n]), dtype=np.int64))
+    return out
 
 
 def stable_hash(text: str) -> str:

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from hybtui.data import sources
-from hybtui.data.lareqa import check_languages, stable_hash
+from hybtui.data.lareqa import check_languages, hashed_subsets
 from hybtui.errors import HybtuiError
 
 NAME = "miracl"
@@ -129,13 +129,7 @@ class CorpusBenchmark:
 
     def max_queries(self, n: int) -> CorpusBenchmark:
         """A deterministic subset of at most `n` queries per language (hash of the query id)."""
-        if n < 1:
-            raise HybtuiError(f"--max-queries must be at least 1 (got {n})")
-        out = {}
-        for lang, split in self.splits.items():
-            order = sorted(range(len(split.query_ids)), key=lambda i: stable_hash(split.query_ids[i]))
-            out[lang] = split.subset(np.array(sorted(order[:n]), dtype=np.int64))
-        return CorpusBenchmark(self.name, out, self.warnings)
+        return CorpusBenchmark(self.name, hashed_subsets(self.splits, n), self.warnings)
 
 
 # ---------------------------------------------------------------- reading files
