@@ -52,6 +52,9 @@ class RunConfig:
     #: queries per language in the final evaluation; 0 = all of them
     final_eval_max_queries: int = 0
     checkpoint_every: int = 0
+    #: complete checkpoints kept: while running the newest max(1, N) (the newest is the resume
+    #: point); once finished N final encoders without trainer state (0: results only)
+    keep_checkpoints: int = 1
     eval_batch_size: int = 64
     seed: int = 42
     device: str = "auto"
@@ -79,7 +82,7 @@ class RunConfig:
         for option, value in (("steps", self.steps), ("final-eval-max-queries", self.final_eval_max_queries),
                               ("warmup-steps", self.warmup_steps), ("eval-every", self.eval_every),
                               ("checkpoint-every", self.checkpoint_every), ("grad-cache-chunk", self.grad_cache_chunk),
-                              ("forward-chunk", self.forward_chunk)):
+                              ("forward-chunk", self.forward_chunk), ("keep-checkpoints", self.keep_checkpoints)):
             if value < 0:
                 problems.append(f"--{option} must be 0 or more (got {value})")
         if self.lr <= 0:

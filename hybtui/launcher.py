@@ -115,11 +115,15 @@ def wait(store: Store, run_id: str, timeout: float, states=TERMINAL_STATUSES) ->
 
 
 def resume(store: Store, run_id: str) -> None:
-    """Queue a crashed or cancelled run again; its worker continues from the last checkpoint."""
+    """Queue a crashed or cancelled run again; its worker continues from the newest complete
+    checkpoint (or step 0), and the record keeps exactly the steps up to it."""
+    from hybtui import checkpoints
+
     run = store.get_run(run_id)
     if run["status"] not in ("crashed", "cancelled"):
         raise HybtuiError(f"run {run['id']} is {run['status']}; only crashed or cancelled runs can be resumed")
-    store.set_status(run["id"], "queued")
+    checkpoint = checkpoints.latest_resumable(store.run_dir(run["id"]))
+    store.requeue(run["id"], checkpoints.step_of(checkpoint) if checkpoint else 0)
     start_queued(store)
 
 

@@ -167,9 +167,23 @@ def _v4_headline_index(db: sqlite_utils.Database) -> None:
                "WHERE final = 1 AND query_lang = 'avg' AND seen IS NULL")
 
 
+#: What identifies a result row (NULLs made comparable: SQLite's unique indexes treat them as distinct).
+RESULT_KEY = ("run_id, ifnull(step, -1), final, bench, setting, query_lang, doc_lang, metric, "
+              "ifnull(seen, '')")
+
+
+def _v5_unique_rows(db: sqlite_utils.Database) -> None:
+    """One metric per (run, key, step) and one result per key: a recomputed step (a resumed
+    run) replaces its rows. Stores written before keep the last value of each duplicate."""
+    db.execute("DELETE FROM metrics WHERE id NOT IN (SELECT max(id) FROM metrics GROUP BY run_id, key, step)")
+    db.execute(f"DELETE FROM results WHERE id NOT IN (SELECT max(id) FROM results GROUP BY {RESULT_KEY})")
+    db.execute("CREATE UNIQUE INDEX idx_metrics_unique ON metrics (run_id, key, step)")
+    db.execute(f"CREATE UNIQUE INDEX idx_results_unique ON results ({RESULT_KEY})")
+
+
 #: Schema version N is reached by applying MIGRATIONS[:N] in order.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_tables, _v2_indexes, _v3_grids,
-                                                             _v4_headline_index]
+                                                             _v4_headline_index, _v5_unique_rows]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -475,8 +489,8 @@ class Store:
             self.get_run(run_id)  # raises "no run with id …"
 
     def add_metrics(self, run_id: str, metrics: Iterable[tuple[str, int, float]]) -> None:
-        """Append ``(key, step, value)`` rows in one transaction. NaN is kept (as NULL in
-        SQLite, which has no NaN) and read back as NaN."""
+        """Record ``(key, step, value)`` rows in one transaction; a step recorded again replaces
+        its value. NaN is kept (as NULL in SQLite, which has no NaN) and read back as NaN."""
         now = time.time()
         rows = []
         for item in metrics:
@@ -488,18 +502,12 @@ class Store:
                 raise HybtuiError(f"a metric must be (key, step, value) with a text key, an integer "
                                   f"step and a number; got {item!r}") from exc
         if rows:
-            with self._existing_run(run_id) as db:
-                db.table("metrics").insert_all(rows)
-
-    def truncate_metrics(self, run_id: str, after_step: int) -> int:
-        """Drop metrics past `after_step` (an interrupted attempt's steps that a resume from
-        that checkpoint recomputes), so a resumed run's series has no duplicates."""
-        with self._write() as db:
-            return db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?",
-                              [self.get_run(run_id)["id"], int(after_step)]).rowcount
+            with self._existing_run(run_id):
+                self._upsert("metrics", rows, "run_id, key, step", ("value", "time"))
 
     def add_results(self, run_id: str, rows: Iterable[Any], step: int | None, final: bool) -> None:
-        """Append result rows (dicts, or objects with ``as_dict()`` such as ResultRow)."""
+        """Record result rows (dicts, or objects with ``as_dict()`` such as ResultRow); a row
+        recorded again (same step, benchmark, setting, languages, metric) replaces its value."""
         records = []
         for row in rows:
             data = row.as_dict() if hasattr(row, "as_dict") else dict(row)
@@ -515,8 +523,38 @@ class Store:
                             **{c: data.get(c) for c in RESULT_COLUMNS}, "value": value,
                             "final": bool(final)})
         if records:
-            with self._existing_run(run_id) as db:
-                db.table("results").insert_all(records)
+            with self._existing_run(run_id):
+                self._upsert("results", records, RESULT_KEY, ("value",))
+
+    def _upsert(self, table: str, rows: list[dict[str, Any]], key: str, updated: tuple[str, ...]) -> None:
+        columns = list(rows[0])
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+               f"ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updated))
+        self._conn.executemany(sql, [[row[c] for c in columns] for row in rows])
+
+    def requeue(self, run_id: str, from_step: int) -> dict[str, Any]:
+        """Queue a crashed or cancelled run again to resume from step `from_step` (0: from the
+        start), in one transaction: its record then holds exactly steps ≤ `from_step` —
+        later metrics, results and checkpoint records are removed, ``step`` is `from_step` —
+        so the resumed run's record equals an uninterrupted run's. Checked under the write
+        lock, so of two concurrent resumes one wins and the other is told why."""
+        with self._write() as db:
+            run = self.get_run(run_id)
+            if run["status"] in ("queued", "running"):
+                raise HybtuiError(f"run {run['id']} is already {run['status']}: resumed by another command")
+            if run["status"] not in ("crashed", "cancelled"):
+                raise HybtuiError(f"run {run['id']} is {run['status']}; only crashed or cancelled runs "
+                                  f"can be resumed")
+            after = [run["id"], int(from_step) if from_step > 0 else -2]  # from the start: everything
+            db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", after)
+            db.execute("DELETE FROM results WHERE run_id = ? AND ifnull(step, -1) > ?", after)
+            db.execute("DELETE FROM artifacts WHERE run_id = ? AND kind = 'checkpoint' AND step > ?", after)
+            return self.set_status(run["id"], "queued", step=int(from_step))
+
+    def remove_artifacts(self, run_id: str, kind: str, step: int) -> None:
+        """Forget the artifacts of `kind` at `step` (before their files are deleted)."""
+        with self._write() as db:
+            db.execute("DELETE FROM artifacts WHERE run_id = ? AND kind = ? AND step = ?", [run_id, kind, int(step)])
 
     def add_event(self, run_id: str, level: str, message: str) -> int | None:
         """Log a line in the run's history; returns its id, or None where the database

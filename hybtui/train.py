@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hybtui import evaluate, models
+from hybtui import checkpoints, evaluate, faults, models
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks, sources
 from hybtui.data.training import TrainingSet, load_training_sets, split_validation
@@ -34,7 +34,7 @@ from hybtui.errors import HybtuiError
 from hybtui.evaluate import ResultRow
 from hybtui.sampling import Batch, BatchSampler, shard, validate_sampler
 
-TRAINER_STATE = "trainer_state.pt"
+TRAINER_STATE = checkpoints.TRAINER_STATE
 
 
 # ---------------------------------------------------------------- events
@@ -65,7 +65,14 @@ class Events:
 
     def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None: ...
 
+    def before_checkpoint(self, step: int) -> None:
+        """Everything of steps ≤ `step` must be recorded before checkpoint `step` becomes
+        visible: a resume from it never recomputes those steps."""
+
     def on_checkpoint(self, step: int, path: Path) -> None: ...
+
+    def on_checkpoint_removed(self, step: int, path: Path) -> None:
+        """Checkpoint `step` is about to be deleted (pruned): forget it before its files go."""
 
     def on_message(self, text: str) -> None: ...
 
@@ -92,8 +99,14 @@ class Tee(Events):
     def on_eval(self, *args) -> None:
         self._each("on_eval", *args)
 
+    def before_checkpoint(self, *args) -> None:
+        self._each("before_checkpoint", *args)
+
     def on_checkpoint(self, *args) -> None:
         self._each("on_checkpoint", *args)
+
+    def on_checkpoint_removed(self, *args) -> None:
+        self._each("on_checkpoint_removed", *args)
 
     def on_message(self, *args) -> None:
         self._each("on_message", *args)
@@ -309,29 +322,42 @@ def build_optimizer(encoder: models.Encoder, config: RunConfig) -> tuple[torch.o
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, encoder: models.Encoder, optimizer, scheduler, step: int, config: RunConfig) -> Path:
-    """Model (sentence-transformers format) + everything exact resumption needs."""
-    staging = path.with_name(path.name + ".partial")
+def save_checkpoint(path: Path, encoder: models.Encoder, optimizer, scheduler, step: int,
+                    config: RunConfig) -> Path:
+    """Model (sentence-transformers format) + what exact resumption needs, switched into
+    place atomically (`hybtui.checkpoints`). `optimizer` None: a final checkpoint, which no
+    step follows, so it needs no optimizer moments (twice the model's size)."""
+    if checkpoints.read_marker(path):
+        # Saving step N again while a complete step-N exists: a resume from N that saves N
+        # again (the final checkpoint after a crash in the final evaluation, a cancel right
+        # after resuming). The state is the one restored from it, so the existing
+        # checkpoint is kept — removing it first would open a window with no resume point.
+        return path
+    staging = checkpoints.staging_path(path)
+    if staging.exists():
+        shutil.rmtree(staging)
     encoder.save(staging)
+    faults.point("checkpoint-staging", step)
     state = {
         "step": step,
-        "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         # Dropout is the only randomness outside the sampler (a pure function of seed and step).
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
     torch.save(state, staging / TRAINER_STATE)
     (staging / "run_config.json").write_text(config.to_json())
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(staging, path)
+    checkpoints.seal(staging, step, resumable=True)
+    faults.point("checkpoint-switch", step)
+    checkpoints.switch_into_place(staging, path)
     return path
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    found = sorted((output_dir / "checkpoints").glob("step-*[0-9]"))
-    return found[-1] if found else None
+    """The newest complete checkpoint a run can resume from."""
+    return checkpoints.latest_resumable(output_dir)
 
 
 # ---------------------------------------------------------------- the trainer
@@ -400,13 +426,17 @@ class Trainer:
         step = 0
         if resume_from:
             state = torch.load(resume_from / TRAINER_STATE, map_location="cpu", weights_only=True)
-            optimizer.load_state_dict(state["optimizer"])
+            if "optimizer" in state:  # a final checkpoint has none: no step follows it
+                optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"]:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
             step = state["step"]
             self.events.on_message(f"resumed from {resume_from} at step {step}")
+        if self.ctx.rank == 0:
+            for leftover in checkpoints.clean(self.output_dir, step):
+                self.events.on_message(f"removed {leftover} (incomplete, or newer than the resume point)")
         loss_fn = InfoNCELoss(c.temperature, c.symmetric)
         sets = {s.name: s for s in self.train_sets}
         params = [p for p in encoder.parameters() if p.requires_grad]
@@ -433,6 +463,9 @@ class Trainer:
             self.ctx.average_gradients(params)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
             lr = scheduler.get_last_lr()[0]
+            if not math.isfinite(loss):
+                raise HybtuiError(f"training diverged: the loss of step {step + 1} is {loss} (lower --lr, "
+                                  f"raise --temperature, or check the data)")
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -440,24 +473,40 @@ class Trainer:
             seconds = time.perf_counter() - started
             self.events.on_step(StepReport(step, loss, lr, grad_norm, c.batch_size / seconds, batch.type,
                                            batch.dataset, _languages(batch), seconds))
+            faults.point("step", step)
             if c.eval_every and step % c.eval_every == 0 and step < c.steps:
                 self._validate(encoder, loss_fn, step)
                 self._evaluate(encoder, step, final=False)
             if c.checkpoint_every and step % c.checkpoint_every == 0 and step < c.steps:
                 self._checkpoint(encoder, optimizer, scheduler, step)
         # A zero-step run (a zero-shot baseline) leaves the model as it was: nothing to save.
-        final_dir = self._checkpoint(encoder, optimizer, scheduler, step) if step else None
+        final_dir = self._checkpoint(encoder, None, scheduler, step) if step else None
         self._validate(encoder, loss_fn, step)
+        faults.point("final-validation")
         rows = self._evaluate(encoder, step, final=True)
-        return TrainingResult("finished", step, rows, final_dir)
+        faults.point("final-results")
+        if self.ctx.rank == 0:
+            checkpoints.finish(self.output_dir, c.keep_checkpoints, self._forget)
+        faults.point("finished-prune")
+        return TrainingResult("finished", step, rows, final_dir if c.keep_checkpoints else None)
 
     def _checkpoint(self, encoder, optimizer, scheduler, step: int) -> Path | None:
+        """Checkpoint `step` (optimizer None: the final one), then prune the older ones."""
         if self.ctx.rank != 0:
             return None
-        path = save_checkpoint(self.output_dir / "checkpoints" / f"step-{step:07d}", encoder, optimizer,
-                               scheduler, step, self.config)
+        faults.point("before-flush", step)
+        self.events.before_checkpoint(step)
+        faults.point("after-flush", step)
+        path = save_checkpoint(checkpoints.path_for(self.output_dir, step), encoder, optimizer, scheduler, step,
+                               self.config)
+        faults.point("checkpoint-switched", step)
         self.events.on_checkpoint(step, path)
+        checkpoints.prune_older(self.output_dir, self.config.keep_checkpoints, self._forget)
         return path
+
+    def _forget(self, step: int, path: Path) -> None:
+        self.events.on_checkpoint_removed(step, path)
+        faults.point("checkpoint-prune", step)
 
     def _validate(self, encoder: models.Encoder, loss_fn: InfoNCELoss, step: int) -> None:
         """Mean InfoNCE over held-out items in fixed monolingual chunks (no dropout)."""

@@ -18,12 +18,12 @@ import time
 import traceback
 from pathlib import Path
 
-from hybtui import launcher
+from hybtui import checkpoints, faults, launcher
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.evaluate import ResultRow
 from hybtui.store import Store
-from hybtui.train import Events, StepReport, Tee, Trainer, latest_checkpoint
+from hybtui.train import Events, StepReport, Tee, Trainer
 
 HEARTBEAT_S = 5.0
 FLUSH_S = 1.0
@@ -66,9 +66,16 @@ class StoreEvents(Events):
         self.flush()
         self.store.add_results(self.run_id, rows, step, final)
 
-    def on_checkpoint(self, step: int, path: Path) -> None:
+    def before_checkpoint(self, step: int) -> None:
         self.flush()
-        self.store.add_artifact(self.run_id, "checkpoint", str(path), step)
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        """Record the checkpoint (once: a resume re-announces the one it starts from)."""
+        if not any(a["step"] == step for a in self.store.artifacts(self.run_id, "checkpoint")):
+            self.store.add_artifact(self.run_id, "checkpoint", str(path), step)
+
+    def on_checkpoint_removed(self, step: int, path: Path) -> None:
+        self.store.remove_artifacts(self.run_id, "checkpoint", step)
 
     def on_message(self, text: str) -> None:
         self.store.add_event(self.run_id, "info", text)
@@ -87,14 +94,19 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
     The detached worker and a foreground `hybtui train` both run through here; the
     foreground one also passes its console display, and Ctrl-C cancels like SIGTERM.
     """
+    faults.arm()
     store = Store(store_path)
     run = store.get_run(run_id)
     config = RunConfig.from_dict(run["config"])
     out = store.run_dir(run["id"])
-    resume_from = latest_checkpoint(out)
+    # The resume point is the step `Store.requeue` recorded: the record holds exactly the
+    # steps up to it, and checkpoints beyond it are removed by the trainer.
+    resume_from = checkpoints.path_for(out, run["step"] or 0)
+    resume_from = resume_from if checkpoints.is_resumable(resume_from) else None
     if run["status"] != "running" or run["pid"] != os.getpid():
         store.set_status(run["id"], "running", pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
     events = StoreEvents(store, run["id"])
+    events.step = run["step"] or 0  # what the heartbeat reports until training starts
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(store_path, run["id"], events, stop), daemon=True)
     beat.start()
@@ -103,9 +115,7 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: trainer.request_stop())
         if resume_from is not None:
-            # Rows past the checkpoint were written by the interrupted attempt; the
-            # resumed run recomputes exactly those steps.
-            store.truncate_metrics(run["id"], after_step=int(resume_from.name.split("-")[-1]))
+            events.on_checkpoint(run["step"], resume_from)  # a kill may have come before its record
         result = trainer.run(resume_from=resume_from)
         events.flush()
         store.set_status(run["id"], result.status, exit_code=0, step=result.step)
