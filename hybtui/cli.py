@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -194,6 +195,8 @@ def train_command(
     eval_every: Annotated[Optional[int], typer.Option(help="Quick evaluation + validation loss every N steps (0: off).")] = None,
     eval_max_queries: Annotated[Optional[int], typer.Option(help="Queries per language in quick evaluations.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps (0: only at the end).")] = None,
+    keep_checkpoints: Annotated[Optional[int], typer.Option(help="Checkpoints kept: the newest N while running; "
+                                                            "N final encoders once finished (0: none).")] = None,
     validation_fraction: Annotated[Optional[float], typer.Option(help="Share of items held out for validation loss.")] = None,
     seed: SeedOption = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
@@ -212,7 +215,7 @@ def train_command(
         steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
         temperature=temperature, symmetric=symmetric, max_length=max_length, grad_cache_chunk=grad_cache_chunk,
         grad_accumulation=grad_accumulation, forward_chunk=forward_chunk, bf16=bf16, freeze_embeddings=freeze_embeddings, eval_every=eval_every,
-        eval_max_queries=eval_max_queries, checkpoint_every=checkpoint_every,
+        eval_max_queries=eval_max_queries, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
         validation_fraction=validation_fraction, seed=seed, device=device,
         data_dir=str(root.resolve()) if root else None,
     )
@@ -447,14 +450,17 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     """A run's configuration, status, process, timings, latest metrics and results."""
     from hybtui.store import Store, is_stalled, store_path
 
+    from hybtui.checkpoints import run_disk_usage
+
     with Store(store_path(store)) as db:
         run = db.get_run(run_id)
         latest = db.latest_metrics(run["id"])
         rows = db.results(run["id"])
         events = db.events(run["id"])[-10:]
+        disk = run_disk_usage(db.run_dir(run["id"]))
     if as_json:
         typer.echo(json.dumps({"run": {**run, "stalled": is_stalled(run)}, "latest_metrics": latest,
-                               "results": rows, "events": events}, indent=1))
+                               "results": rows, "events": events, "disk": dataclasses.asdict(disk)}, indent=1))
         return
     from rich.console import Console
 
@@ -469,6 +475,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     if run["error"]:
         out.print(f"[red]{run['error']}[/red]")
     out.print(" ".join(f"{k}={v}" for k, v in sorted(run["config"].items()) if v is not None))
+    out.print(disk.describe())
     if latest:
         out.print("latest: " + ", ".join(f"{k} {m['value']:.4g} (step {m['step']})" for k, m in sorted(latest.items())))
     result_rows = [evaluate.ResultRow.from_dict(r) for r in rows]
@@ -514,6 +521,36 @@ def runs_rm(
         for run in runs:
             db.delete_run(run["id"])
             typer.echo(f"deleted {run['id']}")
+
+
+PruneModelsOption = Annotated[bool, typer.Option("--models", help="Remove the final encoders too (results stay).")]
+
+
+@runs_app.command("prune")
+def runs_prune(
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Runs to prune (default: every finished or "
+                                                           "failed run).")] = None,
+    with_models: PruneModelsOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Free the disk of finished and failed runs: trainer states, older checkpoints, leftovers, caches."""
+    from hybtui.checkpoints import free_ended, human_bytes
+    from hybtui.store import Store, store_path
+
+    prunable = ("finished", "failed")
+    with Store(store_path(store)) as db:
+        runs = [db.get_run(r) for r in run_ids] if run_ids else [r for r in db.list_runs() if r["status"] in prunable]
+        for run in runs:
+            if run["status"] not in prunable:
+                raise HybtuiError(f"run {run['id']} is {run['status']}; only finished or failed runs are pruned "
+                                  f"(its checkpoint is its resume point)")
+        total = 0
+        for run in runs:
+            freed = free_ended(db.run_dir(run["id"]), with_models,
+                               lambda step, _path, run_id=run["id"]: db.remove_artifacts(run_id, "checkpoint", step))
+            total += freed
+            typer.echo(f"{run['id']}: freed {human_bytes(freed)}")
+    typer.echo(f"total freed: {human_bytes(total)}")
 
 
 @runs_app.command("export")
@@ -566,7 +603,8 @@ def compare_command(
 
 @app.command("reproduce")
 def reproduce_command(
-    quick: Annotated[bool, typer.Option("--quick", help="A reduced budget that finishes in minutes on a CPU.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A reduced budget that finishes in minutes on a CPU; a smoke "
+                                        "test, so its runs keep no model (results only).")] = False,
     model: Annotated[str, typer.Option(help="Registry name, Hugging Face id or local checkpoint.")] = "me5-small",
     alpha: Annotated[Optional[list[float]], typer.Option("--alpha", help="Hybrid α; repeat for a sweep.")] = None,
     seed: Annotated[Optional[list[int]], typer.Option("--seed", help="Seed; repeat for mean ± spread.")] = None,
@@ -597,7 +635,8 @@ def reproduce_command(
     expected = grid.expected_seconds()
     stderr.print(f"{grid.name}: {len(grid.configs)} runs on {model} — expected wall time about "
                  f"{expected / 60:.0f} min one run at a time (me5-small rates measured on a 2-core CPU; "
-                 f"scale for your hardware)")
+                 f"scale for your hardware)" + ("; a smoke test: its runs keep their results, not their models"
+                                                if quick else ""))
     path = store_path(store)
     with Store(path) as db:
         if max_parallel is not None:

@@ -54,14 +54,17 @@ class Budget:
     eval: tuple[str, ...]
     #: queries per language in each run's final evaluation; 0 = all
     final_eval_max_queries: int
+    #: final encoders each run keeps (RunConfig.keep_checkpoints)
+    keep_checkpoints: int = 1
 
 
 #: The full grid: all of MLQA-R for training, all of XQuAD-R (11 languages, 4 unseen).
 FULL = Budget(steps=150, batch_size=32, train=("mlqa-r",), eval=("xquad-r",), final_eval_max_queries=0)
 #: Under 15 minutes on 2 CPU cores: three training languages, three evaluation languages
-#: (th unseen in training and low-resource), 200 queries per language.
+#: (th unseen in training and low-resource), 200 queries per language. A smoke test: its
+#: runs keep their results, not their models, so its store stays small.
 QUICK = Budget(steps=30, batch_size=16, train=("mlqa-r:en,de,zh",), eval=("xquad-r:en,zh,th",),
-               final_eval_max_queries=200)
+               final_eval_max_queries=200, keep_checkpoints=0)
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ def plan(
     budget = Budget(steps if steps is not None else budget.steps,
                     batch_size if batch_size is not None else budget.batch_size,
                     tuple(train) if train else budget.train, tuple(eval) if eval else budget.eval,
-                    budget.final_eval_max_queries)
+                    budget.final_eval_max_queries, budget.keep_checkpoints)
     if budget.steps < 1:
         raise HybtuiError(f"--steps must be at least 1 for the trained cells (got {budget.steps})")
     if not alphas:
@@ -128,6 +131,7 @@ def plan(
         model=model, train=budget.train, eval=budget.eval, steps=budget.steps, batch_size=budget.batch_size,
         lr=lr, warmup_steps=max(1, budget.steps // 10), seed=seeds[0], device=device,
         final_eval_max_queries=budget.final_eval_max_queries, eval_max_queries=200,
+        keep_checkpoints=budget.keep_checkpoints,
         data_dir=str(data_dir.resolve()) if data_dir else None,
     )
     from hybtui import models  # torch: only for planning, not for reading reports (the app)
