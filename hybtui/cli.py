@@ -229,6 +229,7 @@ def train_command(
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
     with Store(store_path(store)) as db:
+        db.check_writable()
         if detach:
             if max_parallel is not None:
                 launcher.set_max_parallel(db, max_parallel)
@@ -595,11 +596,12 @@ def reproduce_command(
                           batch_size=batch_size, lr=lr, train=_csv_specs(train), eval=_csv_specs(eval_spec),
                           device=device, data_dir=root)
     expected = grid.expected_seconds()
-    stderr.print(f"{grid.name}: {len(grid.configs)} runs on {model} — expected wall time about "
-                 f"{expected / 60:.0f} min one run at a time (me5-small rates measured on a 2-core CPU; "
-                 f"scale for your hardware)")
     path = store_path(store)
     with Store(path) as db:
+        db.check_writable()  # a store that cannot take the grid is refused before anything is printed
+        stderr.print(f"{grid.name}: {len(grid.configs)} runs on {model} — expected wall time about "
+                     f"{expected / 60:.0f} min one run at a time (me5-small rates measured on a 2-core CPU; "
+                     f"scale for your hardware)")
         if max_parallel is not None:
             launcher.set_max_parallel(db, max_parallel)
         grid_id = reproduce.launch(db, grid)
@@ -670,9 +672,31 @@ def grids_report(grid_id: str, store: StoreOption = None, as_json: JsonOption = 
 
 
 def main() -> None:
-    """Entry point: user errors become one clear line on stderr and exit status 2."""
+    """Entry point: user errors become one clear line on stderr and exit status 2; so does,
+    as a last resort, a database error that no store method turned into one."""
+    import sqlite3
+
     try:
         app()
     except HybtuiError as exc:
-        print(f"hybtui: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(exc))
+    except sqlite3.Error as exc:
+        from hybtui.store import DB_NAME, store_error, store_path
+
+        _fail(str(store_error(exc, store_path(_store_argument(sys.argv[1:])) / DB_NAME)))
+
+
+def _store_argument(args: list[str]) -> str | None:
+    """The --store value on a command line (typer's parse is gone by the time main() catches)."""
+    for i, arg in enumerate(args):
+        if arg == "--store" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--store="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _fail(message: str) -> None:
+    """One line, whatever the message holds: a traceback never reaches the user."""
+    print(f"hybtui: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)

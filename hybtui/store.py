@@ -196,6 +196,13 @@ def _writable(directory: Path, db_path: Path) -> bool:
     return not db_path.exists() or os.access(db_path, os.W_OK)
 
 
+def _wal_idle(db_path: Path) -> bool:
+    """A WAL-mode database (header bytes 18-19 are 2) without a ``-wal`` file: none has it open."""
+    with open(db_path, "rb") as handle:
+        header = handle.read(20)
+    return header[18:20] == b"\x02\x02" and not db_path.with_name(db_path.name + "-wal").exists()
+
+
 def _primary_code(exc: sqlite3.Error) -> int | None:
     """SQLite's primary result code (extended codes keep it in their low byte)."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -318,10 +325,16 @@ class Store:
             conn.close()
 
     def _read_only_connection(self) -> sqlite3.Connection:
-        """A connection that cannot write. On a read-only filesystem a WAL database whose
-        ``-shm`` file is gone cannot be opened even read-only; nothing can change it there,
-        so it is then opened as immutable."""
+        """A connection that cannot write, and creates no file.
+
+        A WAL database that no connection has open (no ``-wal`` file) is read as immutable:
+        a read-only connection would create ``-wal`` and ``-shm`` beside it, and its main
+        file only changes at a checkpoint, which needs a writer's WAL first. On a read-only
+        filesystem a WAL database cannot be opened read-only without its ``-shm`` file;
+        nothing can change it there, so it is then opened as immutable too."""
         uri = f"file:{urllib.parse.quote(str(self.db_path.resolve()))}?mode=ro"
+        if _wal_idle(self.db_path):
+            uri += "&immutable=1"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -668,7 +681,7 @@ class Store:
         try:
             with self._write():
                 return self._insert_event(run_id, level, str(message), time.time())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             log.warning("could not record event for run %s in %s: %s", run_id, self.db_path, exc)
             return None
 
