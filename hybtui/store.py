@@ -36,6 +36,7 @@ import sqlite_utils
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, StoreCorrupt, StoreError, StoreReadOnly, StoreTooNew
+from hybtui.outcome import read_outcome
 
 log = logging.getLogger(__name__)
 
@@ -598,8 +599,11 @@ class Store:
                               f"{directory}: {exc.strerror or exc}") from exc
 
     def sweep_orphans(self, now: float | None = None) -> list[str]:
-        """Mark ``crashed`` every run that is ``running`` on this host but whose process is
-        gone (killed, OOM, reboot): nobody else would ever end it. Returns the swept ids."""
+        """End every run that is ``running`` on this host but whose process is gone: nobody
+        else would ever end it. A worker that could not record its end in the store (disk
+        full, lock timeout) left it in its outcome file: the run ends as recorded there
+        (e.g. ``failed`` with the cause). Without one (killed, OOM, reboot) it is
+        ``crashed``. Returns the swept ids."""
         now = time.time() if now is None else now
         candidates = self._rows("SELECT id, pid FROM runs WHERE status = 'running' AND host = ? "
                                 "AND pid IS NOT NULL", [this_host()])
@@ -607,15 +611,25 @@ class Store:
         for run in candidates:
             if pid_alive(run["pid"]):
                 continue
-            message = (f"worker process {run['pid']} on {this_host()} is gone without recording "
-                       f"an exit; marked crashed (resume it with `hybtui runs resume {run['id']}`)")
+            outcome = read_outcome(self.path / "runs" / run["id"], run["pid"])
+            if outcome is None:
+                message = (f"worker process {run['pid']} on {this_host()} is gone without recording "
+                           f"an exit; marked crashed (resume it with `hybtui runs resume {run['id']}`)")
+                updates = {"status": "crashed", "ended_at": now, "error": message}
+            else:
+                ended = outcome["status"] + (f": {outcome['error']}" if outcome["error"] else "")
+                message = (f"worker process {run['pid']} could not record its end in the store; from its "
+                           f"outcome file: {ended} at step {outcome['step']}")
+                updates = {"status": outcome["status"], "ended_at": outcome["time"], "error": outcome["error"],
+                           "exit_code": outcome["exit_code"], "step": outcome["step"]}
             with self._write() as db:
                 changed = db.execute(  # unless the worker ended it meanwhile
-                    "UPDATE runs SET status = 'crashed', ended_at = ?, error = ? "
+                    f"UPDATE runs SET {', '.join(f'{k} = ?' for k in updates)} "
                     "WHERE id = ? AND status = 'running' AND pid = ?",
-                    [now, message, run["id"], run["pid"]]).rowcount
+                    [*updates.values(), run["id"], run["pid"]]).rowcount
                 if changed:
-                    self._insert_event(run["id"], "error", message, now)
+                    level = "error" if updates["status"] in ("failed", "crashed") else "info"
+                    self._insert_event(run["id"], level, message, now)
                     swept.append(run["id"])
         return swept
 
