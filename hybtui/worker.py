@@ -16,6 +16,7 @@ that file if the store could not take it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -209,10 +210,11 @@ def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
     start_step = int(resume_from.name.split("-")[-1]) if resume_from is not None else 0
     if run["status"] != "running" or run["pid"] != os.getpid():
         store.set_status(run["id"], "running", pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
-    attempt = sum(e["message"].endswith("→ running") for e in store.events(run["id"]))
+    # Each attempt but a foreground run's first (created running) is one "→ running" event.
+    attempt = max(1, sum(e["message"].endswith("→ running") for e in store.events(run["id"])))
     log.info("worker %d on %s: run %s, attempt %d, %s", os.getpid(), socket.gethostname(), run["id"], attempt,
              f"resuming from {resume_from} (step {start_step})" if resume_from else "starting at step 0")
-    log.info("configuration: %s", config.to_json())
+    log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
     outcome = _open_outcome(out)
     progress = LogEvents(start_step)
     events = StoreEvents(store, run["id"])
