@@ -446,6 +446,7 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's configuration, status, process, timings, latest metrics and results."""
+    from hybtui import launcher
     from hybtui.store import Store, is_stalled, store_path
 
     with Store(store_path(store)) as db:
@@ -453,9 +454,10 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
         latest = db.latest_metrics(run["id"])
         rows = db.results(run["id"])
         events = db.events(run["id"])[-10:]
+        log_tail = _tail(launcher.log_path(db, run["id"]))
     if as_json:
         typer.echo(json.dumps({"run": {**run, "stalled": is_stalled(run)}, "latest_metrics": latest,
-                               "results": rows, "events": events}, indent=1))
+                               "results": rows, "events": events, "log_tail": log_tail}, indent=1))
         return
     from rich.console import Console
 
@@ -475,6 +477,22 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     result_rows = [evaluate.ResultRow.from_dict(r) for r in rows]
     for bench in sorted({r.bench for r in result_rows}):
         out.print(render.language_table(result_rows, bench))
+    if log_tail:
+        typer.echo(f"worker.log (last {len(log_tail)} lines):")
+        typer.echo("\n".join(log_tail))
+
+
+def _tail(path: Path, lines: int = 20, chunk: int = 16384) -> list[str]:
+    """The last lines of a log, as inert text: control characters (terminal escapes) are
+    shown as \\xNN, never sent raw."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - chunk))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return ["".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in line)
+            for line in text.splitlines()[-lines:]]
 
 
 @runs_app.command("cancel")
