@@ -285,7 +285,7 @@ class Store:
             self.swept: list[str] = []
             if not self.read_only:
                 (self.path / "runs").mkdir(exist_ok=True)
-                self.swept = self.sweep_orphans()
+                self._sweep_on_open()
         except BaseException:
             self.close()
             raise
@@ -301,6 +301,14 @@ class Store:
             raise StoreCorrupt(f"{self.db_path} is not a SQLite database (it is not a regular file)")
         if not os.access(self.path, os.W_OK | os.X_OK) and not self._has_database():
             raise StoreReadOnly(f"cannot use {self.path} as the run store: the directory is not writable")
+
+    def _sweep_on_open(self) -> None:
+        """Sweep, unless the store cannot take the sweep's writes now (disk full, a lock held
+        too long): it can still be read, and the next opener sweeps."""
+        try:
+            self.swept = self.sweep_orphans()
+        except sqlite3.OperationalError as exc:
+            log.warning("%s: orphaned runs not swept: %s", self.db_path, exc)
 
     def _has_database(self) -> bool:
         return self.db_path.is_file() and self.db_path.stat().st_size > 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -238,6 +239,7 @@ def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
     except BaseException as exc:  # noqa: BLE001 - every failure must be recorded somewhere
         trace = "".join(traceback.format_exception(exc))
         log.error("failed at step %d:\n%s", progress.step, trace.rstrip())
+        _drop_partial_checkpoints(out)
         _end(store, run["id"], outcome, events, "failed", progress.step, 1, _error_text(exc), trace)
         if isinstance(exc, HybtuiError) and console is not None:
             raise
@@ -247,6 +249,14 @@ def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
         _attempt("start the next queued run", lambda: launcher.start_queued(store))
         if outcome is not None:
             outcome.close()
+
+
+def _drop_partial_checkpoints(out: Path) -> None:
+    """A save that failed (a full disk) leaves a partial checkpoint holding the space that
+    recording the failure needs; it can never be resumed from."""
+    for partial in (out / "checkpoints").glob("*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+        log.info("removed the partial checkpoint %s", partial)
 
 
 def _end(store: Store, run_id: str, outcome: OutcomeRecord | None, events: StoreEvents, status: str, step: int,
