@@ -716,5 +716,5 @@ def _store_argument(args: list[str]) -> str | None:
 
 def _fail(message: str) -> None:
     """One line, whatever the message holds: a traceback never reaches the user."""
-    print(f"hybtui: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"hybtui: error: {' '.join(message.splitlines())}", file=sys.stderr)
     sys.exit(2)
