@@ -123,9 +123,16 @@ def clean(run_dir: Path, resume_step: int) -> list[Path]:
     """Remove what a start or resume from `resume_step` must not see: staged and half-replaced
     directories, incomplete checkpoints, and every checkpoint newer than the resume point or
     not resumable (from step 0: all of them). Returns what was removed."""
-    root = Path(run_dir) / CHECKPOINTS
-    removed = [p for p in root.glob(".step-*") if p.name.endswith((PARTIAL, OLD))]
-    removed += [p for p in _step_dirs(run_dir) if step_of(p) > resume_step or not is_resumable(p)]
+    stale = [p for p in _step_dirs(run_dir) if step_of(p) > resume_step or not is_resumable(p)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return drop_staging(run_dir) + stale
+
+
+def drop_staging(run_dir: Path) -> list[Path]:
+    """Remove staged and half-replaced directories: never resumable, and a failed save's
+    staging holds the space that recording the failure needs. Returns what was removed."""
+    removed = [p for p in (Path(run_dir) / CHECKPOINTS).glob(".step-*") if p.name.endswith((PARTIAL, OLD))]
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed

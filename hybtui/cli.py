@@ -232,6 +232,7 @@ def train_command(
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
     with Store(store_path(store)) as db:
+        db.check_writable()
         if detach:
             if max_parallel is not None:
                 launcher.set_max_parallel(db, max_parallel)
@@ -448,9 +449,9 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's configuration, status, process, timings, latest metrics and results."""
-    from hybtui.store import Store, is_stalled, store_path
-
+    from hybtui import launcher
     from hybtui.checkpoints import run_disk_usage
+    from hybtui.store import Store, is_stalled, store_path
 
     with Store(store_path(store)) as db:
         run = db.get_run(run_id)
@@ -458,9 +459,11 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
         rows = db.results(run["id"])
         events = db.events(run["id"])[-10:]
         disk = run_disk_usage(db.run_dir(run["id"]))
+        log_tail = _tail(launcher.log_path(db, run["id"]))
     if as_json:
         typer.echo(json.dumps({"run": {**run, "stalled": is_stalled(run)}, "latest_metrics": latest,
-                               "results": rows, "events": events, "disk": dataclasses.asdict(disk)}, indent=1))
+                               "results": rows, "events": events, "disk": dataclasses.asdict(disk),
+                               "log_tail": log_tail}, indent=1))
         return
     from rich.console import Console
 
@@ -481,6 +484,22 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     result_rows = [evaluate.ResultRow.from_dict(r) for r in rows]
     for bench in sorted({r.bench for r in result_rows}):
         out.print(render.language_table(result_rows, bench))
+    if log_tail:
+        typer.echo(f"worker.log (last {len(log_tail)} lines):")
+        typer.echo("\n".join(log_tail))
+
+
+def _tail(path: Path, lines: int = 20, chunk: int = 16384) -> list[str]:
+    """The last lines of a log, as inert text: control characters (terminal escapes) are
+    shown as \\xNN, never sent raw."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - chunk))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return ["".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in line)
+            for line in text.splitlines()[-lines:]]
 
 
 @runs_app.command("cancel")
@@ -633,12 +652,13 @@ def reproduce_command(
                           batch_size=batch_size, lr=lr, train=_csv_specs(train), eval=_csv_specs(eval_spec),
                           device=device, data_dir=root)
     expected = grid.expected_seconds()
-    stderr.print(f"{grid.name}: {len(grid.configs)} runs on {model} — expected wall time about "
-                 f"{expected / 60:.0f} min one run at a time (me5-small rates measured on a 2-core CPU; "
-                 f"scale for your hardware)" + ("; a smoke test: its runs keep their results, not their models"
-                                                if quick else ""))
     path = store_path(store)
     with Store(path) as db:
+        db.check_writable()  # a store that cannot take the grid is refused before anything is printed
+        stderr.print(f"{grid.name}: {len(grid.configs)} runs on {model} — expected wall time about "
+                     f"{expected / 60:.0f} min one run at a time (me5-small rates measured on a 2-core CPU; "
+                     f"scale for your hardware)" + ("; a smoke test: its runs keep their results, not their models"
+                                                    if quick else ""))
         if max_parallel is not None:
             launcher.set_max_parallel(db, max_parallel)
         grid_id = reproduce.launch(db, grid)
@@ -709,9 +729,31 @@ def grids_report(grid_id: str, store: StoreOption = None, as_json: JsonOption = 
 
 
 def main() -> None:
-    """Entry point: user errors become one clear line on stderr and exit status 2."""
+    """Entry point: user errors become one clear line on stderr and exit status 2; so does,
+    as a last resort, a database error that no store method turned into one."""
+    import sqlite3
+
     try:
         app()
     except HybtuiError as exc:
-        print(f"hybtui: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(exc))
+    except sqlite3.Error as exc:
+        from hybtui.store import DB_NAME, store_error, store_path
+
+        _fail(str(store_error(exc, store_path(_store_argument(sys.argv[1:])) / DB_NAME)))
+
+
+def _store_argument(args: list[str]) -> str | None:
+    """The --store value on a command line (typer's parse is gone by the time main() catches)."""
+    for i, arg in enumerate(args):
+        if arg == "--store" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--store="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _fail(message: str) -> None:
+    """One line, whatever the message holds: a traceback never reaches the user."""
+    print(f"hybtui: error: {' '.join(message.splitlines())}", file=sys.stderr)
+    sys.exit(2)

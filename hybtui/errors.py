@@ -1,5 +1,21 @@
-"""The one exception type users see: a clear message, printed without a traceback."""
+"""The exception types users see: a clear message, printed without a traceback."""
 
 
 class HybtuiError(Exception):
     """Bad input or an unusable environment, explained in words a user can act on."""
+
+
+class StoreError(HybtuiError):
+    """The run store cannot be used as asked; the message names the file and the problem."""
+
+
+class StoreCorrupt(StoreError):
+    """``hybtui.db`` is damaged or is not a SQLite database: nothing reads or writes it."""
+
+
+class StoreTooNew(StoreError):
+    """``hybtui.db`` was written by a newer hybtui (a schema version this code does not know)."""
+
+
+class StoreReadOnly(StoreError):
+    """The store can be read but not written (a read-only mount, file or directory)."""

@@ -13,6 +13,7 @@ The trainer reports through `Events` and never imports the store or the UI.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -35,6 +36,8 @@ from hybtui.evaluate import ResultRow
 from hybtui.sampling import Batch, BatchSampler, shard, validate_sampler
 
 TRAINER_STATE = checkpoints.TRAINER_STATE
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- events
@@ -532,6 +535,7 @@ class Trainer:
     def _evaluate(self, encoder: models.Encoder, step: int, final: bool) -> list[ResultRow]:
         if not self.eval_selections or self.ctx.rank != 0:
             return []
+        log.info("step %d: %s evaluation", step, "final" if final else "periodic")
         loaded = [benchmarks.load(s, self.data_dir) for s in self.eval_selections]
         limit = self.config.final_eval_max_queries if final else self.config.eval_max_queries
         if limit:

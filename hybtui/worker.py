@@ -6,27 +6,44 @@ heartbeat from a thread, writes metrics in small batches (at most about a second
 behind), and ends the run `finished`, `cancelled` (on SIGTERM, after a checkpoint) or
 `failed` (with the traceback as an event). When it is done it asks the launcher to
 start the next queued run, so the queue advances with no app or CLI open.
+
+A failure's cause must survive the store failing too (disk full, lock timeout): the
+worker logs every phase, checkpoint, end and traceback into the run's `worker.log`
+(no database involved), and writes its end into the run's preallocated outcome file
+(`outcome.json`, see hybtui.outcome) before it asks the store; the next orphan sweep ends the run from
+that file if the store could not take it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hybtui import checkpoints, faults, launcher
 from hybtui.config import RunConfig
-from hybtui.errors import HybtuiError
+from hybtui.errors import HybtuiError, StoreError
 from hybtui.evaluate import ResultRow
+from hybtui.outcome import OutcomeRecord
 from hybtui.store import Store
 from hybtui.train import Events, StepReport, Tee, Trainer
 
 HEARTBEAT_S = 5.0
 FLUSH_S = 1.0
+#: How often, and how far apart, each step of ending a run is tried against the store.
+STORE_RETRIES = 3
+STORE_RETRY_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class StoreEvents(Events):
@@ -81,11 +98,99 @@ class StoreEvents(Events):
         self.store.add_event(self.run_id, "info", text)
 
 
-def _heartbeat(store_path: Path, run_id: str, events: StoreEvents, stop: threading.Event) -> None:
-    """Beat from a thread with its own connection, so a long step never looks stalled."""
+class LogEvents(Events):
+    """Trainer events as lines of the run's own log, which needs no database: what a run
+    went through stays readable when the store cannot be written. Listens first, so a
+    line is logged before the store is asked to take it."""
+
+    def __init__(self, step: int = 0, every: int = 50):
+        self.step = step  # the last completed step: the step an ended run records
+        self.every = every
+
+    def on_start(self, total_steps: int, start_step: int) -> None:
+        self.step = start_step
+        log.info("training steps %d–%d", start_step + 1, total_steps)
+
+    def on_step(self, report: StepReport) -> None:
+        self.step = report.step
+        if report.step % self.every == 0 or report.step == 1:
+            log.info("step %d: loss %.4f, lr %.3g, %.1f pairs/s", report.step, report.loss, report.lr,
+                     report.pairs_per_s)
+
+    def on_validation(self, step: int, loss: float) -> None:
+        log.info("step %d: validation loss %.4f", step, loss)
+
+    def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None:
+        log.info("step %d: %s evaluation done (%d result rows)", step, "final" if final else "periodic", len(rows))
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        log.info("step %d: checkpoint saved to %s", step, path)
+
+    def on_message(self, text: str) -> None:
+        log.info("%s", text)
+
+
+@contextmanager
+def _run_log(path: Path) -> Iterator[None]:
+    """Log hybtui's messages (timestamped) into the run's ``worker.log``, and only there:
+    a foreground ``hybtui train`` keeps its terminal for the progress display."""
+    logger = logging.getLogger("hybtui")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        handler.close()
+
+
+def _attempt(what: str, action: Callable[[], object]) -> bool:
+    """Run one step of ending a run, retrying briefly while the store refuses (a lock held
+    too long, a disk being freed); log and go on if it still fails, so each later step is
+    attempted too. Whether it succeeded."""
+    for attempt in range(1, STORE_RETRIES + 1):
+        try:
+            action()
+            return True
+        except Exception as exc:  # noqa: BLE001 - the next step must be attempted whatever this one raised
+            log.error("could not %s (try %d of %d): %s: %s", what, attempt, STORE_RETRIES, type(exc).__name__, exc)
+            if attempt == STORE_RETRIES or not isinstance(exc, (sqlite3.Error, StoreError, OSError)):
+                return False
+            time.sleep(STORE_RETRY_S)
+    return False
+
+
+def _heartbeat(store_path: Path, run_id: str, progress: LogEvents, stop: threading.Event) -> None:
+    """Beat from a thread with its own connection, so a long step never looks stalled; a
+    beat the store refuses is logged and the next one tried."""
     with Store(store_path) as store:
         while not stop.wait(HEARTBEAT_S):
-            store.heartbeat(run_id, events.step)
+            try:
+                store.heartbeat(run_id, progress.step)
+            except (sqlite3.Error, StoreError) as exc:
+                log.warning("heartbeat not recorded: %s: %s", type(exc).__name__, exc)
+
+
+def _error_text(exc: BaseException) -> str:
+    """The error a run records: a store error already names the file; a disk-full SQLite
+    error says so in words."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
+        return f"{type(exc).__name__}: {exc} (No space left on device for the store)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _open_outcome(run_dir: Path) -> OutcomeRecord | None:
+    try:
+        return OutcomeRecord(run_dir, os.getpid())
+    except OSError as exc:
+        log.warning("no outcome record (%s): an end the store cannot take would be lost", exc)
+        return None
 
 
 def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> int:
@@ -93,41 +198,78 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
 
     The detached worker and a foreground `hybtui train` both run through here; the
     foreground one also passes its console display, and Ctrl-C cancels like SIGTERM.
+    Every phase goes to the run's ``worker.log``; the end goes to the log and the
+    outcome file first, then to the store, each step attempted on its own.
     """
     faults.arm()
     store = Store(store_path)
     run = store.get_run(run_id)
-    config = RunConfig.from_dict(run["config"])
     out = store.run_dir(run["id"])
+    with _run_log(out / launcher.LOG):
+        try:
+            return _execute(store, run, out, console)
+        finally:
+            store.close()
+
+
+def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
+    config = RunConfig.from_dict(run["config"])
     # The resume point is the step `Store.requeue` recorded: the record holds exactly the
     # steps up to it, and checkpoints beyond it are removed by the trainer.
     resume_from = checkpoints.path_for(out, run["step"] or 0)
     resume_from = resume_from if checkpoints.is_resumable(resume_from) else None
+    start_step = checkpoints.step_of(resume_from) if resume_from is not None else 0
     if run["status"] != "running" or run["pid"] != os.getpid():
         store.set_status(run["id"], "running", pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
+    # Each attempt but a foreground run's first (created running) is one "→ running" event.
+    attempt = max(1, sum(e["message"].endswith("→ running") for e in store.events(run["id"])))
+    log.info("worker %d on %s: run %s, attempt %d, %s", os.getpid(), socket.gethostname(), run["id"], attempt,
+             f"resuming from {resume_from} (step {start_step})" if resume_from else "starting at step 0")
+    log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
+    outcome = _open_outcome(out)
+    progress = LogEvents(start_step)
     events = StoreEvents(store, run["id"])
     events.step = run["step"] or 0  # what the heartbeat reports until training starts
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(store_path, run["id"], events, stop), daemon=True)
+    beat = threading.Thread(target=_heartbeat, args=(store.path, run["id"], progress, stop), daemon=True)
     beat.start()
+    listeners = (progress, events, console) if console else (progress, events)
     try:
-        trainer = Trainer(config, out, Tee(events, console) if console else events)
+        log.info("loading data")
+        trainer = Trainer(config, out, Tee(*listeners))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: trainer.request_stop())
         if resume_from is not None:
-            events.on_checkpoint(run["step"], resume_from)  # a kill may have come before its record
+            events.on_checkpoint(start_step, resume_from)  # a kill may have come before its record
+        log.info("loading the model")
         result = trainer.run(resume_from=resume_from)
-        events.flush()
-        store.set_status(run["id"], result.status, exit_code=0, step=result.step)
+        _end(store, run["id"], outcome, events, result.status, result.step, 0)
         return 0
-    except BaseException as exc:  # noqa: BLE001 - every failure must reach the store
-        events.flush()
-        store.add_event(run["id"], "error", "".join(traceback.format_exception(exc)))
-        store.set_status(run["id"], "failed", exit_code=1, error=f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:  # noqa: BLE001 - every failure must be recorded somewhere
+        trace = "".join(traceback.format_exception(exc))
+        log.error("failed at step %d:\n%s", progress.step, trace.rstrip())
+        for partial in checkpoints.drop_staging(out):  # its space is what recording the failure needs
+            log.info("removed the partial checkpoint %s", partial)
+        _end(store, run["id"], outcome, events, "failed", progress.step, 1, _error_text(exc), trace)
         if isinstance(exc, HybtuiError) and console is not None:
             raise
         return 1
     finally:
         stop.set()
-        launcher.start_queued(store)
-        store.close()
+        _attempt("start the next queued run", lambda: launcher.start_queued(store))
+        if outcome is not None:
+            outcome.close()
+
+
+def _end(store: Store, run_id: str, outcome: OutcomeRecord | None, events: StoreEvents, status: str, step: int,
+         exit_code: int, error: str | None = None, trace: str | None = None) -> None:
+    """Record how the run ended: the outcome file first (it survives a full disk), then
+    the store — pending metrics, the traceback, the status — each attempted on its own."""
+    log.info("run %s %s at step %d%s", run_id, status, step, f": {error}" if error else "")
+    if outcome is not None:
+        _attempt("write the outcome record", lambda: outcome.record(status, step, exit_code, error))
+    _attempt("record the last metrics", events.flush)
+    if trace is not None:
+        _attempt("record the traceback", lambda: store.add_event(run_id, "error", trace))
+    _attempt(f"record the status {status}",
+             lambda: store.set_status(run_id, status, exit_code=exit_code, error=error, step=step))

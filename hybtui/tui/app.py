@@ -9,6 +9,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from hybtui.store import Store
 from hybtui.store import store_path as resolve_store_path
 from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.runs import RunsScreen
@@ -64,5 +65,7 @@ class HybtuiApp(App):
 
 
 def run_app(store_path: str | Path | None = None) -> None:
-    """Entry point for ``hybtui`` with no arguments."""
+    """Entry point for ``hybtui`` with no arguments. The store is opened once before the
+    screen is taken, so a damaged, foreign or too new one is refused in one line (StoreError)."""
+    Store(store_path).close()
     HybtuiApp(store_path).run()
