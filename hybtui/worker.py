@@ -89,6 +89,8 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
     """
     store = Store(store_path)
     run = store.get_run(run_id)
+    if run["config_error"]:  # never train the defaults in place of a configuration that cannot be read
+        raise HybtuiError(f"run {run['id']}: {run['config_error']}")
     config = RunConfig.from_dict(run["config"])
     out = store.run_dir(run["id"])
     resume_from = latest_checkpoint(out)
