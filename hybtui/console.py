@@ -83,7 +83,7 @@ class TrainingProgress(Events):
             TextColumn("[bold]train"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[status]}", markup=False),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -137,7 +137,7 @@ def watch_grid(store_path: Path, grid_id: str, poll_s: float = 1.0, enabled: boo
     from hybtui.store import Store
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=stderr,
+                        TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(), console=stderr,
                         disable=not enabled)
     tasks: dict[str, TaskID] = {}
     with progress, Store(store_path) as store:
