@@ -113,7 +113,8 @@ def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
     groups = sorted({r.seen for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen})
     if not groups:
         return None
-    table = Table(title=inert.markup(f"{bench}: generalisation to languages not seen in training"), title_justify="left")
+    table = Table(title=inert.markup(f"{bench}: generalisation to languages not seen in training"),
+                  title_justify="left")
     table.add_column("group")
     for header in ("mono mAP", "cross mAP", "multi mAP", "rank dist."):
         table.add_column(header, justify="right")

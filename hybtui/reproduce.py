@@ -131,6 +131,8 @@ def plan(
         final_eval_max_queries=budget.final_eval_max_queries, eval_max_queries=200,
         data_dir=str(data_dir.resolve()) if data_dir else None,
     )
+    for alpha in alphas:  # every option is checked before the (slow) data and model checks
+        base.replace(sampler="hybrid", alpha=alpha)
     from hybtui import models  # torch: only for planning, not for reading reports (the app)
     from hybtui.train import prepare_data
 
