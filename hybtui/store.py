@@ -678,7 +678,7 @@ def _overview_config(readable: int, model: Any, sampler: Any, alpha: Any, train:
         languages = json.loads(train) if train else []
     except ValueError:
         languages = []
-    return {"model": None if model is None else str(model) if readable else UNREADABLE,
+    return {"model": UNREADABLE if not readable else None if model is None else str(model),
             "sampler": sampler if isinstance(sampler, str) else None,
             "alpha": alpha if isinstance(alpha, (int, float)) and math.isfinite(alpha) else None,
             "train": [str(spec) for spec in languages],
