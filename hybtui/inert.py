@@ -9,8 +9,8 @@ screen. So every display goes through here:
 * ``visible``: control characters (C0, DEL, C1, ESC included), Unicode line separators and
   bidirectional overrides are written as escapes (``\\x1b``, ``\\n``, ``\\u202e``), which the
   terminal prints rather than obeys;
-* ``text`` / ``markup``: a Rich ``Text`` (never parsed for markup) or an escaped markup
-  string, both ``visible``;
+* ``text``: a Rich ``Text``, which is never parsed for markup (nor for emoji codes), and
+  ``visible``;
 * ``lines``: multi-line text (logs, tracebacks) keeps its line breaks, nothing else;
 * ``md_cell`` / ``csv_field`` / ``dumps``: the export formats.
 """
@@ -21,7 +21,6 @@ import json
 import re
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
 
 #: What a terminal would obey rather than print: C0 controls, DEL, C1 controls (CSI 0x9b
@@ -61,15 +60,10 @@ def text(value: Any, style: str = "") -> Text:
     return Text(visible(value), style=style)
 
 
-def markup(value: Any) -> str:
-    """``value`` as a markup string that shows it literally (for APIs that parse markup)."""
-    return escape(visible(value))
-
-
 def lines(value: Any) -> str:
     """Multi-line text (a log, a traceback): line breaks kept as ``\\n``, tabs expanded, every
     other UNSAFE character visible."""
-    return visible(LINE_BREAK.sub("\n", "" if value is None else str(value)).expandtabs(4), keep="\n")
+    return visible(LINE_BREAK.sub("\n", "" if value is None else str(value)), keep="\n\t").expandtabs(4)
 
 
 def md_cell(value: Any) -> str:

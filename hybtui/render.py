@@ -54,7 +54,7 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
     index = _index(rows)
     langs = sorted({r.query_lang for r in rows if r.bench == bench and r.query_lang != AVERAGE})
     seen_of = {r.query_lang: r.seen for r in rows if r.bench == bench and r.setting == "multi"}
-    table = Table(title=inert.markup(bench), title_justify="left")
+    table = Table(title=inert.text(bench, style="table.title"), title_justify="left")
     for header in ("lang", "seen", "mono mAP", "mono R@1", "cross mAP X→Y", "cross mAP Y→X", "multi mAP",
                    "multi R@10", "rank dist."):
         table.add_column(header, justify="left" if header in ("lang", "seen") else "right")
@@ -113,7 +113,7 @@ def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
     groups = sorted({r.seen for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen})
     if not groups:
         return None
-    table = Table(title=inert.markup(f"{bench}: generalisation to languages not seen in training"),
+    table = Table(title=inert.text(f"{bench}: generalisation to languages not seen in training", style="table.title"),
                   title_justify="left")
     table.add_column("group")
     for header in ("mono mAP", "cross mAP", "multi mAP", "rank dist."):

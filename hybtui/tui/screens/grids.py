@@ -157,7 +157,8 @@ class GridsScreen(PolledScreen):
 
 def table1(bench: str, figures: dict[str, Any]) -> Table:
     """The paper's Table 1 for one benchmark: a row per sampler, mean ± sd over seeds."""
-    table = Table("sampler", *HEADINGS, title=inert.markup(f"{bench}: Table 1 (mean ± sd over seeds)"), **TABLE_STYLE)
+    title = inert.text(f"{bench}: Table 1 (mean ± sd over seeds)", style="table.title")
+    table = Table("sampler", *HEADINGS, title=title, **TABLE_STYLE)
     for label, row in figures["table1"].items():
         table.add_row(inert.text(label), *(figure(row[h]["mean"], h, row[h]["sd"]) for h in HEADINGS))
     return table
