@@ -42,8 +42,18 @@ RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 def hybtui(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "250"})
+    return hybtui_all([args])[0]
+
+
+def hybtui_all(commands: list[tuple[str, ...]]) -> list[subprocess.CompletedProcess]:
+    """Run the commands at once (each is a fresh interpreter that may import torch)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "hybtui", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "250"}) for args in commands]
+    done = []
+    for args, proc in zip(commands, procs):
+        out, err = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+    return done
 
 
 def text_of(proc: subprocess.CompletedProcess) -> str:
@@ -141,21 +151,37 @@ def hostile(tmp_path) -> tuple[Path, dict[str, str]]:
     return path, hostile_store(path)
 
 
-def test_runs_ls_and_show_print_every_name_literally(hostile):
+def test_runs_ls_prints_every_name_literally(hostile):
     path, ids = hostile
     runs = {name: run_id for name, run_id in ids.items() if name != "grid"}
-    table = text_of(hybtui("runs", "ls", "--store", str(path)))
+    table, listing = hybtui_all([("runs", "ls", "--store", str(path)), ("runs", "ls", "--json", "--store", str(path))])
     for name, run_id in runs.items():  # one table line per run, holding its id and its name as shown
-        assert re.search(rf"{run_id}\s*│\s*{re.escape(shown(name))}\s*│", table), (name, table)
-    listing = json.loads(text_of(hybtui("runs", "ls", "--json", "--store", str(path))))
-    assert {run["name"] for run in listing} == set(runs)
-    for name, run_id in runs.items():
-        out = text_of(hybtui("runs", "show", run_id, "--store", str(path)))
-        assert out.startswith(f"{run_id} {shown(name)} · queued")
-    out = text_of(hybtui("runs", "show", runs[HOSTILE_NAMES[0][0]], "--store", str(path)))
-    assert inert.visible(ERROR) in out and inert.visible(EVENT) in out
-    out = text_of(hybtui("runs", "show", runs["[/]"], "--json", "--store", str(path)))
+        assert re.search(rf"{run_id}\s*│\s*{re.escape(shown(name))}\s*│", text_of(table)), (name, text_of(table))
+    assert {run["name"] for run in json.loads(text_of(listing))} == set(runs)
+
+
+def assert_shown(path: Path, ids: dict[str, str], names: list[str]) -> None:
+    """`runs show` of each run starts with its id and its name as shown; the run with an error
+    and an event shows both literally."""
+    shows = hybtui_all([("runs", "show", ids[name], "--store", str(path)) for name in names])
+    for name, proc in zip(names, shows):
+        out = text_of(proc)
+        assert out.startswith(f"{ids[name]} {shown(name)} · queued")
+        if name == HOSTILE_NAMES[0][0]:
+            assert inert.visible(ERROR) in out and inert.visible(EVENT) in out
+
+
+def test_runs_show_prints_names_errors_and_events_literally(hostile):
+    path, ids = hostile
+    assert_shown(path, ids, ["[bold red]x[/]", HOSTILE_NAMES[0][0]])
+    out = text_of(hybtui("runs", "show", ids["[/]"], "--json", "--store", str(path)))
     assert json.loads(out)["run"]["name"] == "[/]"
+
+
+@pytest.mark.slow
+def test_runs_show_prints_every_name_literally(hostile):
+    path, ids = hostile
+    assert_shown(path, ids, [name for name in ids if name != "grid"])
 
 
 def test_compare_prints_names_literally(hostile):
@@ -205,16 +231,27 @@ def test_train_accepts_markup_names_and_refuses_control_characters(tmp_path, sha
     config = tmp_path / "escape.toml"
     config.write_text('name = "toml\\u001b[2Jname"\n')
     common = ("--store", str(path), "--data-dir", str(shared_data), "--detach", *TINY)
-    for args in ([f"--name={name}"] for name, _ in HOSTILE_NAMES):
-        proc = hybtui("train", *common, *args)
+    *refused, from_file = hybtui_all([("train", *common, f"--name={name}") for name, _ in HOSTILE_NAMES]
+                                     + [("train", *common, "--config", str(config))])
+    for proc in refused:
         err = proc.stderr.decode()
         assert proc.returncode == 2 and "--name must not hold control characters" in err, err
         assert err.count("\n") == 1 and not RAW_CONTROL.search(err)
-    proc = hybtui("train", *common, "--config", str(config))
-    assert proc.returncode == 2 and f"{config}: invalid run configuration: --name" in proc.stderr.decode()
+    assert from_file.returncode == 2 and f"{config}: invalid run configuration: --name" in from_file.stderr.decode()
     assert dump(path) == before
-    for name in SAFE_NAMES:
-        proc = hybtui("train", *common, "--name", name)
+    proc = hybtui("train", *common, "--name", "[bold red]x[/]")  # the others: RunConfig, above; the slow test
+    assert proc.returncode == 0, proc.stderr.decode()
+    with Store(path) as store:
+        assert [run["name"] for run in store.list_runs(status="queued")] == ["[bold red]x[/]"]
+
+
+@pytest.mark.slow
+def test_train_accepts_every_markup_name(tmp_path, shared_data):
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.create_run(RunConfig(model="tiny", name="slot"), status="running")
+    common = ("--store", str(path), "--data-dir", str(shared_data), "--detach", *TINY)
+    for proc in hybtui_all([("train", *common, "--name", name) for name in SAFE_NAMES]):
         assert proc.returncode == 0, proc.stderr.decode()
     with Store(path) as store:
         assert sorted(run["name"] for run in store.list_runs(status="queued")) == sorted(SAFE_NAMES)
