@@ -86,7 +86,7 @@ def eval_command(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a model on XQuAD-R / MLQA-R (mono, cross, multi, language bias) and MIRACL / BEIR corpora."""
-    from hybtui import evaluate, models, render, retrieval
+    from hybtui import evaluate, inert, models, render, retrieval
     from hybtui.console import progress_bars, stderr
     from hybtui.data import benchmarks, miracl, sources
 
@@ -149,7 +149,7 @@ def eval_command(
         seen_table = render.seen_summary(rows, bench.name)
         if seen_table is not None:
             out.print(seen_table)
-    out.print(f"[dim]{spec.source}: evaluated in {elapsed:.1f} s[/dim]")
+    out.print(inert.text(f"{spec.source}: evaluated in {elapsed:.1f} s", style="dim"))
 
 
 def _run_config(config_file: Path | None, **options) -> RunConfig:
@@ -260,7 +260,10 @@ def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bo
                                "summary": evaluate.summary(map(evaluate.ResultRow.from_dict, rows))},
                               indent=1))
     else:
-        typer.echo(f"run {run_id} {run['status']} at step {run['step']}" + (f": {run['error']}" if run["error"] else ""))
+        from hybtui.inert import visible
+
+        typer.echo(visible(f"run {run_id} {run['status']} at step {run['step']}")
+                   + (f": {visible(run['error'])}" if run["error"] else ""))
     if code:
         raise typer.Exit(1)
 
@@ -417,7 +420,7 @@ def runs_ls(
     as_json: JsonOption = False,
 ) -> None:
     """Runs, newest first, with their status (stalled ones marked) and progress."""
-    from hybtui import report
+    from hybtui import inert, report
     from hybtui.store import Store, is_stalled, store_path
 
     shown = limit if limit is not None or as_json else 50
@@ -427,9 +430,8 @@ def runs_ls(
     runs = runs[:shown]
     if as_json:
         keys = ("id", "name", "status", "pid", "created_at", "started_at", "ended_at", "step", "total_steps",
-                "exit_code", "error", "parent_id")
-        typer.echo(json.dumps([{**{k: r[k] for k in keys}, "stalled": is_stalled(r), "config": r["config"]}
-                               for r in runs], indent=1))
+                "exit_code", "error", "parent_id", "config", "config_error")
+        typer.echo(inert.dumps([{**{k: r[k] for k in keys}, "stalled": is_stalled(r)} for r in runs], indent=1))
         return
     from rich.console import Console
     from rich.table import Table
@@ -437,10 +439,10 @@ def runs_ls(
     table = Table("id", "name", "model", "sampler", "α", "status", "step", "age")
     now = time.time()
     for r in runs:
-        c = r["config"]
         state = r["status"] + (" (stalled)" if is_stalled(r) else "")
-        table.add_row(r["id"], r["name"] or "", c.get("model"), c.get("sampler"), str(c.get("alpha")), state,
-                      f"{r['step'] or 0}/{r['total_steps']}", report.age(now - r["created_at"]))
+        table.add_row(*(inert.text(cell) for cell in (
+            r["id"], r["name"] or "", *(report.config_value(r, k) for k in ("model", "sampler", "alpha")), state,
+            f"{r['step'] or 0}/{r['total_steps']}", report.age(now - r["created_at"]))))
     Console().print(table)
     if more:
         typer.echo(f"(newest {shown} shown; --limit N for more)")
@@ -461,26 +463,20 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
         disk = run_disk_usage(db.run_dir(run["id"]))
         log_tail = _tail(launcher.log_path(db, run["id"]))
     if as_json:
-        typer.echo(json.dumps({"run": {**run, "stalled": is_stalled(run)}, "latest_metrics": latest,
-                               "results": rows, "events": events, "disk": dataclasses.asdict(disk),
-                               "log_tail": log_tail}, indent=1))
+        from hybtui import inert
+
+        typer.echo(inert.dumps({"run": {**run, "stalled": is_stalled(run)}, "latest_metrics": latest,
+                                "results": rows, "events": events, "disk": dataclasses.asdict(disk),
+                                "log_tail": log_tail}, indent=1))
         return
     from rich.console import Console
 
     from hybtui import evaluate, render
 
     out = Console()
-    timing = ", ".join(f"{k.removesuffix('_at')} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run[k]))}"
-                       for k in ("created_at", "started_at", "ended_at") if run[k])
-    out.print(f"[bold]{run['id']}[/bold] {run['name'] or ''} · {run['status']}"
-              + (" (stalled)" if is_stalled(run) else "") + f" · step {run['step']}/{run['total_steps']}"
-              + (f" · pid {run['pid']} on {run['host']}" if run["pid"] else "") + f"\n{timing}")
-    if run["error"]:
-        out.print(f"[red]{run['error']}[/red]")
-    out.print(" ".join(f"{k}={v}" for k, v in sorted(run["config"].items()) if v is not None))
+    for part in render.run_summary(run, is_stalled(run), latest, events):
+        out.print(part)
     out.print(disk.describe())
-    if latest:
-        out.print("latest: " + ", ".join(f"{k} {m['value']:.4g} (step {m['step']})" for k, m in sorted(latest.items())))
     result_rows = [evaluate.ResultRow.from_dict(r) for r in rows]
     for bench in sorted({r.bench for r in result_rows}):
         out.print(render.language_table(result_rows, bench))
@@ -491,15 +487,16 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
 
 def _tail(path: Path, lines: int = 20, chunk: int = 16384) -> list[str]:
     """The last lines of a log, as inert text: control characters (terminal escapes) are
-    shown as \\xNN, never sent raw."""
+    shown escaped, never sent raw."""
     try:
         with open(path, "rb") as handle:
             handle.seek(max(0, handle.seek(0, os.SEEK_END) - chunk))
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return []
-    return ["".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in line)
-            for line in text.splitlines()[-lines:]]
+    from hybtui.inert import visible
+
+    return [visible(line, keep="\t") for line in text.splitlines()[-lines:]]
 
 
 @runs_app.command("cancel")
@@ -606,7 +603,9 @@ def compare_command(
         runs = [db.get_run(r) for r in run_ids]
         results = {run["id"]: db.results(run["id"]) for run in runs}
     if as_json:
-        typer.echo(json.dumps({
+        from hybtui import inert
+
+        typer.echo(inert.dumps({
             "runs": [run["id"] for run in runs],
             "differing_parameters": report.differing_parameters([run["config"] for run in runs]),
             "headline": {run["id"]: {" ".join(k): v for k, v in report.headline(results[run["id"]]).items()}
@@ -617,7 +616,9 @@ def compare_command(
 
     from hybtui import render
 
-    Console().print(*render.comparison(runs, results))
+    out = Console()
+    for part in render.comparison(runs, results):
+        out.print(part)
 
 
 @app.command("reproduce")
@@ -686,7 +687,9 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
     with Store(path) as db:
         rep, directory = reproduce.write_report(db, grid_id)
     if as_json:
-        typer.echo(json.dumps(rep, indent=1))
+        from hybtui import inert
+
+        typer.echo(inert.dumps(rep, indent=1))
         return
     from rich.console import Console
     from rich.markdown import Markdown
@@ -698,7 +701,7 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
 @grids_app.command("ls")
 def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Grids, newest first, with how many of their runs have finished."""
-    from hybtui import report, reproduce
+    from hybtui import inert, report, reproduce
     from hybtui.store import Store, store_path
 
     with Store(store_path(store)) as db:
@@ -707,7 +710,7 @@ def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
              "finished": sum(1 for _, r in runs if r and r["status"] == "finished"),
              "done": reproduce.is_done(runs)} for g, runs in listing]
     if as_json:
-        typer.echo(json.dumps(rows, indent=1))
+        typer.echo(inert.dumps(rows, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
@@ -715,7 +718,8 @@ def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     table = Table("id", "name", "runs finished", "age")
     now = time.time()
     for row in rows:
-        table.add_row(row["id"], row["name"], f"{row['finished']}/{row['runs']}", report.age(now - row["created_at"]))
+        table.add_row(inert.text(row["id"]), inert.text(row["name"]), f"{row['finished']}/{row['runs']}",
+                      report.age(now - row["created_at"]))
     Console().print(table)
 
 
@@ -730,7 +734,8 @@ def grids_report(grid_id: str, store: StoreOption = None, as_json: JsonOption = 
 
 def main() -> None:
     """Entry point: user errors become one clear line on stderr and exit status 2; so does,
-    as a last resort, a database error that no store method turned into one."""
+    as a last resort, a database error that no store method turned into one. What the
+    message quotes (a name, a path) cannot break the line or reach the terminal raw."""
     import sqlite3
 
     try:
@@ -755,5 +760,7 @@ def _store_argument(args: list[str]) -> str | None:
 
 def _fail(message: str) -> None:
     """One line, whatever the message holds: a traceback never reaches the user."""
-    print(f"hybtui: error: {' '.join(message.splitlines())}", file=sys.stderr)
+    from hybtui.inert import visible
+
+    print(f"hybtui: error: {visible(' '.join(message.splitlines()))}", file=sys.stderr)
     sys.exit(2)

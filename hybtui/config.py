@@ -9,12 +9,15 @@ rest (pool sizes, languages) before anything runs.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 from hybtui.errors import HybtuiError
+from hybtui.inert import has_unsafe, visible
 
 SAMPLERS = ("mono", "cross", "hybrid")
 
@@ -69,7 +72,9 @@ class RunConfig:
 
     def validate(self) -> None:
         """Reject configurations that cannot run, each with a message naming the option."""
-        problems = []
+        problems = self._type_problems()
+        if problems:  # the range checks below compare numbers: a wrong type would raise there
+            raise HybtuiError("invalid run configuration: " + "; ".join(problems))
         if self.sampler not in SAMPLERS:
             problems.append(f"--sampler must be one of {', '.join(SAMPLERS)} (got '{self.sampler}')")
         if not 0.0 <= self.alpha <= 1.0:
@@ -100,13 +105,36 @@ class RunConfig:
         if problems:
             raise HybtuiError("invalid run configuration: " + "; ".join(problems))
 
+    def _type_problems(self) -> list[str]:
+        """Numbers of the right kind, every float finite (NaN would train to NaN and is not
+        JSON), and a name that shows as typed (no control characters)."""
+        problems = []
+        for field in fields(self):
+            value, option = getattr(self, field.name), "--" + field.name.replace("_", "-")
+            kind = field.type.removesuffix(" | None")
+            if value is None and field.type.endswith(" | None"):
+                continue
+            if kind == "float" and (not isinstance(value, Real) or isinstance(value, bool)):
+                problems.append(f"{option} must be a number (got {visible(repr(value))})")
+            elif kind == "float" and not math.isfinite(value):
+                problems.append(f"{option} must be a finite number (got {value})")
+            elif kind == "int" and (not isinstance(value, Integral) or isinstance(value, bool)):
+                problems.append(f"{option} must be an integer (got {visible(repr(value))})")
+        if self.name is not None and not isinstance(self.name, str):
+            problems.append(f"--name must be text (got {visible(repr(self.name))})")
+        elif self.name is not None and has_unsafe(self.name):
+            problems.append(f"--name must not hold control characters such as newline or ESC "
+                            f"(got '{visible(self.name)}')")
+        return problems
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["train"], data["eval"] = list(self.train), list(self.eval)
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        """Strict JSON (no NaN), which SQLite's JSON functions read."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> RunConfig:
@@ -131,7 +159,10 @@ class RunConfig:
             data = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise HybtuiError(f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'TOML'}: {exc}") from exc
-        return cls.from_dict(data, str(path))
+        try:
+            return cls.from_dict(data, str(path))
+        except HybtuiError as exc:
+            raise HybtuiError(str(exc) if str(exc).startswith(f"{path}:") else f"{path}: {exc}") from exc
 
     def to_toml(self) -> str:
         """The configuration as TOML (None values are left out: they mean "default")."""

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from hybtui.evaluate import ResultRow, summary
+from hybtui.inert import visible
 from hybtui.train import Events, StepReport
 
 stderr = Console(stderr=True)
@@ -47,7 +48,7 @@ class ProgressBars:
         self._progress.update(self._task(f"download {label}", total), completed=done, total=total)
 
     def message(self, text: str) -> None:
-        self._progress.console.print(text, style="dim")
+        self._progress.console.print(visible(text), style="dim", markup=False)
 
 
 @contextmanager
@@ -82,7 +83,7 @@ class TrainingProgress(Events):
             TextColumn("[bold]train"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[status]}", markup=False),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -121,10 +122,10 @@ class TrainingProgress(Events):
                 + (f" rank distance {bias:.1f}" if bias is not None else ""))
 
     def on_checkpoint(self, step: int, path: Path) -> None:
-        self._progress.console.print(f"checkpoint {path}", style="dim")
+        self._progress.console.print(visible(f"checkpoint {path}"), style="dim", markup=False)
 
     def on_message(self, text: str) -> None:
-        self._progress.console.print(text, style="dim")
+        self._progress.console.print(visible(text), style="dim", markup=False)
 
 
 def watch_grid(store_path: Path, grid_id: str, poll_s: float = 1.0, enabled: bool = True) -> None:
@@ -136,7 +137,7 @@ def watch_grid(store_path: Path, grid_id: str, poll_s: float = 1.0, enabled: boo
     from hybtui.store import Store
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=stderr,
+                        TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(), console=stderr,
                         disable=not enabled)
     tasks: dict[str, TaskID] = {}
     with progress, Store(store_path) as store:

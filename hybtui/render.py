@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from hybtui import report
+from hybtui import inert, report
 from hybtui.evaluate import AVERAGE, ResultRow
 
 
@@ -32,8 +32,17 @@ def _heat(value: float | None, digits: int = 3) -> Text:
 
 def _titled(title: str, table: Table) -> Group:
     """A title line above a table: rich wraps titles to the table's width, which is
-    unreadable for narrow tables."""
-    return Group(Text(title, style="italic"), table)
+    unreadable for narrow tables. Like every cell and header here that holds stored text
+    (names, languages, configuration values), it is an inert Text: shown literally."""
+    return Group(inert.text(title, style="italic"), table)
+
+
+def _table(*headers: str | Text) -> Table:
+    """A table with these column headers (rich's constructor takes only strings, which are markup)."""
+    table = Table()
+    for header in headers:
+        table.add_column(header)
+    return table
 
 
 def _mean(values: list[float]) -> float | None:
@@ -45,7 +54,7 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
     index = _index(rows)
     langs = sorted({r.query_lang for r in rows if r.bench == bench and r.query_lang != AVERAGE})
     seen_of = {r.query_lang: r.seen for r in rows if r.bench == bench and r.setting == "multi"}
-    table = Table(title=f"{bench}", title_justify="left")
+    table = Table(title=inert.text(bench, style="table.title"), title_justify="left")
     for header in ("lang", "seen", "mono mAP", "mono R@1", "cross mAP X→Y", "cross mAP Y→X", "multi mAP",
                    "multi R@10", "rank dist."):
         table.add_column(header, justify="left" if header in ("lang", "seen") else "right")
@@ -60,8 +69,8 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
 
     for lang in langs:
         table.add_row(
-            lang,
-            seen_of.get(lang) or "",
+            inert.text(lang),
+            inert.text(seen_of.get(lang) or ""),
             _heat(get("mono", lang, lang, "map")),
             _fmt(get("mono", lang, lang, "recall@1")),
             _heat(cross_mean(lang, True)),
@@ -89,13 +98,13 @@ def cross_heatmap(rows: list[ResultRow], bench: str, metric: str = "map") -> Gro
     table = Table()
     table.add_column("")
     for lang in langs:
-        table.add_column(lang, justify="right")
+        table.add_column(inert.text(lang), justify="right")
     for q in langs:
         cells = []
         for d in langs:
             r = index.get((bench, "mono" if q == d else "cross", q, d, metric))
             cells.append(_heat(r.value if r else None, 2))
-        table.add_row(q, *cells)
+        table.add_row(inert.text(q), *cells)
     return _titled(f"{bench} {metric}: query language ↓, candidate language →", table)
 
 
@@ -104,14 +113,15 @@ def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
     groups = sorted({r.seen for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen})
     if not groups:
         return None
-    table = Table(title=f"{bench}: generalisation to languages not seen in training", title_justify="left")
+    table = Table(title=inert.text(f"{bench}: generalisation to languages not seen in training", style="table.title"),
+                  title_justify="left")
     table.add_column("group")
     for header in ("mono mAP", "cross mAP", "multi mAP", "rank dist."):
         table.add_column(header, justify="right")
     avg = {(r.seen, r.setting, r.metric): r.value for r in rows if r.bench == bench and r.query_lang == AVERAGE}
     for group in groups:
         table.add_row(
-            group,
+            inert.text(group),
             _fmt(avg.get((group, "mono", "map"))),
             _fmt(avg.get((group, "cross", "map"))),
             _fmt(avg.get((group, "multi", "map"))),
@@ -122,7 +132,7 @@ def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
 
 def sample_summary(summary: dict, config) -> list:
     """What `hybtui sample` shows: batch types, datasets, mono languages, cross pairs."""
-    head = Text(
+    head = inert.text(
         f"{summary['batches']} batches of {config.batch_size} · sampler {config.sampler}"
         + (f" (α = {config.alpha})" if config.sampler == "hybrid" else "") + f" · seed {config.seed}\n"
         + " · ".join(f"{t} {f:.1%}" for t, f in summary["type_fractions"].items())
@@ -132,7 +142,7 @@ def sample_summary(summary: dict, config) -> list:
     if summary["mono_languages"]:
         mono = Table()
         for lang in summary["mono_languages"]:
-            mono.add_column(lang, justify="right")
+            mono.add_column(inert.text(lang), justify="right")
         mono.add_row(*(str(n) for n in summary["mono_languages"].values()))
         out.append(_titled("mono batches per language", mono))
     if summary["cross_pairs"]:
@@ -140,10 +150,10 @@ def sample_summary(summary: dict, config) -> list:
         cross = Table()
         cross.add_column("")
         for lang in langs:
-            cross.add_column(lang, justify="right")
+            cross.add_column(inert.text(lang), justify="right")
         for q in langs:
             row = summary["cross_pairs"].get(q, {})
-            cross.add_row(q, *(str(row.get(p, "")) if p != q else Text("·", style="dim") for p in langs))
+            cross.add_row(inert.text(q), *(str(row.get(p, "")) if p != q else Text("·", style="dim") for p in langs))
         out.append(_titled("cross pairs: query language ↓, passage language →", cross))
     return out
 
@@ -163,20 +173,24 @@ def comparison(runs: list[dict], results: dict[str, list[dict]]) -> list:
     """`hybtui compare`: differing parameters, headline figures with deltas against the
     first run, and per-language mAP per setting."""
     ids = [run["id"] for run in runs]
+    columns = [inert.text(run_id) for run_id in ids]
     out: list = []
-    differ = report.differing_parameters([run["config"] for run in runs])
-    params = Table("parameter", *ids)
+    differ = report.differing_parameters([{**run["config"], "name": run["name"]} for run in runs])
+    params = _table("parameter", *columns)
     for key, values in differ.items():
-        params.add_row(key, *(json.dumps(v) if not isinstance(v, str) else v for v in values))
+        params.add_row(inert.text(key), *(inert.text(v if isinstance(v, str) else json.dumps(v)) for v in values))
+    unreadable = [run["id"] for run in runs if run.get("config_error")]
+    if unreadable:
+        out.append(inert.text(f"{', '.join(unreadable)}: {report.UNREADABLE}", style="red"))
     out.append(_titled("parameters that differ" if differ else "no parameter differs", params))
     heads = [report.headline(results[i]) for i in ids]
     benches = sorted({b for h in heads for b, _, _ in h})
-    head = Table("bench", "figure", *ids)
+    head = _table("bench", "figure", *columns)
     for bench in benches:
         for setting, metric in report.HEADLINE:
             values = [h.get((bench, setting, metric)) for h in heads]
             lower = metric == "rank_distance"
-            head.add_row(bench, f"{setting} {metric}",
+            head.add_row(inert.text(bench), f"{setting} {metric}",
                          *(_delta(v, values[0], lower, 1 if lower else 3) for v in values))
     out.append(_titled(f"headline figures (Δ against {ids[0]})", head))
     for bench in benches:
@@ -184,9 +198,43 @@ def comparison(runs: list[dict], results: dict[str, list[dict]]) -> list:
         for setting in ("mono", "cross", "multi"):
             per_run = [report.per_language(results[i], bench, setting) for i in ids]
             langs = sorted({lang for p in per_run for lang in p})
-            table = Table("lang", "seen", *ids)
+            table = _table("lang", "seen", *columns)
             for lang in langs:
                 values = [p.get(lang) for p in per_run]
-                table.add_row(lang, seen.get(lang) or "", *(_delta(v, values[0]) for v in values))
+                table.add_row(inert.text(lang), inert.text(seen.get(lang) or ""),
+                              *(_delta(v, values[0]) for v in values))
             out.append(_titled(f"{bench} {setting} mAP per query language", table))
+    return out
+
+
+def run_summary(run: dict, stalled: bool, latest: dict[str, dict], events: list[dict]) -> list:
+    """`hybtui runs show`: the run's identity, status and times, its error, configuration,
+    latest metrics and last events; every stored text in it inert."""
+    import time
+
+    stamp = "%Y-%m-%d %H:%M:%S"
+    head = Text.assemble(inert.text(run["id"], style="bold"), " ", inert.text(run["name"] or ""),
+                         f" · {run['status']}" + (" (stalled)" if stalled else "")
+                         + f" · step {run['step']}/{run['total_steps']}")
+    if run["pid"]:
+        head.append_text(inert.text(f" · pid {run['pid']} on {run['host']}"))
+    head.append("\n" + ", ".join(f"{k.removesuffix('_at')} {time.strftime(stamp, time.localtime(run[k]))}"
+                                 for k in ("created_at", "started_at", "ended_at") if run[k]))
+    out: list = [head]
+    if run["error"]:
+        out.append(inert.text(run["error"], style="red"))
+    if run.get("config_error"):
+        out.append(inert.text(run["config_error"], style="red"))
+    if run["config"]:
+        out.append(inert.text(" ".join(f"{k}={v}" for k, v in sorted(run["config"].items()) if v is not None)))
+    if latest:
+        out.append(inert.text("latest: " + ", ".join(f"{k} {m['value']:.4g} (step {m['step']})"
+                                                     for k, m in sorted(latest.items()))))
+    if events:
+        lines = Text("events:", style="bold")
+        for event in events:
+            when = time.strftime(stamp, time.localtime(event["time"]))
+            lines.append(f"\n{when} {event['level']:<7} ", style="red" if event["level"] == "error" else "dim")
+            lines.append(inert.lines(event["message"]).replace("\n", "\n" + " " * 28))
+        out.append(lines)
     return out

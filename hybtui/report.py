@@ -9,7 +9,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from hybtui.store import RESULT_COLUMNS
+from hybtui.inert import csv_field, dumps, md_cell
+from hybtui.store import RESULT_COLUMNS, UNREADABLE
 
 #: (setting, metric) pairs shown as headline figures, in order
 HEADLINE = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))
@@ -51,40 +52,49 @@ def seen_of(results: Sequence[dict], bench: str) -> dict[str, str | None]:
             if r["bench"] == bench and r["setting"] == "multi" and r["query_lang"] != "avg"}
 
 
+def config_value(run: dict, key: str) -> Any:
+    """A configuration field of a run, or UNREADABLE for the model of a run whose stored
+    configuration cannot be read (its other fields are then empty)."""
+    if run.get("config_error"):
+        return UNREADABLE if key == "model" else None
+    return run["config"].get(key)
+
+
 def export_rows(runs: Sequence[dict], results: dict[str, list[dict]]) -> list[dict]:
     """One flat row per result of each run, prefixed with the run's identity."""
     rows = []
     for run in runs:
-        config = run["config"]
         for r in results[run["id"]]:
-            rows.append({"run_id": run["id"], "run_name": run["name"], "model": config.get("model"),
-                         "sampler": config.get("sampler"), "alpha": config.get("alpha"), "step": r.get("step"),
-                         "final": bool(r.get("final")), **{c: r[c] for c in RESULT_COLUMNS}})
+            rows.append({"run_id": run["id"], "run_name": run["name"], "model": config_value(run, "model"),
+                         "sampler": config_value(run, "sampler"), "alpha": config_value(run, "alpha"),
+                         "step": r.get("step"), "final": bool(r.get("final")), **{c: r[c] for c in RESULT_COLUMNS}})
     return rows
 
 
 def export(runs: Sequence[dict], results: dict[str, list[dict]], fmt: str) -> str:
     """Stored runs as csv (every result row), json (runs with config and results) or md
-    (one line of headline figures per run and benchmark)."""
+    (one line of headline figures per run and benchmark). Names and other stored text are
+    inert in each: quoted and with visible control characters (csv), escaped (json), one
+    cell with ``|`` and line breaks escaped (md)."""
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=[*RUN_COLUMNS, *RESULT_COLUMNS], lineterminator="\n")
         writer.writeheader()
-        writer.writerows(export_rows(runs, results))
+        writer.writerows({k: csv_field(v) for k, v in row.items()} for row in export_rows(runs, results))
         return out.getvalue()
     if fmt == "json":
-        return json.dumps([{"run": run, "results": results[run["id"]]} for run in runs], indent=1) + "\n"
+        return dumps([{"run": run, "results": results[run["id"]]} for run in runs], indent=1) + "\n"
     if fmt == "md":
         lines = ["| run | name | model | sampler | α | status | bench | mono mAP | cross mAP | multi mAP | rank dist. |",
                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
-            config = run["config"]
             head = headline(results[run["id"]])
+            identity = [run["id"], run["name"] or "", *(config_value(run, k) for k in ("model", "sampler", "alpha")),
+                        run["status"]]
             for bench in sorted({b for b, _, _ in head}) or ["–"]:
                 figures = [head.get((bench, s, m)) for s, m in HEADLINE]
                 cells = [f"{v:.1f}" if m == "rank_distance" and v is not None else
                          f"{v:.3f}" if v is not None else "–" for v, (_, m) in zip(figures, HEADLINE)]
-                lines.append(f"| {run['id']} | {run['name'] or ''} | {config.get('model')} | {config.get('sampler')} "
-                             f"| {config.get('alpha')} | {run['status']} | {bench} | " + " | ".join(cells) + " |")
+                lines.append("| " + " | ".join(md_cell(cell) for cell in [*identity, bench, *cells]) + " |")
         return "\n".join(lines) + "\n"
     raise ValueError(f"unknown export format {fmt}")

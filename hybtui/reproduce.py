@@ -21,6 +21,7 @@ from hybtui import launcher, report
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.errors import HybtuiError
+from hybtui.inert import md_cell
 from hybtui.sampling import validate_sampler
 from hybtui.store import TERMINAL_STATUSES, Store
 
@@ -134,6 +135,8 @@ def plan(
         keep_checkpoints=budget.keep_checkpoints,
         data_dir=str(data_dir.resolve()) if data_dir else None,
     )
+    for alpha in alphas:  # every option is checked before the (slow) data and model checks
+        base.replace(sampler="hybrid", alpha=alpha)
     from hybtui import models  # torch: only for planning, not for reading reports (the app)
     from hybtui.train import prepare_data
 
@@ -286,31 +289,36 @@ def figure(value: float | None, heading: str, sd: float | None = None, signed: b
 
 
 def to_markdown(rep: dict[str, Any]) -> str:
-    """The report as Markdown: Table 1, hybrid's deltas, seen/unseen, per language."""
+    """The report as Markdown: Table 1, hybrid's deltas, seen/unseen, per language. Stored
+    text (names, labels, options) goes through ``md_cell``: it cannot end a cell or a line."""
     opts = rep["options"]
-    lines = [f"# {rep['name']} — grid {rep['grid']}", "",
-             f"Model `{opts['model']}`, trained on `{' '.join(opts['train'])}` for {opts['steps']} steps "
+    lines = [f"# {md_cell(rep['name'])} — grid {md_cell(rep['grid'])}", "",
+             f"Model `{md_cell(opts['model'])}`, trained on `{md_cell(' '.join(opts['train']))}` "
+             f"for {opts['steps']} steps "
              f"at batch {opts['batch_size']}, lr {opts['lr']:g}, seeds {', '.join(map(str, opts['seeds']))}; "
-             f"evaluated on `{' '.join(opts['eval'])}`"
+             f"evaluated on `{md_cell(' '.join(opts['eval']))}`"
              + (f" ({opts['final_eval_max_queries']} queries per language)." if opts["final_eval_max_queries"]
                 else " (all queries)."), ""]
     walls = [r["wall_s"] for r in rep["runs"] if r["wall_s"]]
-    unfinished = [f"{r['label']} seed {r['seed']}: {r['status']}" for r in rep["runs"] if r["status"] != "finished"]
+    unfinished = [md_cell(f"{r['label']} seed {r['seed']}: {r['status']}") for r in rep["runs"]
+                  if r["status"] != "finished"]
     if walls:
         lines += [f"Run time: {sum(walls) / 60:.1f} min over {len(walls)} runs.", ""]
     if unfinished:
         lines += ["Not finished: " + "; ".join(unfinished) + ".", ""]
     headings = [h for _, _, h in TABLE1]
     for bench, b in rep["benchmarks"].items():
-        lines += [f"## {bench}", "", "| sampler | " + " | ".join(headings) + " |",
+        lines += [f"## {md_cell(bench)}", "", "| sampler | " + " | ".join(headings) + " |",
                   "|---|" + "---:|" * len(headings)]
         for label, row in b["table1"].items():
-            lines.append(f"| {label} | " + " | ".join(figure(row[h]["mean"], h, row[h]["sd"]) for h in headings) + " |")
+            lines.append(f"| {md_cell(label)} | "
+                         + " | ".join(figure(row[h]["mean"], h, row[h]["sd"]) for h in headings) + " |")
         if b["deltas"]:
             lines += ["", "Hybrid against each other sampler (rank distance: lower is better):", "",
                       "| delta | " + " | ".join(headings) + " |", "|---|" + "---:|" * len(headings)]
             for name, row in b["deltas"].items():
-                lines.append(f"| {name} | " + " | ".join(figure(row[h], h, signed=True) for h in headings) + " |")
+                lines.append(f"| {md_cell(name)} | "
+                             + " | ".join(figure(row[h], h, signed=True) for h in headings) + " |")
         groups = [g for g in ("seen", "unseen", "mixed")
                   if any(v is not None for row in b["seen_groups"].values() for v in row[g].values())]
         if groups:
@@ -318,15 +326,15 @@ def to_markdown(rep: dict[str, Any]) -> str:
             lines += ["", "mAP by whether the languages were seen in training (cross: mixed = one of the two):", "",
                       "| sampler | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
             for label, row in b["seen_groups"].items():
-                lines.append(f"| {label} | " + " | ".join(figure(row[g][s], "map") for g in groups
+                lines.append(f"| {md_cell(label)} | " + " | ".join(figure(row[g][s], "map") for g in groups
                                                            for s in ("mono", "cross", "multi")) + " |")
         labels = list(b["table1"])
         lines += ["", "Per query language (multi mAP / rank distance; † unseen in training, ‡ low-resource):", "",
-                  "| language | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+                  "| language | " + " | ".join(map(md_cell, labels)) + " |", "|---|" + "---:|" * len(labels)]
         for lang, info in b["languages"].items():
             cells = [f"{figure(s['multi mAP'], 'map')} / {figure(s['rank distance'], 'rank')}"
                      for s in info["samplers"].values()]
-            lines.append(f"| {language_label(lang, info)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {md_cell(language_label(lang, info))} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -480,8 +480,11 @@ class Store:
             raise HybtuiError(f"a new run starts as queued or running, not '{status}'")
         if parent_id is not None:
             parent_id = self.get_run(parent_id)["id"]
+        name = name or config.name
+        if name is not None:
+            config.replace(name=name)  # the configuration's rules for names (no control characters)
         now = time.time()
-        record = {"name": name or config.name, "config": config.to_json(), "status": status,
+        record = {"name": name, "config": config.to_json(), "status": status,
                   "created_at": now, "parent_id": parent_id, "step": 0, "total_steps": config.steps}
         if status == "running":
             record.update(started_at=now, heartbeat_at=now, pid=os.getpid(), pgid=os.getpgrp(),
@@ -545,7 +548,7 @@ class Store:
             while db.execute("SELECT 1 FROM grids WHERE id = ?", [grid_id]).fetchone():
                 grid_id = _new_run_id()
             db.table("grids").insert({"id": grid_id, "name": name, "created_at": time.time(),
-                                      "spec": json.dumps(spec)})
+                                      "spec": _strict_json(spec, f"grid {name}")})
         return grid_id
 
     def get_grid(self, grid_id: str) -> dict[str, Any]:
@@ -801,17 +804,20 @@ class Store:
 
     def run_overview(self) -> list[dict[str, Any]]:
         """Every run, newest first, with what a run list shows: its status columns, the
-        configuration fields model / sampler / alpha / train, and ``figures``
+        configuration fields model / sampler / alpha / train (``config_error`` says why
+        they are missing where the stored configuration is not a JSON object), and ``figures``
         {bench: {(setting, metric): value}} of its final macro-averages (mAP, rank distance).
 
         One query: the configuration is read with json_extract and the figures through
         a partial index, so 10,000 runs with millions of result rows take a fraction of a
         second, where a per-run read takes seconds."""
-        sql = (f"SELECT {', '.join('r.' + c for c in OVERVIEW_COLUMNS)}, "
-               "json_extract(r.config, '$.model'), json_extract(r.config, '$.sampler'), "
-               "json_extract(r.config, '$.alpha'), json_extract(r.config, '$.train'), "
+        fields = ", ".join(f"json_extract(r.cfg, '$.{key}')" for key in ("model", "sampler", "alpha"))
+        sql = (f"SELECT {', '.join('r.' + c for c in OVERVIEW_COLUMNS)}, json_type(r.cfg) IS 'object', {fields}, "
+               "CASE WHEN json_type(r.cfg, '$.train') = 'array' THEN json_extract(r.cfg, '$.train') END, "
                "h.bench, h.setting, h.metric, h.value "
-               "FROM runs r LEFT JOIN results h INDEXED BY idx_results_headline ON h.run_id = r.id "
+               # cfg: the configuration where it is JSON (a malformed one would fail the whole query)
+               "FROM (SELECT *, CASE WHEN json_valid(config) THEN config END AS cfg FROM runs) r "
+               "LEFT JOIN results h INDEXED BY idx_results_headline ON h.run_id = r.id "
                "AND h.final = 1 AND h.query_lang = 'avg' AND h.seen IS NULL "
                "AND h.metric IN ('map', 'rank_distance') "
                "ORDER BY r.created_at DESC, r.id DESC")
@@ -820,8 +826,8 @@ class Store:
             run = runs.get(row[0])
             if run is None:
                 run = runs[row[0]] = dict(zip(OVERVIEW_COLUMNS, row))
-                model, sampler, alpha, train = row[len(OVERVIEW_COLUMNS):-4]
-                run.update(model=model, sampler=sampler, alpha=alpha, train=json.loads(train or "[]"), figures={})
+                readable, model, sampler, alpha, train = row[len(OVERVIEW_COLUMNS):-4]
+                run.update(_overview_config(readable, model, sampler, alpha, train), figures={})
             bench, setting, metric, value = row[-4:]
             if bench is not None:
                 run["figures"].setdefault(bench, {})[setting, metric] = math.nan if value is None else value
@@ -852,8 +858,46 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+#: What a run shows in place of its configuration fields when that cannot be read.
+UNREADABLE = "unreadable config"
+
+
+def _strict_json(data: Any, what: str) -> str:
+    """JSON that SQLite's JSON functions accept: NaN and infinities are refused."""
+    try:
+        return json.dumps(data, allow_nan=False)
+    except ValueError as exc:
+        raise HybtuiError(f"{what}: cannot store a value that is not a finite number ({exc})") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "config": json.loads(row["config"])}
+    """The row with ``config`` decoded; a configuration that is not a strict JSON object
+    (written by something else: NaN, truncated text) decodes to {} with ``config_error``
+    saying why, so one bad row never hides the others."""
+    try:
+        config = json.loads(row["config"], parse_constant=_reject_constant)
+        error = None if isinstance(config, dict) else f"{UNREADABLE}: not a JSON object"
+    except (TypeError, ValueError) as exc:
+        config, error = None, f"{UNREADABLE}: {exc}"
+    return {**row, "config": config if error is None else {}, "config_error": error}
+
+
+def _overview_config(readable: int, model: Any, sampler: Any, alpha: Any, train: Any) -> dict[str, Any]:
+    """The run list's configuration fields, each of the type it shows; UNREADABLE in model
+    where the configuration cannot be read."""
+    try:
+        languages = json.loads(train) if train else []
+    except ValueError:
+        languages = []
+    return {"model": UNREADABLE if not readable else None if model is None else str(model),
+            "sampler": sampler if isinstance(sampler, str) else None,
+            "alpha": alpha if isinstance(alpha, (int, float)) and math.isfinite(alpha) else None,
+            "train": [str(spec) for spec in languages],
+            "config_error": None if readable else UNREADABLE}
 
 
 def _nan(row: dict[str, Any]) -> dict[str, Any]:

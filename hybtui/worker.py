@@ -213,7 +213,6 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
 
 
 def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
-    config = RunConfig.from_dict(run["config"])
     # The resume point is the step `Store.requeue` recorded: the record holds exactly the
     # steps up to it, and checkpoints beyond it are removed by the trainer.
     resume_from = checkpoints.path_for(out, run["step"] or 0)
@@ -225,7 +224,6 @@ def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
     attempt = max(1, sum(e["message"].endswith("→ running") for e in store.events(run["id"])))
     log.info("worker %d on %s: run %s, attempt %d, %s", os.getpid(), socket.gethostname(), run["id"], attempt,
              f"resuming from {resume_from} (step {start_step})" if resume_from else "starting at step 0")
-    log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
     outcome = _open_outcome(out)
     progress = LogEvents(start_step)
     events = StoreEvents(store, run["id"])
@@ -235,6 +233,10 @@ def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
     beat.start()
     listeners = (progress, events, console) if console else (progress, events)
     try:
+        if run["config_error"]:  # never train the defaults in place of a configuration that cannot be read
+            raise HybtuiError(f"run {run['id']}: {run['config_error']}")
+        config = RunConfig.from_dict(run["config"])
+        log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
         log.info("loading data")
         trainer = Trainer(config, out, Tee(*listeners))
         for sig in (signal.SIGTERM, signal.SIGINT):

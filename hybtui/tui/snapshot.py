@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from rich.text import Text
 
-from hybtui import launcher
+from hybtui import inert, launcher
 from hybtui.report import age, headline, per_language, seen_of
 from hybtui.store import Store, is_stalled
 
@@ -50,11 +50,14 @@ class RunRow:
 
     @cached_property
     def cells(self) -> tuple[str | Text, ...]:
+        """Stored text (id, name, model, sampler, languages) as inert Text: a DataTable parses
+        strings as markup."""
         run, figures = self.run, self.figures
         return (
-            run["id"], run["name"] or "", str(run["model"] or ""), sampler_label(run),
+            inert.text(run["id"]), inert.text(run["name"] or ""),
+            inert.text(run["model"] or "", style="red" if run["config_error"] else ""), inert.text(sampler_label(run)),
             _figure(run["alpha"], 2) if run["total_steps"] and run["sampler"] == "hybrid" else "",
-            train_languages(run["train"]),
+            inert.text(train_languages(run["train"])),
             status_text(run, self.now),
             *(_figure(figures.get((setting, "map"))) for setting in ("mono", "cross", "multi")),
             _figure(figures.get(("multi", "rank_distance")), 2),
@@ -119,7 +122,7 @@ def status_text(run: dict[str, Any], now: float | None = None) -> Text:
         label += f" {run['step'] or 0}/{run['total_steps']}"
     if is_stalled(run, now):
         label += " stalled"
-    return Text(label, style=STATUS_STYLES.get(run["status"], ""))
+    return inert.text(label, style=STATUS_STYLES.get(run["status"], ""))
 
 
 def train_languages(specs: list[str]) -> str:

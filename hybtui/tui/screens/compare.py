@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.store import Store
 from hybtui.tui.snapshot import LOSS_KEY
@@ -47,7 +48,7 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "compare " + " ".join(self.run_ids)
+        self.sub_title = inert.visible("compare " + " ".join(self.run_ids))
         self.query_one("#compare-tables").focus()
         self._read()
 
@@ -59,7 +60,7 @@ class CompareScreen(Screen):
             with Store(self.store_path) as store:
                 runs = [store.get_run(run_id) for run_id in self.run_ids]
                 results = {run["id"]: store.results(run["id"]) for run in runs}
-                curves = {f"{run['id']} {run['name'] or ''}".strip():
+                curves = {inert.visible(f"{run['id']} {run['name'] or ''}".strip()):
                           [(m["step"], m["value"]) for m in store.metrics_since(run["id"], keys=[LOSS_KEY])
                            if not math.isnan(m["value"])] for run in runs}
         except (HybtuiError, sqlite3.Error) as exc:
@@ -71,7 +72,7 @@ class CompareScreen(Screen):
         tables = self.query_one("#compare-tables", VerticalScroll)
         tables.remove_children()
         if message.error:
-            tables.mount(Static(message.error, classes="error"))
+            tables.mount(Static(inert.text(message.error), classes="error"))
             return
         tables.mount_all(Static(table) for table in message.tables)
         plot = self.query_one(LossPlot)

@@ -8,6 +8,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from hybtui import inert
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismissed with True on ``y`` and False on ``n`` or escape: only an explicit yes acts."""
@@ -22,9 +24,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm", classes="dialog"):
-            yield Static(f"{self.question} y/n", id="confirm-question")
+            yield Static(inert.text(f"{self.question} y/n"), id="confirm-question")
             if self.detail:
-                yield Static(self.detail, id="confirm-detail")
+                yield Static(inert.text(self.detail), id="confirm-detail")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

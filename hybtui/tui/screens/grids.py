@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from hybtui import reproduce
+from hybtui import inert, reproduce
 from hybtui.errors import HybtuiError
 from hybtui.reproduce import TABLE1, figure
 from hybtui.store import Store
@@ -95,7 +95,7 @@ class PolledScreen(Screen):
     def on_polled_screen_loaded(self, message: Loaded) -> None:
         self._loading = False
         if message.error is not None:
-            self.sub_title = f"{self.heading}: {message.error}"
+            self.sub_title = inert.visible(f"{self.heading}: {message.error}")
             return
         self.sub_title = self.heading
         self.show(message.data)
@@ -105,7 +105,7 @@ class GridRow(NamedTuple):
     """One line of the grid list, keyed by grid id."""
 
     key: str
-    cells: tuple[str, ...]
+    cells: tuple[str | Text, ...]
 
 
 def read_grids(store: Store) -> tuple[GridRow, ...]:
@@ -115,7 +115,7 @@ def read_grids(store: Store) -> tuple[GridRow, ...]:
     for grid in store.list_grids():
         runs = reproduce.grid_runs(store, grid)
         finished = sum(1 for _, run in runs if run and run["status"] == "finished")
-        rows.append(GridRow(grid["id"], (grid["id"], grid["name"], f"{finished}/{len(runs)}",
+        rows.append(GridRow(grid["id"], (inert.text(grid["id"]), inert.text(grid["name"]), f"{finished}/{len(runs)}",
                                          human_duration(now - grid["created_at"]))))
     return tuple(rows)
 
@@ -157,9 +157,10 @@ class GridsScreen(PolledScreen):
 
 def table1(bench: str, figures: dict[str, Any]) -> Table:
     """The paper's Table 1 for one benchmark: a row per sampler, mean ± sd over seeds."""
-    table = Table("sampler", *HEADINGS, title=f"{bench}: Table 1 (mean ± sd over seeds)", **TABLE_STYLE)
+    title = inert.text(f"{bench}: Table 1 (mean ± sd over seeds)", style="table.title")
+    table = Table("sampler", *HEADINGS, title=title, **TABLE_STYLE)
     for label, row in figures["table1"].items():
-        table.add_row(label, *(figure(row[h]["mean"], h, row[h]["sd"]) for h in HEADINGS))
+        table.add_row(inert.text(label), *(figure(row[h]["mean"], h, row[h]["sd"]) for h in HEADINGS))
     return table
 
 
@@ -176,7 +177,7 @@ def deltas_table(figures: dict[str, Any]) -> Table:
     table = Table("hybrid − other", *HEADINGS, title="hybrid against each other sampler "
                   "(rank distance: lower is better)", **TABLE_STYLE)
     for name, row in figures["deltas"].items():
-        table.add_row(name, *(_delta(row[h], h) for h in HEADINGS))
+        table.add_row(inert.text(name), *(_delta(row[h], h) for h in HEADINGS))
     return table
 
 
@@ -184,16 +185,17 @@ def runs_table(rep: dict[str, Any]) -> Table:
     """Every run of the grid: its cell (sampler, seed), status, id and wall time."""
     table = Table("sampler", "seed", "status", "run", "wall", **TABLE_STYLE)
     for run in rep["runs"]:
-        table.add_row(run["label"], str(run["seed"]), Text(run["status"], style=STATUS_STYLES.get(run["status"], "")),
-                      run["run_id"], human_duration(run["wall_s"]) if run["wall_s"] else "")
+        table.add_row(inert.text(run["label"]), inert.text(run["seed"]),
+                      inert.text(run["status"], style=STATUS_STYLES.get(run["status"], "")),
+                      inert.text(run["run_id"]), human_duration(run["wall_s"]) if run["wall_s"] else "")
     return table
 
 
-def summary(rep: dict[str, Any], done: bool) -> str:
-    """What the grid trains and evaluates, and how far it is."""
+def summary(rep: dict[str, Any], done: bool) -> Text:
+    """What the grid trains and evaluates, and how far it is (stored text: inert)."""
     opts = rep["options"]
     finished = sum(1 for run in rep["runs"] if run["status"] == "finished")
-    return (f"{rep['name']}: {opts['model']} on {' '.join(opts['train'])}, {opts['steps']} steps × batch "
+    return inert.text(f"{rep['name']}: {opts['model']} on {' '.join(opts['train'])}, {opts['steps']} steps × batch "
             f"{opts['batch_size']}, seeds {', '.join(map(str, opts['seeds']))}; eval {' '.join(opts['eval'])}. "
             f"{finished}/{len(rep['runs'])} runs finished" + ("." if done else ", refreshing…"))
 

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static
 
-from hybtui import launcher
+from hybtui import inert, launcher
 from hybtui.config import SAMPLERS, RunConfig
 from hybtui.data import miracl
 from hybtui.data.lareqa import LANGUAGES as TRAINING_BENCHMARKS
@@ -190,16 +190,17 @@ class NewRunScreen(Screen):
         self._show(f"ready: {message.config.model}, {message.config.sampler}, {message.config.steps} steps", ok=True)
 
     def _show(self, text: str, ok: bool | None) -> None:
+        """The form's message; it quotes what was typed (a name, a path): shown literally."""
         message = self.query_one("#form-message", Static)
-        message.update(text)
+        message.update(inert.text(text))
         message.set_class(ok is False, "error")
         message.set_class(ok is True, "ok")
 
     @on(Button.Pressed, "#launch")
     def action_launch(self) -> None:
         if self._ready is None:
-            self.notify(self.query_one("#form-message", Static).content or "the form is not checked yet",
-                        title="cannot launch", severity="warning")
+            self.notify(str(self.query_one("#form-message", Static).content) or "the form is not checked yet",
+                        title="cannot launch", severity="warning", markup=False)
             return
         config, self._ready = self._ready, None
         self.query_one("#launch", Button).disabled = True

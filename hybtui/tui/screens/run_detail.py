@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
 
+from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.store import TERMINAL_STATUSES, Store
 from hybtui.tui.snapshot import (
@@ -52,10 +53,10 @@ def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
 
 
 def _config_text(run: dict) -> Text:
-    text = Text()
+    text = inert.text(run["config_error"] or "", style="red")
     for key, value in sorted(run["config"].items()):
         if value is not None:
-            text.append(f"{key:<24}", style="bold").append(f"{value}\n")
+            text.append(f"{inert.visible(key):<24}", style="bold").append(f"{inert.visible(value)}\n")
     return text
 
 
@@ -93,7 +94,7 @@ class RunDetailScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"run {self.run_id}", id="run-status")
+        yield Static(inert.text(f"run {self.run_id}"), id="run-status")
         yield LossPlot(id="loss")
         with TabbedContent(id="detail-tabs", initial="languages-tab"):
             with TabPane("languages", id="languages-tab"):
@@ -107,7 +108,7 @@ class RunDetailScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = self.run_id
+        self.sub_title = inert.visible(self.run_id)
         self.reload()
         self.set_interval(self.refresh_s, self.reload)
 
@@ -133,7 +134,7 @@ class RunDetailScreen(Screen):
         self._loading = False
         status = self.query_one("#run-status", Static)
         if message.snapshot is None:
-            status.update(f"run {self.run_id}: {message.error}")
+            status.update(inert.text(f"run {self.run_id}: {message.error}"))
             return
         snap = message.snapshot
         run = snap.run
@@ -158,15 +159,16 @@ class RunDetailScreen(Screen):
         now = time.time()
         config = run["config"]
         header = status_text(run, now)
-        header.append(f"   {run['name'] or ''}   elapsed {human_duration(elapsed(run, now))}")
+        header.append(f"   {inert.visible(run['name'] or '')}   elapsed {human_duration(elapsed(run, now))}")
         left = eta(run, self._samples)
         if left is not None:
             header.append(f"   ETA {human_duration(left)} + final evaluation")
-        header.append(f"\n{config.get('model')} · {config.get('sampler')} α={config.get('alpha')} · "
-                      f"batch {config.get('batch_size')} · lr {config.get('lr')} · seed {config.get('seed')}",
-                      style="dim")
-        if run["error"]:
-            header.append(f"\n{run['error'].strip().splitlines()[-1]}", style="red")
+        header.append("\n" + inert.visible(
+            f"{config.get('model')} · {config.get('sampler')} α={config.get('alpha')} · "
+            f"batch {config.get('batch_size')} · lr {config.get('lr')} · seed {config.get('seed')}"), style="dim")
+        for problem in (run["config_error"], run["error"]):
+            if problem and problem.strip():
+                header.append(f"\n{inert.visible(problem.strip().splitlines()[-1])}", style="red")
         return header
 
     def _show_log(self, snap: DetailSnapshot) -> None:
@@ -174,5 +176,5 @@ class RunDetailScreen(Screen):
         if snap.log_offset != self._log_end:
             log.clear()  # first read, or the log was rewritten: this text starts from its tail
         if snap.log_text:
-            log.write(snap.log_text)
+            log.write(inert.lines(snap.log_text))
         self._log_end = snap.log_end

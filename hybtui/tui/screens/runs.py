@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
-from hybtui import launcher, report
+from hybtui import inert, launcher, report
 from hybtui.errors import HybtuiError
 from hybtui.store import Store
 from hybtui.tui.screens.compare import CompareScreen
@@ -120,10 +120,10 @@ class RunsScreen(Screen):
 
     def _show_title(self, error: str | None = None, matching: int | None = None) -> None:
         if error:
-            self.sub_title = f"{self.store_path}: {error}"
+            self.sub_title = inert.visible(f"{self.store_path}: {error}")
             return
         more = f" · first {MAX_SHOWN:,} of {matching:,} (/ to filter)" if matching and matching > MAX_SHOWN else ""
-        self.sub_title = f"{self.store_path} · {SORTS[self._order].label}{more}"
+        self.sub_title = inert.visible(f"{self.store_path} · {SORTS[self._order].label}{more}")
 
     def _show(self) -> None:
         """The runs matching the filter, in the chosen order, at most MAX_SHOWN of them."""
@@ -211,7 +211,7 @@ class RunsScreen(Screen):
         """Back on the UI thread: forget the deleted runs' marks, say what was refused."""
         self.query_one(RunsTable).unmark(gone)
         for error in errors:
-            self.notify(error, title="cannot delete", severity="error")
+            self.notify(inert.visible(error), title="cannot delete", severity="error", markup=False)
         if gone:
             self.notify(f"deleted {len(gone)} run(s)")
         self.reload()
@@ -244,8 +244,8 @@ class RunsScreen(Screen):
         self._tell("\n".join(map(str, paths)), f"exported {len(runs)} run(s)")
 
     def _tell(self, message: str, title: str = "", severity: str = "information") -> None:
-        """Notify from a worker thread."""
-        self.app.call_from_thread(self.notify, message, title=title, severity=severity)
+        """Notify from a worker thread; the message (errors, paths) is shown literally."""
+        self.app.call_from_thread(self.notify, inert.lines(message), title=title, severity=severity, markup=False)
 
     def action_cancel_run(self) -> None:
         self._act("cancel")

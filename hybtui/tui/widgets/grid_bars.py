@@ -8,6 +8,7 @@ from typing import Any
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
+from hybtui.inert import visible
 from hybtui.reproduce import language_label
 
 #: Rows of the plot that hold no bars: title, frame and the language labels.
@@ -40,7 +41,7 @@ class GridBars(PlotextPlot):
     def _draw(self) -> None:
         plt = self.plt
         plt.clear_data()
-        plt.title(f"{self.bench}: multi mAP per query language († unseen, ‡ low-resource)")
+        plt.title(visible(f"{self.bench}: multi mAP per query language († unseen, ‡ low-resource)"))
         samplers = list(dict.fromkeys(label for info in self.languages.values() for label, figures
                                       in info["samplers"].items() if figures["multi mAP"] is not None))
         if samplers:
@@ -48,8 +49,8 @@ class GridBars(PlotextPlot):
                     for label in samplers]
             colours = [Color.parse(self.app.theme_variables[BAR_COLOURS[i % len(BAR_COLOURS)]]).rgb
                        for i in range(len(samplers))]
-            plt.multiple_bar([language_label(lang, info) for lang, info in self.languages.items()], bars,
-                             labels=samplers, color=colours)
+            plt.multiple_bar([visible(language_label(lang, info)) for lang, info in self.languages.items()], bars,
+                             labels=[visible(label) for label in samplers], color=colours)
             # plotext draws the legend inside the plot, top left: keep that many rows above the bars
             rows = self.size.height - FRAME_ROWS
             top = max(max(row) for row in bars)

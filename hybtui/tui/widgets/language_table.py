@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from hybtui import inert
 from hybtui.tui.snapshot import LanguageFigures, language_rows
 
 #: Cells of a bar: eighths of a block give 8 levels per cell.
@@ -23,9 +24,9 @@ def bar(value: float | None) -> Text:
 
 
 def _row(figures: LanguageFigures) -> tuple[str | Text, ...]:
-    seen = Text(figures.seen, style="bold" if figures.seen == "unseen" else "dim")
+    seen = inert.text(figures.seen, style="bold" if figures.seen == "unseen" else "dim")
     bias = "–" if figures.rank_distance is None else f"{figures.rank_distance:.1f}"
-    return (figures.lang, seen, bar(figures.mono), bar(figures.cross), bar(figures.multi), bias)
+    return (inert.text(figures.lang), seen, bar(figures.mono), bar(figures.cross), bar(figures.multi), bias)
 
 
 class LanguageTable(DataTable):
