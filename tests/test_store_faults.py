@@ -58,6 +58,16 @@ def flip_middle(db: Path, length: int = 4096) -> None:
     db.write_bytes(bytes(data))
 
 
+def flip_page_holding(db: Path, needle: bytes) -> None:
+    """Flip every byte of the b-tree page that holds `needle`: a page the reads under test
+    must meet, whatever indexes the schema adds around it."""
+    data = bytearray(db.read_bytes())
+    size = int.from_bytes(data[16:18], "big")
+    start = data.index(needle) // size * size
+    data[start:start + size] = bytes(b ^ 0xFF for b in data[start:start + size])
+    db.write_bytes(bytes(data))
+
+
 def commands(ids: list[str], every: bool) -> list[list[str]]:
     """The commands that open the store, the app (no command) included: every one, or one
     reader, one writer and the app (the default run; each command costs seconds)."""
@@ -130,7 +140,7 @@ def test_the_store_api_raises_specific_errors(tmp_path):
 def test_a_damaged_page_met_after_opening_is_one_line_too(offline, monkeypatch):
     """Above the quick_check size a damaged page is found only when read: still one line."""
     ids = filled_store(offline)
-    flip_middle(offline / "hybtui.db")
+    flip_page_holding(offline / "hybtui.db", b"run-20")
     monkeypatch.setattr("hybtui.store.QUICK_CHECK_MAX_BYTES", 0)
     with Store(offline) as store:
         with pytest.raises(StoreCorrupt, match="is corrupted"):
