@@ -494,9 +494,9 @@ def _tail(path: Path, lines: int = 20, chunk: int = 16384) -> list[str]:
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return []
-    from hybtui.inert import visible
+    from hybtui import inert
 
-    return [visible(line, keep="\t") for line in text.splitlines()[-lines:]]
+    return [inert.lines(line) for line in text.splitlines()[-lines:]]
 
 
 @runs_app.command("cancel")
