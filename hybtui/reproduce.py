@@ -130,11 +130,11 @@ def plan(
         final_eval_max_queries=budget.final_eval_max_queries, eval_max_queries=200,
         data_dir=str(data_dir.resolve()) if data_dir else None,
     )
-    from hybtui import models  # torch: only for planning, not for reading reports (the app)
-    from hybtui.train import prepare_data
+    from hybtui import registry
+    from hybtui.train import prepare_data  # torch: only for planning, not for reading reports (the app)
 
     train_sets, _ = prepare_data(base, data_dir)
-    models.checkpoint_dir(model)  # an unknown or unreachable model fails here, before any run is queued
+    registry.check_model_and_device(model, device)  # an unusable model or device fails before anything is queued
     cells = [Cell(BASELINE, None, seeds[0])]
     for seed in seeds:
         cells += [Cell("mono", None, seed), Cell("cross", None, seed)]
