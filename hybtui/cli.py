@@ -243,11 +243,13 @@ def train_command(
         return
     from hybtui import launcher, registry
     from hybtui.store import store_path
+
+    # A bad model, device, data or sampler settings are rejected before a run is recorded
+    # (the model and device first: that check needs no torch and no data).
+    registry.check_model_and_device(config.model, config.device)
     from hybtui.train import prepare_data
 
-    # Bad data, sampler settings, model or device are rejected before a run is recorded.
     prepare_data(config, root)
-    registry.check_model_and_device(config.model, config.device)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
     with open_store(store) as db:

@@ -131,10 +131,11 @@ def plan(
         data_dir=str(data_dir.resolve()) if data_dir else None,
     )
     from hybtui import registry
+
+    registry.check_model_and_device(model, device)  # an unusable model or device fails before anything is queued
     from hybtui.train import prepare_data  # torch: only for planning, not for reading reports (the app)
 
     train_sets, _ = prepare_data(base, data_dir)
-    registry.check_model_and_device(model, device)  # an unusable model or device fails before anything is queued
     cells = [Cell(BASELINE, None, seeds[0])]
     for seed in seeds:
         cells += [Cell("mono", None, seed), Cell("cross", None, seed)]
