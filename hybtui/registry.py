@@ -121,7 +121,7 @@ def local_model_dir(model: str) -> Path | None:
     if not (path.exists() or looks_like_path(model)):
         return None
     if not path.exists():
-        raise HybtuiError(f"--model: {path} does not exist")
+        raise HybtuiError(f"--model: model path {path} does not exist")
     if not path.is_dir():
         raise HybtuiError(f"--model: {path} is a file, not a model directory; give the checkpoint directory")
     if not (path / "config.json").is_file():

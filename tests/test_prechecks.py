@@ -51,7 +51,7 @@ CASES = [
     ("--model", model_file, "--model: {} is a file, not a model directory"),
     ("--model", weightless_model, "--model: {} holds no model weights: no model.safetensors"),
     ("--model", pickled_model, "pytorch_model.bin is not read: hybtui loads safetensors weights only"),
-    ("--model", lambda tmp_path: str(tmp_path / "missing"), "--model: {} does not exist"),
+    ("--model", lambda tmp_path: str(tmp_path / "missing"), "--model: model path {} does not exist"),
     ("--model", lambda _: "me5-smal", "--model: unknown model 'me5-smal'; did you mean me5-small"),
     ("--model", lambda _: "nobody/no-such-model", "--model: 'nobody/no-such-model' (nobody/no-such-model) is not "
      "in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
