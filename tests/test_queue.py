@@ -136,3 +136,15 @@ def test_deleting_a_run_whose_worker_died_unnoticed_starts_the_queued_one(store_
         assert launcher.wait(store, b, WORKER_START_S) == "finished", store.get_run(b)["error"]
     wait_for(lambda: not pid_alive(b_pid), 30, "B's worker to exit")  # a zombie counts as exited
     assert zombie_children() == []
+
+
+def test_a_queue_that_cannot_advance_does_not_stop_a_listing(tmp_path):
+    """Reading must work where starting cannot (here the queue's lock cannot be opened): the
+    listing is complete, and one warning line says why the queued run was not started."""
+    store = tmp_path / "store"
+    with Store(store) as db:
+        queued = db.create_run(RunConfig(model="tiny", steps=2), name="waiting")
+    (store / "queue.lock").mkdir()
+    proc = hybtui("runs", "ls", "--json", "--store", str(store))
+    assert [(r["id"], r["status"]) for r in json.loads(proc.stdout)] == [(queued, "queued")]
+    assert proc.stderr.startswith("hybtui: warning: queued runs not started: ") and proc.stderr.count("\n") == 1
