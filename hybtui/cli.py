@@ -17,6 +17,7 @@ from hybtui.errors import HybtuiError
 
 if TYPE_CHECKING:
     from hybtui.config import RunConfig
+    from hybtui.store import Store
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -40,6 +41,25 @@ DataDirOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 StoreOption = Annotated[Optional[Path], typer.Option("--store", help="The run store directory (env HYBTUI_STORE, default ./store).")]
+
+
+def open_store(store: Path | None) -> Store:
+    """The run store, with its queue advanced: every command that opens the store fills the
+    slots that freed since — a crash this very open swept, a run deleted elsewhere — so a
+    queued run never waits for the next submit. Where the store cannot be written (a read-only
+    copy, a full disk) the command still reads it, and says why nothing was started."""
+    from hybtui import launcher
+    from hybtui.store import Store, store_path
+
+    db = Store(store_path(store))
+    try:
+        launcher.advance(db)
+    except launcher.ADVANCE_ERRORS as exc:
+        print(f"hybtui: warning: queued runs not started: {exc}", file=sys.stderr)
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 @app.callback()
@@ -224,14 +244,18 @@ def train_command(
 
         Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run()
         return
-    from hybtui import launcher
-    from hybtui.store import Store, store_path
+    from hybtui import launcher, registry
+    from hybtui.store import store_path
+
+    # A bad model, device, data or sampler settings are rejected before a run is recorded
+    # (the model and device first: that check needs no torch and no data).
+    registry.check_model_and_device(config.model, config.device)
     from hybtui.train import prepare_data
 
-    prepare_data(config, root)  # bad data or sampler settings are rejected before a run is recorded
+    prepare_data(config, root)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         db.check_writable()
         if detach:
             if max_parallel is not None:
@@ -246,13 +270,12 @@ def train_command(
 def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bool) -> None:
     from hybtui import evaluate
     from hybtui.console import TrainingProgress, stderr
-    from hybtui.store import Store
     from hybtui.worker import run_worker
 
     with TrainingProgress(config.steps, enabled=not as_json or stderr.is_terminal) as progress:
         progress.on_message(f"run {run_id} (store {path})")
         code = run_worker(path, run_id, console=progress)
-    with Store(path) as db:
+    with open_store(path) as db:
         run = db.get_run(run_id)
         rows = db.results(run_id)
     if as_json:
@@ -421,10 +444,10 @@ def runs_ls(
 ) -> None:
     """Runs, newest first, with their status (stalled ones marked) and progress."""
     from hybtui import inert, report
-    from hybtui.store import Store, is_stalled, store_path
+    from hybtui.store import is_stalled
 
     shown = limit if limit is not None or as_json else 50
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         runs = db.list_runs(status=status, limit=None if shown is None else shown + 1)
     more = shown is not None and len(runs) > shown
     runs = runs[:shown]
@@ -453,9 +476,9 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     """A run's configuration, status, process, timings, latest metrics and results."""
     from hybtui import launcher
     from hybtui.checkpoints import run_disk_usage
-    from hybtui.store import Store, is_stalled, store_path
+    from hybtui.store import is_stalled
 
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         run = db.get_run(run_id)
         latest = db.latest_metrics(run["id"])
         rows = db.results(run["id"])
@@ -503,9 +526,8 @@ def _tail(path: Path, lines: int = 20, chunk: int = 16384) -> list[str]:
 def runs_cancel(run_id: str, store: StoreOption = None) -> None:
     """Cancel a queued run, or ask a running one to checkpoint and stop (SIGTERM to its group)."""
     from hybtui import launcher
-    from hybtui.store import Store, store_path
 
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         typer.echo(f"{db.get_run(run_id)['id']}: {launcher.cancel(db, run_id)}")
 
 
@@ -513,9 +535,8 @@ def runs_cancel(run_id: str, store: StoreOption = None) -> None:
 def runs_resume(run_id: str, store: StoreOption = None) -> None:
     """Continue a crashed or cancelled run from its last checkpoint, as the same run."""
     from hybtui import launcher
-    from hybtui.store import Store, store_path
 
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         launcher.resume(db, run_id)
         run = db.get_run(run_id)
         typer.echo(f"{run['id']}: {run['status']}")
@@ -528,14 +549,14 @@ def runs_rm(
     store: StoreOption = None,
 ) -> None:
     """Delete runs: their rows and their directories (checkpoints included)."""
-    from hybtui.store import Store, store_path
+    from hybtui import launcher
 
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         runs = [db.get_run(r) for r in run_ids]
         if not yes and not typer.confirm(f"delete {len(runs)} run(s) and their checkpoints?"):
             raise typer.Exit(1)
         for run in runs:
-            db.delete_run(run["id"])
+            launcher.delete(db, run["id"])
             typer.echo(f"deleted {run['id']}")
 
 
@@ -551,10 +572,9 @@ def runs_prune(
 ) -> None:
     """Free the disk of finished and failed runs: trainer states, older checkpoints, leftovers, caches."""
     from hybtui.checkpoints import free_ended, human_bytes
-    from hybtui.store import Store, store_path
 
     prunable = ("finished", "failed")
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         runs = [db.get_run(r) for r in run_ids] if run_ids else [r for r in db.list_runs() if r["status"] in prunable]
         for run in runs:
             if run["status"] not in prunable:
@@ -577,11 +597,10 @@ def runs_export(
 ) -> None:
     """Result rows of runs as CSV, JSON (with configs) or a Markdown table of headline figures."""
     from hybtui import report
-    from hybtui.store import Store, store_path
 
     if fmt not in ("csv", "json", "md"):
         raise HybtuiError(f"--format must be csv, json or md (got '{fmt}')")
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         runs = [db.get_run(r) for r in run_ids] if run_ids else db.list_runs()
         results = {run["id"]: db.results(run["id"], final_only=False) for run in runs}
     sys.stdout.write(report.export(runs, results, fmt))
@@ -595,11 +614,10 @@ def compare_command(
 ) -> None:
     """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables."""
     from hybtui import report
-    from hybtui.store import Store, store_path
 
     if not 2 <= len(run_ids) <= 6:
         raise HybtuiError(f"compare takes 2 to 6 runs (got {len(run_ids)})")
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         runs = [db.get_run(r) for r in run_ids]
         results = {run["id"]: db.results(run["id"]) for run in runs}
     if as_json:
@@ -644,7 +662,7 @@ def reproduce_command(
     from hybtui import launcher, reproduce
     from hybtui.console import stderr, watch_grid
     from hybtui.data import sources
-    from hybtui.store import Store, store_path
+    from hybtui.store import store_path
 
     root = sources.data_dir_from_env(data_dir)
     if max_parallel is not None:
@@ -654,7 +672,7 @@ def reproduce_command(
                           device=device, data_dir=root)
     expected = grid.expected_seconds()
     path = store_path(store)
-    with Store(path) as db:
+    with open_store(path) as db:
         db.check_writable()  # a store that cannot take the grid is refused before anything is printed
         stderr.print(f"{grid.name}: {len(grid.configs)} runs on {model} — expected wall time about "
                      f"{expected / 60:.0f} min one run at a time (me5-small rates measured on a 2-core CPU; "
@@ -682,9 +700,8 @@ def _csv_specs(value: str | None) -> list[str] | None:
 
 def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
     from hybtui import reproduce
-    from hybtui.store import Store
 
-    with Store(path) as db:
+    with open_store(path) as db:
         rep, directory = reproduce.write_report(db, grid_id)
     if as_json:
         from hybtui import inert
@@ -702,9 +719,8 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
 def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Grids, newest first, with how many of their runs have finished."""
     from hybtui import inert, report, reproduce
-    from hybtui.store import Store, store_path
 
-    with Store(store_path(store)) as db:
+    with open_store(store) as db:
         listing = [(g, reproduce.grid_runs(db, g)) for g in db.list_grids()]
     rows = [{"id": g["id"], "name": g["name"], "created_at": g["created_at"], "runs": len(runs),
              "finished": sum(1 for _, r in runs if r and r["status"] == "finished"),

@@ -2,10 +2,14 @@
 
 A worker is `python -m hybtui worker RUN_ID` in its own session (so its own process
 group): closing the terminal or the app that launched it does not stop it, and
-cancelling signals the whole group (torchrun children included). Runs wait as
-`queued` until fewer than `max_parallel` runs are `running`; whoever frees a slot —
-a finishing worker, the CLI, the app — calls `start_queued`, under a file lock so two
-callers never overfill the slots.
+cancelling signals the whole group (torchrun children included). It is started through
+a short-lived intermediate (`hybtui/detach.py`) so that it is nobody's child: init reaps
+it, and no launching process leaves zombies. Runs wait as `queued` until fewer than
+`max_parallel` runs are `running`. The queue advances whenever a slot frees, however it
+frees: a finishing worker starts the next run itself; a crash is found by the sweep of
+whoever opens the store next, and `advance` (called by every CLI command that opens the
+store and by the app's refresh) fills the slot; cancel and delete advance too. Starting
+runs happens under a file lock so two callers never overfill the slots.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import fcntl
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -50,17 +55,31 @@ def _queue_lock(store: Store):
         yield
 
 
+#: The intermediate that starts a worker detached and reports its pid (standard library only).
+DETACH = Path(__file__).with_name("detach.py")
+#: How long starting the intermediate may take before the launch counts as failed.
+DETACH_TIMEOUT_S = 60.0
+#: What `advance` may raise where the store cannot be written (read-only files, a locked or full
+#: database): a command that only reads must still work, so its callers report these and go on.
+ADVANCE_ERRORS = (HybtuiError, sqlite3.OperationalError, OSError)
+
+
 def spawn(store: Store, run_id: str) -> int:
-    """Start the worker process for `run_id`, detached; returns its pid."""
-    log = open(store.run_dir(run_id) / LOG, "ab")
+    """Start the worker process for `run_id`, detached and not our child; returns its pid
+    (which is also its process group and session id)."""
     env = {**os.environ, "HYBTUI_STORE": str(store.path)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hybtui", "worker", run_id],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True, env=env, close_fds=True,
-    )
-    log.close()
-    return process.pid
+    command = [sys.executable, "-I", "-S", str(DETACH), str(store.run_dir(run_id) / LOG),
+               sys.executable, "-m", "hybtui", "worker", run_id]
+    try:
+        started = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                                 timeout=DETACH_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise HybtuiError(f"could not start the worker of run {run_id}: its launcher did not answer within "
+                          f"{DETACH_TIMEOUT_S:.0f} s") from exc
+    if started.returncode != 0 or not started.stdout.strip().isdigit():
+        reason = (started.stderr.strip().splitlines() or [f"exit status {started.returncode}"])[-1]
+        raise HybtuiError(f"could not start the worker of run {run_id}: {reason}")
+    return int(started.stdout)
 
 
 def start_queued(store: Store) -> list[str]:
@@ -68,7 +87,7 @@ def start_queued(store: Store) -> list[str]:
     started = []
     with _queue_lock(store):
         store.sweep_orphans()
-        free = max_parallel(store) - len(store.list_runs(status="running"))
+        free = _free_slots(store)
         for run in reversed(store.list_runs(status="queued")):  # list_runs is newest first
             if free <= 0:
                 break
@@ -80,6 +99,22 @@ def start_queued(store: Store) -> list[str]:
     return started
 
 
+def advance(store: Store) -> list[str]:
+    """Fill every free slot: sweep dead workers (a crash frees its slot), then start queued
+    runs. The ids started; a cheap read when nothing is queued or no slot is free, and a
+    no-op on a store that cannot be written."""
+    if not os.access(store.path, os.W_OK):
+        return []
+    store.sweep_orphans()
+    if not store.list_runs(status="queued", limit=1) or _free_slots(store) <= 0:
+        return []
+    return start_queued(store)
+
+
+def _free_slots(store: Store) -> int:
+    return max_parallel(store) - len(store.list_runs(status="running"))
+
+
 def submit(store: Store, config: RunConfig, name: str | None = None) -> str:
     """Queue a run and start it if a slot is free."""
     run_id = store.create_run(config, name=name or config.name)
@@ -88,7 +123,9 @@ def submit(store: Store, config: RunConfig, name: str | None = None) -> str:
 
 
 def cancel(store: Store, run_id: str) -> str:
-    """Queued runs are cancelled at once; running ones get SIGTERM (checkpoint, then exit)."""
+    """Queued runs are cancelled at once; running ones get SIGTERM (checkpoint, then exit;
+    the worker then starts the next queued run). A worker found gone is swept as crashed and
+    its slot filled at once."""
     run = store.get_run(run_id)
     if run["status"] == "queued":
         store.set_status(run["id"], "cancelled")
@@ -98,9 +135,17 @@ def cancel(store: Store, run_id: str) -> str:
     try:
         os.killpg(run["pgid"] or run["pid"], signal.SIGTERM)
     except ProcessLookupError:
-        store.sweep_orphans()
+        advance(store)
         return store.get_run(run["id"])["status"]
     return "cancelling"
+
+
+def delete(store: Store, run_id: str) -> None:
+    """Delete a run that is not running, then fill the slots: a run whose worker died unnoticed
+    still reads `running` until a sweep, so sweep first — it is crashed, and deletable."""
+    store.sweep_orphans()
+    store.delete_run(run_id)
+    advance(store)
 
 
 def wait(store: Store, run_id: str, timeout: float, states=TERMINAL_STATUSES) -> str:

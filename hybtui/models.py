@@ -14,7 +14,6 @@ gives the same embeddings), recording pooling, normalisation and prefixes.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -27,7 +26,10 @@ import torch
 
 from hybtui import me5_small
 from hybtui.errors import HybtuiError
-from hybtui.registry import BUNDLED, DEFAULT_MODEL, E5, GENERATED, REGISTRY, ModelEntry, Pooling  # noqa: F401
+from hybtui.registry import (  # noqa: F401 - the registry's names are the model layer's
+    BUNDLED, DEFAULT_MODEL, E5, GENERATED, REGISTRY, ModelEntry, Pooling, check_device, hub_cached, hub_unavailable,
+    local_model_dir, model_cache, unknown_model,
+)
 
 TextKind = Literal["query", "passage"]
 
@@ -56,32 +58,14 @@ class EncoderSpec:
 GENERIC_DEFAULTS = EncoderSpec("", "mean", "", "", 512, True)
 
 
-def model_cache() -> Path:
-    """Where bundled and generated models are materialised (`HYBTUI_MODEL_CACHE` overrides)."""
-    override = os.environ.get("HYBTUI_MODEL_CACHE")
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hybtui" / "models"
-
-
 def resolve_device(device: str | None) -> torch.device:
+    check_device(device)
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise HybtuiError(f"unknown device '{device}' (use cpu, cuda, cuda:N or auto)") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise HybtuiError(f"device '{device}' requested but CUDA is not available on this machine")
-    return resolved
+    return torch.device(device)
 
 
 # ---------------------------------------------------------------- locating checkpoints
-
-
-def _looks_like_path(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
 
 
 def checkpoint_dir(model: str, say: Say | None = None) -> Path:
@@ -93,21 +77,11 @@ def checkpoint_dir(model: str, say: Say | None = None) -> Path:
         if entry.source == GENERATED:
             return prepare_tiny(say)
         return _hub_snapshot(entry.source, model)
-    path = Path(model).expanduser()
-    if path.exists() or _looks_like_path(model):
-        if not path.is_dir():
-            raise HybtuiError(f"model path {path} does not exist" if not path.exists() else
-                              f"model path {path} is a file; give the checkpoint directory")
-        if not (path / "config.json").is_file():
-            raise HybtuiError(f"{path} is not a Hugging Face model directory (it has no config.json)")
+    path = local_model_dir(model)
+    if path is not None:
         return path
     if "/" not in model:
-        close = difflib.get_close_matches(model, list(REGISTRY), n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(close)}? " if close else ""
-        raise HybtuiError(
-            f"unknown model '{model}'; {hint}known names: {', '.join(REGISTRY)} "
-            "(or give a Hugging Face id like org/name, or a local checkpoint directory)"
-        )
+        raise unknown_model(model)
     return _hub_snapshot(model, model)
 
 
@@ -121,18 +95,7 @@ def _hub_snapshot(repo_id: str, name: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES))
     except Exception as exc:  # offline, not found, gated, network: all mean "not available here"
-        raise HybtuiError(
-            f"model '{name}' ({repo_id}) is not in the local Hugging Face cache and could not be "
-            f"downloaded ({type(exc).__name__}). On a machine with network access run "
-            f"`hybtui models prepare {name}` and copy its Hugging Face cache (~/.cache/huggingface), "
-            "or pass --model /path/to/a/local/checkpoint"
-        ) from exc
-
-
-def hub_cached(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+        raise hub_unavailable(name, repo_id, f"could not be downloaded ({type(exc).__name__})") from exc
 
 
 def availability(entry: ModelEntry) -> str:

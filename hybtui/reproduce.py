@@ -137,11 +137,12 @@ def plan(
     )
     for alpha in alphas:  # every option is checked before the (slow) data and model checks
         base.replace(sampler="hybrid", alpha=alpha)
-    from hybtui import models  # torch: only for planning, not for reading reports (the app)
-    from hybtui.train import prepare_data
+    from hybtui import registry
+
+    registry.check_model_and_device(model, device)  # an unusable model or device fails before anything is queued
+    from hybtui.train import prepare_data  # torch: only for planning, not for reading reports (the app)
 
     train_sets, _ = prepare_data(base, data_dir)
-    models.checkpoint_dir(model)  # an unknown or unreachable model fails here, before any run is queued
     cells = [Cell(BASELINE, None, seeds[0])]
     for seed in seeds:
         cells += [Cell("mono", None, seed), Cell("cross", None, seed)]

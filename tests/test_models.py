@@ -100,7 +100,7 @@ def test_pickled_weights_are_refused(tiny_encoder, tmp_path):
     state = {k: v.clone() for k, v in tiny_encoder.backbone.state_dict().items()}
     (ckpt / "model.safetensors").unlink()
     torch.save(state, ckpt / "pytorch_model.bin")
-    with pytest.raises(HybtuiError, match="could not load model"):
+    with pytest.raises(HybtuiError, match="pytorch_model.bin is not read: hybtui loads safetensors weights only"):
         models.load_encoder(models.encoder_spec(str(ckpt)), device="cpu")
 
 

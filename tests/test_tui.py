@@ -67,10 +67,19 @@ def finished_run(store: Store, config: RunConfig, name: str, shift: float = 0.0)
     return done
 
 
+def hold_the_slot(store: Store) -> str:
+    """A run on another host holding the one slot, so queued runs stay queued: the app starts
+    a queued run whenever a slot is free."""
+    slot = store.create_run(RunConfig(model="tiny", steps=10), name="elsewhere", status="running")
+    store.db.table("runs").update(slot, {"host": "another-host"})
+    return slot
+
+
 @pytest.fixture
 def store(tmp_path):
-    """A store with a finished run and a queued one."""
+    """A store with a finished run and a queued one, which waits behind the oldest run (``elsewhere``)."""
     with Store(tmp_path / "store") as store:
+        hold_the_slot(store)
         finished_run(store, RunConfig(model="tiny", train=("mlqa-r:en,de",), steps=10), "finished-run")
         store.create_run(RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
                          name="queued-run")
@@ -98,7 +107,7 @@ def test_runs_table_shows_runs_newest_first_with_headline_figures(store):
         async with app.run_test(size=(150, 30)) as pilot:
             await pilot.pause(0.3)
             table = app.screen.query_one(RunsTable)
-            assert [row.key.value for row in table.ordered_rows] == [queued, done]
+            assert [row.key.value for row in table.ordered_rows] == [queued, done, by_name(store, "elsewhere")]
             assert cell(table, done, "status") == "finished"
             assert cell(table, done, "train") == "en,de"
             assert [cell(table, done, c) for c in ("mono", "cross", "multi", "rank_distance")] == \
@@ -165,7 +174,7 @@ def test_live_refresh_shows_new_steps_and_keeps_the_cursor(store):
             store.add_metrics(live, [("loss", 40, 1.5)])
             store.heartbeat(live, step=40)
             await pilot.pause(0.4)
-            assert table.row_count == 3
+            assert table.row_count == 4
             assert cell(table, live, "status") == "running 40/100"
             assert table.highlighted_run == highlighted
             table.move_cursor(row=table.get_row_index(live))
@@ -365,7 +374,7 @@ def shown_runs(table: RunsTable) -> list[str]:
 
 
 def test_sort_cycles_orders_and_keeps_the_cursor_and_marks(store):
-    done, queued = by_name(store, "finished-run"), by_name(store, "queued-run")
+    done, queued, slot = by_name(store, "finished-run"), by_name(store, "queued-run"), by_name(store, "elsewhere")
     best = finished_run(store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
                         "z-best", shift=0.05)
 
@@ -374,18 +383,18 @@ def test_sort_cycles_orders_and_keeps_the_cursor_and_marks(store):
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause(0.3)
             screen, table = app.screen, app.screen.query_one(RunsTable)
-            assert shown_runs(table) == [best, queued, done] and "newest first" in screen.sub_title
+            assert shown_runs(table) == [best, queued, done, slot] and "newest first" in screen.sub_title
             await pilot.press("space", "down")  # a marked run sorts by its id like any other
             await pilot.press("s")
-            assert shown_runs(table) == [done, queued, best] and "name" in screen.sub_title
+            assert shown_runs(table) == [slot, done, queued, best] and "name" in screen.sub_title
             assert table.highlighted_run == queued
             await pilot.press("s", "s")
             assert "mono mAP" in screen.sub_title
             await pilot.pause(0.3)  # a refresh keeps the order
-            assert shown_runs(table) == [best, done, queued]  # 0.750, 0.700, not evaluated last
+            assert shown_runs(table) == [best, done, queued, slot]  # 0.750, 0.700, not evaluated last
             assert table.highlighted_run == queued and table.marked == [best]
             await pilot.press("s", "s", "s", "s")
-            assert shown_runs(table) == [best, queued, done] and "newest first" in screen.sub_title
+            assert shown_runs(table) == [best, queued, done, slot] and "newest first" in screen.sub_title
 
     run(scenario)
 
@@ -413,7 +422,7 @@ def test_delete_asks_first_refuses_running_runs_and_drops_marks(store):
             await pilot.press("up", "space", "down", "space")  # the running run and the finished one
             assert table.marked == [live, done]
             await pilot.press("d", "y")
-            await wait_for(pilot, lambda: shown_runs(table) == [live], 5)
+            await wait_for(pilot, lambda: shown_runs(table) == [live, by_name(store, "elsewhere")], 5)
             errors = [n.message for n in app._notifications if n.severity == "error"]
             assert any("is running" in message for message in errors)
             assert table.marked == [live] and store.get_run(live)["status"] == "running"
@@ -451,6 +460,7 @@ def grid_store(path) -> tuple[Store, str, list[dict]]:
     """A reproduction grid as tests/test_reproduce.py builds it (seeds 1 and 2, one run
     deleted), each run with Table 1 averages and multi mAP for en (seen) and th (unseen)."""
     store = Store(path)
+    hold_the_slot(store)
     cells = []
     for sampler, alpha, seed, mono in [("baseline", None, 1, 0.4), ("mono", None, 1, 0.5), ("mono", None, 2, 0.7),
                                        ("hybrid", 0.5, 1, 0.8), ("hybrid", 0.5, 2, 0.6)]:
@@ -614,7 +624,7 @@ def test_a_huge_store_fills_the_table_with_the_first_runs_and_filters_all(store,
         async with app.run_test(size=(150, 30)) as pilot:
             await pilot.pause(0.3)
             table = app.screen.query_one(RunsTable)
-            assert table.row_count == 2 and "first 2 of 3" in app.screen.sub_title
+            assert table.row_count == 2 and "first 2 of 4" in app.screen.sub_title
             assert oldest["id"] not in [row.key.value for row in table.ordered_rows]
             app.screen.query_one(Input).value = oldest["name"]
             await pilot.pause(0.2)

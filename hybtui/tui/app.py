@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from hybtui import launcher
+from hybtui.errors import HybtuiError
 from hybtui.store import Store
 from hybtui.store import store_path as resolve_store_path
 from hybtui.tui.screens.help import HelpScreen
@@ -21,7 +25,9 @@ DARK, LIGHT = "textual-dark", "textual-light"
 class HybtuiApp(App):
     """Opens on the run list. ``refresh_s`` is how often the run list is re-read (the detail
     screen reads at least twice a second); tests make it short. Quitting leaves the workers
-    running: they are detached processes that the app only watches."""
+    running: they are detached processes that the app only watches. As often, whatever screen
+    is shown, the app advances the queue: a worker that died unnoticed is swept and its slot
+    filled, so a queued run never waits for a submit while the app is open."""
 
     CSS_PATH = "hybtui.tcss"
     TITLE = "hybtui"
@@ -32,9 +38,37 @@ class HybtuiApp(App):
         super().__init__()
         self.store_path = resolve_store_path(store_path)
         self.refresh_s = refresh_s
+        self._advancing = False
+        self._queue_problem: str | None = None
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.store_path, self.refresh_s))
+        self._keep_queue()
+        self.set_interval(self.refresh_s, self._keep_queue)
+
+    def _keep_queue(self) -> None:
+        if not self._advancing:
+            self._advancing = True
+            self._advance_queue()
+
+    @work(thread=True, group="queue")
+    def _advance_queue(self) -> None:
+        """Off the UI thread (it may spawn workers). A store that cannot be opened is the run
+        list's to report; a queue that cannot advance is told once, not every refresh."""
+        problem = None
+        try:
+            with Store(self.store_path) as store:
+                try:
+                    launcher.advance(store)
+                except (*launcher.ADVANCE_ERRORS, sqlite3.Error) as exc:
+                    problem = str(exc)
+        except (HybtuiError, sqlite3.Error):
+            pass
+        finally:
+            self._advancing = False
+        if problem is not None and problem != self._queue_problem:
+            self.call_from_thread(self.notify, problem, title="queued runs not started", severity="warning")
+        self._queue_problem = problem
 
     def action_help(self) -> None:
         """List the keys of the current screen (the help itself closes on ``?``)."""

@@ -1,5 +1,6 @@
 """A form for a new training run, checked as it is typed by the CLI's own rules
-(``RunConfig.from_dict``, then ``prepare_data``), and launched through the launcher."""
+(``RunConfig.from_dict``, then ``prepare_data`` and the model and device check), and
+launched through the launcher."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from hybtui.data import miracl
 from hybtui.data.lareqa import LANGUAGES as TRAINING_BENCHMARKS
 from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
-from hybtui.registry import REGISTRY
+from hybtui.registry import REGISTRY, check_model_and_device
 from hybtui.store import Store
 from hybtui.tui.screens.run_detail import RunDetailScreen
 
@@ -169,11 +170,13 @@ class NewRunScreen(Screen):
 
     @work(thread=True, group="new-run-check")
     def _check(self, config: RunConfig) -> None:
-        """The data rules (languages, pool sizes for the sampler) load the data: off the UI thread."""
+        """The data rules (languages, pool sizes for the sampler) load the data, and the model and
+        device are checked as the CLI checks them: off the UI thread."""
         from hybtui.train import prepare_data  # imports torch
 
         try:
             prepare_data(config, Path(config.data_dir) if config.data_dir else None)
+            check_model_and_device(config.model, config.device)
         except (HybtuiError, OSError) as exc:
             self.post_message(self.Checked(config, str(exc)))
             return

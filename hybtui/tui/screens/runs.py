@@ -192,13 +192,14 @@ class RunsScreen(Screen):
     @work(thread=True, group="runs-act")
     def _delete(self, run_ids: list[str]) -> None:
         """Off the UI thread: removing a run's directory (checkpoints, caches) takes a while.
-        The store refuses running runs; the marks of runs that are gone are dropped."""
+        The store refuses running runs; the marks of runs that are gone are dropped; the
+        launcher fills a slot that a deleted run held."""
         errors = []
         try:
             with Store(self.store_path) as store:
                 for run_id in run_ids:
                     try:
-                        store.delete_run(run_id)
+                        launcher.delete(store, run_id)
                     except HybtuiError as exc:
                         errors.append(str(exc))
                 left = {run["id"] for run in store.list_runs()}
