@@ -25,6 +25,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from hybtui import checkpoints
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.store import TERMINAL_STATUSES, Store
@@ -103,7 +104,7 @@ def advance(store: Store) -> list[str]:
     """Fill every free slot: sweep dead workers (a crash frees its slot), then start queued
     runs. The ids started; a cheap read when nothing is queued or no slot is free, and a
     no-op on a store that cannot be written."""
-    if not os.access(store.path, os.W_OK):
+    if store.read_only:
         return []
     store.sweep_orphans()
     if not store.list_runs(status="queued", limit=1) or _free_slots(store) <= 0:
@@ -162,8 +163,6 @@ def wait(store: Store, run_id: str, timeout: float, states=TERMINAL_STATUSES) ->
 def resume(store: Store, run_id: str) -> None:
     """Queue a crashed or cancelled run again; its worker continues from the newest complete
     checkpoint (or step 0), and the record keeps exactly the steps up to it."""
-    from hybtui import checkpoints
-
     run = store.get_run(run_id)
     if run["status"] not in ("crashed", "cancelled"):
         raise HybtuiError(f"run {run['id']} is {run['status']}; only crashed or cancelled runs can be resumed")

@@ -54,8 +54,9 @@ def zombie_children() -> list[int]:
 
 @pytest.fixture
 def a_running_b_queued(store_dir):  # noqa: F811
-    """A (400 steps) training in the one slot, B (2 steps) queued; every worker is killed afterwards."""
-    a = submit(steps=400)
+    """A (100,000 steps: it never ends on its own here) training in the one slot, B (2 steps)
+    queued; every worker is killed afterwards."""
+    a = submit(steps=100_000)
     b = submit(steps=2)
     assert watch(store_dir)[b]["status"] == "queued"
     wait_for(lambda: trained_steps(store_dir, a) >= 1, WORKER_START_S, "A's first step")
@@ -122,7 +123,7 @@ def test_deleting_a_run_whose_worker_died_unnoticed_starts_the_queued_one(store_
     with Store(store_dir) as store:  # opened before the kill: its own sweep has seen nothing
         config = RunConfig(model="tiny", train=("mlqa-r:en,de,es",), eval=("xquad-r:en",), batch_size=8,
                            max_length=32, warmup_steps=1, data_dir=os.environ["HYBTUI_DATA_DIR"])
-        a = launcher.submit(store, config.replace(steps=400))
+        a = launcher.submit(store, config.replace(steps=100_000))
         b = launcher.submit(store, config.replace(steps=2))
         pid = store.get_run(a)["pid"]
         assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid()

@@ -17,6 +17,7 @@ import numpy as np
 from rich.text import Text
 
 from hybtui import inert, launcher
+from hybtui.checkpoints import run_disk_usage
 from hybtui.report import age, headline, per_language, seen_of
 from hybtui.store import Store, is_stalled
 
@@ -90,6 +91,9 @@ class DetailSnapshot:
     log_offset: int
     log_end: int
     log_text: str
+    #: the run directory and what it occupies (``disk 487.1 MB (1 checkpoint, 487.1 MB)``)
+    run_dir: Path
+    disk: str
 
 
 def human_duration(seconds: float) -> str:
@@ -187,9 +191,11 @@ def read_detail(store: Store, run_id: str, after_id: int, log_offset: int, with_
     series = {key: tuple((row["step"], row["value"], row["time"]) for row in rows
                          if row["key"] == key and not math.isnan(row["value"])) for key in PLOTTED_KEYS}
     start, end, text = read_log(launcher.log_path(store, run["id"]), log_offset)
+    run_dir = store.run_dir(run["id"])
     return DetailSnapshot(run=run, last_id=rows[-1]["id"] if rows else after_id, series=series,
                           results=tuple(store.results(run["id"])) if with_results else None,
-                          log_offset=start, log_end=end, log_text=text)
+                          log_offset=start, log_end=end, log_text=text, run_dir=run_dir,
+                          disk=run_disk_usage(run_dir).describe())
 
 
 def eta(run: dict[str, Any], samples: list[tuple[int, float]]) -> float | None:

@@ -52,8 +52,11 @@ def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
     return Group(*(cross_heatmap(rows, bench) for bench in benches))
 
 
-def _config_text(run: dict) -> Text:
-    text = inert.text(run["config_error"] or "", style="red")
+def _config_text(snap: DetailSnapshot) -> Text:
+    """The run's files (directory and disk use: checkpoints are large) and its configuration."""
+    run = snap.run
+    text = inert.text(f"{snap.run_dir}\n{snap.disk}\n\n", style="dim")
+    text.append_text(inert.text(run["config_error"] or "", style="red"))
     for key, value in sorted(run["config"].items()):
         if value is not None:
             text.append(f"{inert.visible(key):<24}", style="bold").append(f"{inert.visible(value)}\n")
@@ -152,7 +155,7 @@ class RunDetailScreen(Screen):
             benches = {r["bench"] for r in snap.results}
             self.query_one(LanguageTable).show(snap.results, headline_bench(benches))
             self.query_one("#heatmap", Static).update(message.heatmaps)
-            self.query_one("#config", Static).update(_config_text(run))
+        self.query_one("#config", Static).update(_config_text(snap))
         self._show_log(snap)
 
     def _header(self, run: dict) -> Text:
