@@ -10,14 +10,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: The benchmark files the tests read: $HYBTUI_DATA_DIR as the session starts, else a
+#: ``shared/data`` folder beside the repository.
+SHARED_DATA = Path(os.environ.get("HYBTUI_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The read-only LAReQA copy in ../shared/data (see its README)."""
+    """The read-only LAReQA copy (SHARED_DATA)."""
     if not (SHARED_DATA / "lareqa" / "xquad-r" / "en.json").is_file():
-        pytest.fail(f"shared benchmark data not found at {SHARED_DATA}/lareqa")
+        pytest.fail(f"benchmark data not found at {SHARED_DATA}/lareqa: set HYBTUI_DATA_DIR to a data directory")
     return SHARED_DATA
 
 

@@ -1,4 +1,4 @@
-"""LAReQA loading: real files from ../shared/data, relevance, subsets, and every bad input."""
+"""LAReQA loading: real files (the tests' data directory), relevance, subsets, and every bad input."""
 
 import json
 

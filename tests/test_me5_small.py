@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 from transformers import AutoModel, AutoTokenizer
 
 from hybtui import me5_small
 from hybtui.me5_small import is_intact, materialise, source_files
 
-XQUAD_R = Path(__file__).resolve().parents[2] / "shared/data/lareqa" / "xquad-r"
+XQUAD_R = SHARED_DATA / "lareqa" / "xquad-r"
 LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 PREFIX = {True: "query: ", False: "passage: "}
 # Measured: mean 0.99991, min 0.99987 (the C engine also quantises activations
