@@ -640,7 +640,11 @@ class Store:
             if outcome is None:
                 message = (f"worker process {run['pid']} on {this_host()} is gone without recording "
                            f"an exit; marked crashed (resume it with `hybtui runs resume {run['id']}`)")
-                updates = {"status": "crashed", "ended_at": now, "error": message}
+                # Its last completed step is its last recorded loss (the heartbeat's lags behind).
+                last = self._rows("SELECT max(step) AS step FROM metrics WHERE run_id = ? AND key = 'loss'",
+                                  [run["id"]])[0]["step"]
+                updates = {"status": "crashed", "ended_at": now, "error": message,
+                           **({} if last is None else {"step": last})}
             else:
                 ended = outcome["status"] + (f": {outcome['error']}" if outcome["error"] else "")
                 message = (f"worker process {run['pid']} could not record its end in the store; from its "

@@ -67,7 +67,7 @@ def test_detached_run_finishes_and_reports_everything(store_dir):
 
 
 def test_kill_9_leaves_crashed_with_flushed_metrics_then_resume_has_no_gap(store_dir):
-    run_id = submit("--checkpoint-every", "4", steps=40)
+    run_id = submit("--checkpoint-every", "4", steps=400)  # long enough not to end before the kill
     with Store(store_dir) as store:
         wait_for(lambda: len(loss_steps(store, run_id)) >= 9 and latest_checkpoint(store.run_dir(run_id)),
                  240, "nine steps and a checkpoint")
@@ -80,9 +80,10 @@ def test_kill_9_leaves_crashed_with_flushed_metrics_then_resume_has_no_gap(store
         assert time.monotonic() - killed < 15
         after = loss_steps(store, run_id)
         assert after[: len(before)] == before, "metrics written before the kill must survive"
+        assert store.get_run(run_id)["step"] == after[-1], "a crashed run's step is its last completed step"
         launcher.resume(store, run_id)
         assert launcher.wait(store, run_id, 240) == "finished"
-        assert loss_steps(store, run_id) == list(range(1, 41)), "resumed steps: no gap, no duplicate"
+        assert loss_steps(store, run_id) == list(range(1, 401)), "resumed steps: no gap, no duplicate"
 
 
 def test_cancel_leaves_a_loadable_checkpoint(store_dir):
