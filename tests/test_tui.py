@@ -142,6 +142,26 @@ def test_enter_opens_detail_with_loss_plot_languages_and_log(store):
     run(scenario)
 
 
+def test_detail_config_tab_shows_the_run_directory_and_its_disk_use(store):
+    done = by_name(store, "finished-run")
+    checkpoint = store.run_dir(done) / "checkpoints" / "step-0000010"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"w" * 2_000_000)
+    (checkpoint / "checkpoint.json").write_text('{"step": 10, "files": ["model.safetensors"], "resumable": false}')
+
+    async def scenario():
+        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.3)
+            await pilot.press("down", "enter", "4")
+            await pilot.pause(0.3)
+            shown = str(app.screen.query_one("#config", Static).render()).splitlines()
+            assert shown[0] == str(store.run_dir(done))
+            assert re.fullmatch(r"disk 2\.0 MB \(1 checkpoint, 2\.0 MB\)", shown[1]), shown[1]
+
+    run(scenario)
+
+
 def test_filter_hides_non_matching_runs_and_q_types_into_it(store):
     done = by_name(store, "finished-run")
 

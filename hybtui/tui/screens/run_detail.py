@@ -55,7 +55,8 @@ def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
 def _config_text(snap: DetailSnapshot) -> Text:
     """The run's files (directory and disk use: checkpoints are large) and its configuration."""
     run = snap.run
-    text = inert.text(f"{snap.run_dir}\n{snap.disk}\n\n", style="dim")
+    text = inert.text(snap.run_dir, style="dim").append("\n").append_text(inert.text(snap.disk, style="dim"))
+    text.append("\n\n")
     text.append_text(inert.text(run["config_error"] or "", style="red"))
     for key, value in sorted(run["config"].items()):
         if value is not None:
