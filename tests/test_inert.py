@@ -126,7 +126,8 @@ def hostile_store(path: Path) -> dict[str, str]:
     with Store(path) as store:
         for name in (*SAFE_NAMES, *(name for name, _ in HOSTILE_NAMES)):
             run_id = ids[name] = store.create_run(RunConfig(model="tiny", name="placeholder", steps=3))
-            store.db.execute("UPDATE runs SET name = ?, created_at = created_at + ? WHERE id = ?",
+            # finished: a queued run would be started by the first command that opens the store
+            store.db.execute("UPDATE runs SET name = ?, status = 'finished', created_at = created_at + ? WHERE id = ?",
                              [name, len(ids), run_id])
             store.add_results(run_id, rows, step=3, final=True)
         newest = ids[HOSTILE_NAMES[0][0]]
@@ -166,7 +167,7 @@ def assert_shown(path: Path, ids: dict[str, str], names: list[str]) -> None:
     shows = hybtui_all([("runs", "show", ids[name], "--store", str(path)) for name in names])
     for name, proc in zip(names, shows):
         out = text_of(proc)
-        assert out.startswith(f"{ids[name]} {shown(name)} · queued")
+        assert out.startswith(f"{ids[name]} {shown(name)} · finished")
         if name == HOSTILE_NAMES[0][0]:
             assert inert.visible(ERROR) in out and inert.visible(EVENT) in out
 
