@@ -115,8 +115,9 @@ FAULTS = [
 ]
 
 
-#: Each case runs a worker twice (about 35 s of CPU): two stay in the default run, the rest are slow.
-DEFAULT_FAULTS = ("step:7", "final-results")
+#: Each case runs a worker twice (about 35 s of CPU): inside a periodic evaluation's aftermath, inside
+#: a checkpoint's atomic switch and inside the final evaluation stay in the default run; the rest are slow.
+DEFAULT_FAULTS = ("step:7", "checkpoint-switch:8", "final-results")
 
 
 @pytest.mark.parametrize(("spec", "fault", "resume_step"),
