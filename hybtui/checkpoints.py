@@ -159,15 +159,13 @@ def finish(run_dir: Path, keep: int, forget: Forget) -> None:
         drop_trainer_state(path)
 
 
-def drop_trainer_state(path: Path) -> int:
-    """Make a checkpoint a plain encoder (marked not resumable first); the bytes freed."""
+def drop_trainer_state(path: Path) -> None:
+    """Make a checkpoint a plain encoder (marked not resumable first)."""
     state = path / TRAINER_STATE
     if not state.exists():
-        return 0
-    size = state.stat().st_size
+        return
     _rewrite_marker(path, resumable=False, files=[f for f in read_marker(path)["files"] if f != TRAINER_STATE])
     state.unlink()
-    return size
 
 
 # ---------------------------------------------------------------- disk use
@@ -222,9 +220,8 @@ def free_ended(run_dir: Path, models: bool, forget: Forget) -> int:
     trainer state (`models`: the newest encoder too). Returns the bytes freed."""
     run_dir = Path(run_dir)
     before = tree_bytes(run_dir)
-    root = run_dir / CHECKPOINTS
-    doomed = [p for p in root.glob(".step-*")] + [p for p in _step_dirs(run_dir) if not read_marker(p)]
-    doomed += [run_dir / name for name in CACHES]
+    drop_staging(run_dir)
+    doomed = [p for p in _step_dirs(run_dir) if not read_marker(p)] + [run_dir / name for name in CACHES]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     kept = complete(run_dir)

@@ -256,7 +256,6 @@ def train_command(
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
     with open_store(store) as db:
-        db.check_writable()
         if detach:
             if max_parallel is not None:
                 launcher.set_max_parallel(db, max_parallel)

@@ -35,8 +35,6 @@ from hybtui.errors import HybtuiError
 from hybtui.evaluate import ResultRow
 from hybtui.sampling import Batch, BatchSampler, shard, validate_sampler
 
-TRAINER_STATE = checkpoints.TRAINER_STATE
-
 log = logging.getLogger(__name__)
 
 
@@ -350,17 +348,12 @@ def save_checkpoint(path: Path, encoder: models.Encoder, optimizer, scheduler, s
     }
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
-    torch.save(state, staging / TRAINER_STATE)
+    torch.save(state, staging / checkpoints.TRAINER_STATE)
     (staging / "run_config.json").write_text(config.to_json())
     checkpoints.seal(staging, step, resumable=True)
     faults.point("checkpoint-switch", step)
     checkpoints.switch_into_place(staging, path)
     return path
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint a run can resume from."""
-    return checkpoints.latest_resumable(output_dir)
 
 
 # ---------------------------------------------------------------- the trainer
@@ -428,7 +421,7 @@ class Trainer:
         optimizer, scheduler = build_optimizer(encoder, c)
         step = 0
         if resume_from:
-            state = torch.load(resume_from / TRAINER_STATE, map_location="cpu", weights_only=True)
+            state = torch.load(resume_from / checkpoints.TRAINER_STATE, map_location="cpu", weights_only=True)
             if "optimizer" in state:  # a final checkpoint has none: no step follows it
                 optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])

@@ -54,7 +54,6 @@ class StoreEvents(Events):
         self.run_id = run_id
         self._pending: list[tuple[str, int, float]] = []
         self._last_flush = time.monotonic()
-        self.step = 0
 
     def flush(self) -> None:
         if self._pending:
@@ -68,11 +67,9 @@ class StoreEvents(Events):
             self.flush()
 
     def on_start(self, total_steps: int, start_step: int) -> None:
-        self.step = start_step
         self.store.add_event(self.run_id, "info", f"training steps {start_step + 1}–{total_steps}")
 
     def on_step(self, report: StepReport) -> None:
-        self.step = report.step
         self._add(report.step, loss=report.loss, lr=report.lr, grad_norm=report.grad_norm,
                   pairs_per_s=report.pairs_per_s, mono=1.0 if report.batch_type == "mono" else 0.0)
 
@@ -150,20 +147,19 @@ def _run_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def _attempt(what: str, action: Callable[[], object]) -> bool:
+def _attempt(what: str, action: Callable[[], object]) -> None:
     """Run one step of ending a run, retrying briefly while the store refuses (a lock held
     too long, a disk being freed); log and go on if it still fails, so each later step is
-    attempted too. Whether it succeeded."""
+    attempted too."""
     for attempt in range(1, STORE_RETRIES + 1):
         try:
             action()
-            return True
+            return
         except Exception as exc:  # noqa: BLE001 - the next step must be attempted whatever this one raised
             log.error("could not %s (try %d of %d): %s: %s", what, attempt, STORE_RETRIES, type(exc).__name__, exc)
             if attempt == STORE_RETRIES or not isinstance(exc, (sqlite3.Error, StoreError, OSError)):
-                return False
+                return
             time.sleep(STORE_RETRY_S)
-    return False
 
 
 def _heartbeat(store_path: Path, run_id: str, progress: LogEvents, stop: threading.Event) -> None:
@@ -227,7 +223,6 @@ def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
     outcome = _open_outcome(out)
     progress = LogEvents(start_step)
     events = StoreEvents(store, run["id"])
-    events.step = run["step"] or 0  # what the heartbeat reports until training starts
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(store.path, run["id"], progress, stop), daemon=True)
     beat.start()

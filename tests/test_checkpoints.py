@@ -15,7 +15,8 @@ from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.evaluate import ResultRow
 from hybtui.store import MIGRATIONS, Store
-from hybtui.train import Trainer, build_optimizer, latest_checkpoint, save_checkpoint
+from hybtui.checkpoints import latest_resumable as latest_checkpoint
+from hybtui.train import Trainer, build_optimizer, save_checkpoint
 
 CONFIG = RunConfig(model="tiny", train=("mlqa-r:en,de",), eval=(), steps=2, batch_size=8, max_length=32,
                    warmup_steps=1, device="cpu")

@@ -12,7 +12,7 @@ import pytest
 
 from hybtui import launcher, models
 from hybtui.store import Store
-from hybtui.train import latest_checkpoint
+from hybtui.checkpoints import latest_resumable as latest_checkpoint
 
 
 def hybtui(*args, check=True):
