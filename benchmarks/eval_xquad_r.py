@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybtui import evaluate, models
+from hybtui.evaluation import evaluate
+from hybtui.modeling import encoder as models
 from hybtui.data import lareqa, sources
 
 

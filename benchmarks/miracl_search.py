@@ -3,7 +3,7 @@
 Search (synthetic): 1,000,000 random unit vectors of dimension 384 (me5-small's), stored as
 hybtui stores corpus embeddings (a float16 .npy memmap), and 1,000 queries, each a noisy
 copy of a random passage (its "planted" neighbour). Each index runs in its own process,
-through hybtui.retrieval: time to build and to search the top 100, peak memory, and the
+through hybtui.evaluation.retrieval: time to build and to search the top 100, peak memory, and the
 approximate indexes' recall@100 / @10 of the exact top lists. Random vectors are the worst
 case for approximate search: with no cluster structure, the exact top 100 beyond the
 planted neighbour is a near-tie spread over the whole corpus; real embeddings are
@@ -40,7 +40,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from hybtui import models, retrieval
+from hybtui.modeling import encoder as models
+from hybtui.evaluation import retrieval
 from hybtui.data import miracl, sources
 
 from eval_xquad_r import machine  # noqa: E402  (same folder)

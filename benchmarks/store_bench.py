@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from hybtui.config import RunConfig
-from hybtui.store import Store
+from hybtui.runs.store import Store
 
 from eval_xquad_r import machine  # noqa: E402  (same folder)
 
@@ -79,7 +79,7 @@ def runs_ls(n: int = 10_000) -> dict:
                            capture_output=True)
             timings[" ".join(args)] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import hybtui.cli"], check=True)
+        subprocess.run([sys.executable, "-c", "import hybtui.cli.app"], check=True)
         timings["python start-up + import (baseline)"] = round(time.perf_counter() - t0, 2)
         with Store(path) as store:
             t0 = time.perf_counter()

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from hybtui import models
+from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
 from hybtui.data import sources
 from hybtui.data.training import load_training_sets
-from hybtui.sampling import BatchSampler
-from hybtui.train import InfoNCELoss, batch_texts, build_optimizer, loss_and_backward
+from hybtui.training.sampling import BatchSampler
+from hybtui.training.trainer import InfoNCELoss, batch_texts, build_optimizer, loss_and_backward
 
 from eval_xquad_r import machine  # noqa: E402  (same folder)
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from textual.widgets import Input
 
 from hybtui.config import RunConfig
-from hybtui.store import Store
+from hybtui.runs.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.screens.runs import MAX_SHOWN
-from hybtui.tui.snapshot import read_runs
+from hybtui.tui.viewmodels import read_runs
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
 

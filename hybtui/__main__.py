@@ -1,3 +1,3 @@
-from hybtui.cli import main
+from hybtui.cli.app import main
 
 main()

@@ -54,7 +54,7 @@ def tiny_encoder(model_cache):
     """The tiny random XLM-R-shaped encoder (real tokenizer), loaded once."""
     import os
 
-    from hybtui import models
+    from hybtui.modeling import encoder as models
 
     os.environ["HYBTUI_MODEL_CACHE"] = str(model_cache)
     return models.load_encoder(models.encoder_spec("tiny"), device="cpu")

@@ -10,13 +10,13 @@ import pytest
 import sqlite_utils
 import torch
 
-from hybtui import checkpoints
+from hybtui.training import checkpoint as checkpoints
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.evaluate import ResultRow
-from hybtui.store import MIGRATIONS, Store
-from hybtui.checkpoints import latest_resumable as latest_checkpoint
-from hybtui.train import Trainer, build_optimizer, save_checkpoint
+from hybtui.evaluation.evaluate import ResultRow
+from hybtui.runs.store import MIGRATIONS, Store
+from hybtui.training.checkpoint import latest_resumable as latest_checkpoint
+from hybtui.training.trainer import Trainer, build_optimizer, save_checkpoint
 
 CONFIG = RunConfig(model="tiny", train=("mlqa-r:en,de",), eval=(), steps=2, batch_size=8, max_length=32,
                    warmup_steps=1, device="cpu")
@@ -238,7 +238,7 @@ def test_keep_checkpoints_is_validated_before_anything_is_written(shared_data, t
 
 
 def test_the_quick_reproduction_keeps_no_models(shared_data):
-    from hybtui import reproduce
+    from hybtui.runs import grid as reproduce
 
     grid = reproduce.plan(quick=True, model="tiny", alphas=[0.5], seeds=[1], data_dir=shared_data)
     assert {c.keep_checkpoints for c in grid.configs} == {0}

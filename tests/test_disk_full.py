@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from test_runs import wait_for
 
-from hybtui import models
+from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
-from hybtui.outcome import read_outcome
-from hybtui.store import Store, pid_alive
+from hybtui.runs.outcome import read_outcome
+from hybtui.runs.store import Store, pid_alive
 
 TINY = ["--model", "tiny", "--train", "mlqa-r:en,de,es", "--eval", "xquad-r:en", "--batch-size", "8",
         "--max-length", "32", "--warmup-steps", "1"]

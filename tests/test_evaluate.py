@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hybtui import evaluate
+from hybtui.evaluation import evaluate
 from hybtui.data import lareqa
-from hybtui.evaluate import EncodedSplit, score_benchmark, summary
+from hybtui.evaluation.evaluate import EncodedSplit, score_benchmark, summary
 
 
 def _unit(rng, n, d=24):

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 from tui_fixtures import DEMO_GRID, DEMO_NOW, build_demo_store
 
-from hybtui.cli import app
+from hybtui.cli.app import app
 
 GOLDEN = Path(__file__).parent / "golden"
 #: What the commands are run with, after the demo store's names are put in for {name}.

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hybtui import inert, launcher
+from hybtui import inert
+from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.evaluate import ResultRow
-from hybtui.store import Store
+from hybtui.evaluation.evaluate import ResultRow
+from hybtui.runs.store import Store
 from tui_fixtures import tmux_session
 
 #: Accepted on input, shown as typed.

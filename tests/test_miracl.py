@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from hybtui import evaluate, retrieval
+from hybtui.evaluation import evaluate
+from hybtui.evaluation import retrieval
 from hybtui.data import benchmarks, miracl
 from hybtui.errors import HybtuiError
 
@@ -362,7 +363,7 @@ def test_cli_eval_miracl_json_then_cached_table(miracl_data, isolated_cache, mon
     is checked with real subprocesses below."""
     from typer.testing import CliRunner
 
-    from hybtui.cli import app
+    from hybtui.cli.app import app
 
     monkeypatch.setenv("COLUMNS", "200")
     root, _ = miracl_data
@@ -406,8 +407,8 @@ def test_training_evaluates_on_miracl_and_records_the_rows(miracl_data, shared_d
     """`train --eval miracl:...` in the foreground: the console line and the stored rows."""
     from typer.testing import CliRunner
 
-    from hybtui.cli import app
-    from hybtui.store import Store
+    from hybtui.cli.app import app
+    from hybtui.runs.store import Store
 
     root, _ = miracl_data
     (root / "lareqa").symlink_to(shared_data / "lareqa")

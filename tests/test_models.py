@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from hybtui import me5_small, models
+from hybtui.modeling import me5_small
+from hybtui.modeling import encoder as models
 from hybtui.errors import HybtuiError
 
 TEXTS = ["Wie viele Punkte gab die Verteidigung ab?", "The Panthers defense gave up just 308 points.",

@@ -15,10 +15,11 @@ from test_runs import hybtui
 from test_tui import fill_new_run, hold_the_slot, wait_for
 from textual.widgets import Button, Input, Static
 
-from hybtui import models, registry
+from hybtui.modeling import encoder as models
+from hybtui.modeling import registry
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.store import Store
+from hybtui.runs.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.new_run import NewRunScreen
 

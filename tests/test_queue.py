@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from test_runs import hybtui, store_dir, submit, wait_for  # noqa: F401 - store_dir is a fixture
 
-from hybtui import launcher
+from hybtui.runs import launcher
 from hybtui.config import RunConfig
-from hybtui.store import Store, pid_alive
+from hybtui.runs.store import Store, pid_alive
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.widgets.runs_table import RunsTable
 

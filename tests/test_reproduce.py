@@ -5,11 +5,11 @@ import math
 
 import pytest
 
-from hybtui import reproduce
+from hybtui.runs import grid as reproduce
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.evaluate import ResultRow
-from hybtui.store import Store
+from hybtui.evaluation.evaluate import ResultRow
+from hybtui.runs.store import Store
 from tests.test_runs import hybtui, store_dir  # noqa: F401 - fixture
 
 

@@ -9,9 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from hybtui import checkpoints, faults, launcher, models
+from hybtui import faults
+from hybtui.training import checkpoint as checkpoints
+from hybtui.runs import launcher
+from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
-from hybtui.store import Store
+from hybtui.runs.store import Store
 
 #: Periodic evaluations (3, 6) and checkpoints (4), then the final checkpoint and evaluation (8).
 PERIODIC = dict(model="tiny", train=("mlqa-r:en,de,es",), eval=("xquad-r:en",), steps=8, batch_size=8,

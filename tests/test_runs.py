@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from hybtui import launcher, models
-from hybtui.store import Store
-from hybtui.checkpoints import latest_resumable as latest_checkpoint
+from hybtui.runs import launcher
+from hybtui.modeling import encoder as models
+from hybtui.runs.store import Store
+from hybtui.training.checkpoint import latest_resumable as latest_checkpoint
 
 
 def hybtui(*args, check=True):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hybtui.data.training import ParallelItem, TrainingSet, load_training_sets
 from hybtui.errors import HybtuiError
-from hybtui.sampling import Batch, BatchSampler, Pair, batch_to_json, shard, summarize, validate_sampler
+from hybtui.training.sampling import Batch, BatchSampler, Pair, batch_to_json, shard, summarize, validate_sampler
 
 LANGS = ("de", "en", "fr", "sw")
 PROPERTY = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hybtui import store as store_module
+from hybtui.runs import store as store_module
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.store import SCHEMA_VERSION, Store, is_stalled, store_path
+from hybtui.runs.store import SCHEMA_VERSION, Store, is_stalled, store_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = RunConfig(steps=50)
@@ -151,7 +151,7 @@ def test_incremental_metric_reads_return_only_new_rows(store):
 
 
 def test_results_events_artifacts_round_trip(store):
-    from hybtui.evaluate import ResultRow
+    from hybtui.evaluation.evaluate import ResultRow
 
     run_id = store.create_run(CONFIG)
     store.add_results(run_id, [result(0.25)], step=100, final=False)
@@ -176,7 +176,7 @@ def test_results_events_artifacts_round_trip(store):
 
 
 def test_event_logging_never_raises_on_database_errors(store, caplog):
-    with caplog.at_level(logging.WARNING, logger="hybtui.store"):
+    with caplog.at_level(logging.WARNING, logger="hybtui.runs.store"):
         assert store.add_event("no-such-run", "info", "lost") is None  # foreign key refused
     assert "could not record event" in caplog.text
 
@@ -186,7 +186,7 @@ def test_event_logging_never_raises_on_database_errors(store, caplog):
 WRITER = """
 import sys, time
 from pathlib import Path
-from hybtui.store import Store
+from hybtui.runs.store import Store
 path, run_id, key, rows, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 with Store(path) as store:
     print("ready", flush=True)
@@ -432,7 +432,7 @@ def test_without_wal_the_store_falls_back_to_the_rollback_journal(tmp_path, monk
 
 
 def test_run_overview_has_each_runs_final_headline_figures_only(store):
-    from hybtui.evaluate import ResultRow
+    from hybtui.evaluation.evaluate import ResultRow
 
     old = store.create_run(RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",)), name="old")
     new = store.create_run(RunConfig(steps=0), name="new")

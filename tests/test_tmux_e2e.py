@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from hybtui import models
-from hybtui.store import Store
+from hybtui.modeling import encoder as models
+from hybtui.runs.store import Store
 from tui_fixtures import tmux_session
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from hybtui import models
+from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.train import BatchTexts, DistContext, Events, InfoNCELoss, Trainer, length_chunks, loss_and_backward
+from hybtui.training.trainer import BatchTexts, DistContext, Events, InfoNCELoss, Trainer, length_chunks, loss_and_backward
 
 QUERIES = ["Wer gewann?", "Who won the game?", "¿Quién ganó?", "Кто победил?", "谁赢了？", "Ai thắng?"]
 PASSAGES = ["Die Broncos gewannen.", "The Broncos won the game.", "Los Broncos ganaron.",

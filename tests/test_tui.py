@@ -17,10 +17,12 @@ from rich.console import Console
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Button, Input, Log, Select, SelectionList, Static
 
-from hybtui import launcher, models, reproduce
+from hybtui.runs import launcher
+from hybtui.modeling import encoder as models
+from hybtui.runs import grid as reproduce
 from hybtui.config import RunConfig
-from hybtui.evaluate import ResultRow
-from hybtui.store import Store
+from hybtui.evaluation.evaluate import ResultRow
+from hybtui.runs.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
@@ -29,7 +31,7 @@ from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.screens.runs import RunsScreen
-from hybtui.tui.snapshot import downsample, human_duration, language_rows, train_languages
+from hybtui.tui.viewmodels import downsample, human_duration, language_rows, train_languages
 from hybtui.tui.widgets.grid_bars import GridBars, language_label
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot

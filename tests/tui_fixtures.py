@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
-from hybtui import launcher
+from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.data.lareqa import LANGUAGES
-from hybtui.evaluate import ResultRow, macro_averages
-from hybtui.store import Store
+from hybtui.evaluation.evaluate import ResultRow, macro_averages
+from hybtui.runs.store import Store
 
 #: 2026-01-06 12:00:00 UTC: the snapshot tests' "now".
 DEMO_NOW = 1767700800.0
@@ -100,7 +100,7 @@ def build_demo_store(path: str | Path, now: float = DEMO_NOW) -> dict[str, str]:
     ids = iter([demo_run_id(i, created[name] - now + DEMO_NOW) for i, (name, *_) in enumerate(DEMO_RUNS)]
                + [demo_run_id(len(DEMO_RUNS), grid_created - now + DEMO_NOW)])
     out: dict[str, str] = {}
-    with Store(path) as store, mock.patch("hybtui.store._new_run_id", lambda: next(ids)):
+    with Store(path) as store, mock.patch("hybtui.runs.store._new_run_id", lambda: next(ids)):
         for name, config, status, _, minutes_run, step, shift in DEMO_RUNS:
             run_id = out[name] = store.create_run(config)
             times = {"created_at": created[name]}

@@ -11,10 +11,10 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from hybtui import launcher
+from hybtui.runs import launcher
 from hybtui.errors import HybtuiError
-from hybtui.store import Store
-from hybtui.store import store_path as resolve_store_path
+from hybtui.runs.store import Store
+from hybtui.runs.store import store_path as resolve_store_path
 from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.runs import RunsScreen
 

@@ -17,8 +17,8 @@ from textual.widgets import Footer, Header, Static
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
-from hybtui.store import Store
-from hybtui.tui.snapshot import LOSS_KEY
+from hybtui.runs.store import Store
+from hybtui.tui.viewmodels import LOSS_KEY
 from hybtui.tui.widgets.loss_plot import LossPlot
 
 
@@ -54,7 +54,7 @@ class CompareScreen(Screen):
 
     @work(thread=True, group="compare-read")
     def _read(self) -> None:
-        from hybtui.render import comparison  # imports torch (through evaluate): keep it off the UI thread
+        from hybtui.reporting.tables import comparison  # imports torch (through evaluate): keep it off the UI thread
 
         try:
             with Store(self.store_path) as store:

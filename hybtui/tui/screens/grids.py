@@ -21,11 +21,12 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from hybtui import inert, reproduce
+from hybtui import inert
+from hybtui.runs import grid as reproduce
 from hybtui.errors import HybtuiError
-from hybtui.reproduce import TABLE1, figure
-from hybtui.store import Store
-from hybtui.tui.snapshot import STATUS_STYLES, human_duration
+from hybtui.runs.grid import TABLE1, figure
+from hybtui.runs.store import Store
+from hybtui.tui.viewmodels import STATUS_STYLES, human_duration
 from hybtui.tui.widgets.grid_bars import GridBars
 from hybtui.tui.widgets.runs_table import LiveTable
 

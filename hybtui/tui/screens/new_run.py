@@ -16,14 +16,15 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static
 
-from hybtui import inert, launcher
+from hybtui import inert
+from hybtui.runs import launcher
 from hybtui.config import SAMPLERS, RunConfig
 from hybtui.data import miracl
 from hybtui.data.lareqa import LANGUAGES as TRAINING_BENCHMARKS
 from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
-from hybtui.registry import REGISTRY, check_model_and_device
-from hybtui.store import Store
+from hybtui.modeling.registry import REGISTRY, check_model_and_device
+from hybtui.runs.store import Store
 from hybtui.tui.screens.run_detail import RunDetailScreen
 
 #: Seconds of quiet typing before the form is checked (the check loads the training data).
@@ -172,7 +173,7 @@ class NewRunScreen(Screen):
     def _check(self, config: RunConfig) -> None:
         """The data rules (languages, pool sizes for the sampler) load the data, and the model and
         device are checked as the CLI checks them: off the UI thread."""
-        from hybtui.train import prepare_data  # imports torch
+        from hybtui.training.trainer import prepare_data  # imports torch
 
         try:
             prepare_data(config, Path(config.data_dir) if config.data_dir else None)

@@ -19,8 +19,8 @@ from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
-from hybtui.store import TERMINAL_STATUSES, Store
-from hybtui.tui.snapshot import (
+from hybtui.runs.store import TERMINAL_STATUSES, Store
+from hybtui.tui.viewmodels import (
     LOSS_KEY,
     LR_KEY,
     DetailSnapshot,
@@ -42,8 +42,8 @@ ETA_SAMPLES = 200
 
 def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
     """Every benchmark's X×Y mAP matrix (rendered off the UI thread: it imports the evaluator)."""
-    from hybtui.evaluate import ResultRow
-    from hybtui.render import cross_heatmap
+    from hybtui.evaluation.evaluate import ResultRow
+    from hybtui.reporting.tables import cross_heatmap
 
     rows = [ResultRow.from_dict(r) for r in results]
     benches = sorted({r.bench for r in rows if r.setting == "cross"})

@@ -14,15 +14,17 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
-from hybtui import inert, launcher, report
+from hybtui import inert
+from hybtui.runs import launcher
+from hybtui.reporting import export as report
 from hybtui.errors import HybtuiError
-from hybtui.store import Store
+from hybtui.runs.store import Store
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
 from hybtui.tui.screens.grids import GridsScreen
 from hybtui.tui.screens.new_run import NewRunScreen
 from hybtui.tui.screens.run_detail import RunDetailScreen
-from hybtui.tui.snapshot import RunRow, read_runs
+from hybtui.tui.viewmodels import RunRow, read_runs
 from hybtui.tui.widgets.runs_table import RunsTable, SortOrder, sort_rows
 
 #: Rows the table holds at most: a screen shows a few dozen, and filling a table with

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from textual_plotext import PlotextPlot
 
-from hybtui.tui.snapshot import downsample
+from hybtui.tui.viewmodels import downsample
 
 #: Columns plotext spends on the y-axis labels and frame, which hold no points.
 AXIS_WIDTH = 10

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from hybtui.tui.snapshot import RunRow
+from hybtui.tui.viewmodels import RunRow
 
 #: (column key, header); cells in RunRow follow this order.
 COLUMNS = (("id", "id"), ("name", "name"), ("model", "model"), ("sampler", "sampler"), ("alpha", "α"),

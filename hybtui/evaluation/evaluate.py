@@ -9,7 +9,7 @@ candidate order so results are deterministic.
 
 Corpus benchmarks (MIRACL, BEIR folders) are monolingual retrieval over corpora too large
 for that: per language the corpus is encoded in streamed chunks (or read from the
-embedding cache), searched to depth 100 with FAISS (hybtui.retrieval), and scored with
+embedding cache), searched to depth 100 with FAISS (hybtui.evaluation.retrieval), and scored with
 trec_eval's nDCG@10 (graded), Recall@100 and MRR@10 in the `mono` setting.
 """
 
@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybtui import metrics, retrieval
+from hybtui.evaluation import metrics
+from hybtui.evaluation import retrieval
 from hybtui.data.lareqa import Benchmark
 from hybtui.data.miracl import CorpusBenchmark
-from hybtui.models import EncodeProgress, Encoder
+from hybtui.modeling.encoder import EncodeProgress, Encoder
 
 #: metric names per setting, in report order
 SETTING_METRICS = {

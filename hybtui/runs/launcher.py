@@ -25,10 +25,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hybtui import checkpoints
+from hybtui.training import checkpoint as checkpoints
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.store import TERMINAL_STATUSES, Store
+from hybtui.runs.store import TERMINAL_STATUSES, Store
 
 SETTINGS = "settings.json"
 LOG = "worker.log"

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 from rich.text import Text
 
-from hybtui import inert, launcher
-from hybtui.checkpoints import run_disk_usage
-from hybtui.report import age, headline, per_language, seen_of
-from hybtui.store import Store, is_stalled
+from hybtui import inert
+from hybtui.runs import launcher
+from hybtui.training.checkpoint import run_disk_usage
+from hybtui.reporting.export import age, headline, per_language, seen_of
+from hybtui.runs.store import Store, is_stalled
 
 #: The benchmark whose final macro-averages are the run list's headline figures.
 HEADLINE_BENCH = "xquad-r"

@@ -17,9 +17,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hybtui.evaluate import ResultRow, summary
+from hybtui.evaluation.evaluate import ResultRow, summary
 from hybtui.inert import visible
-from hybtui.train import Events, StepReport
+from hybtui.training.trainer import Events, StepReport
 
 stderr = Console(stderr=True)
 
@@ -133,8 +133,8 @@ def watch_grid(store_path: Path, grid_id: str, poll_s: float = 1.0, enabled: boo
     every run has ended. The workers are detached: interrupting this only stops watching."""
     import time
 
-    from hybtui.reproduce import grid_runs, is_done
-    from hybtui.store import Store
+    from hybtui.runs.grid import grid_runs, is_done
+    from hybtui.runs.store import Store
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(), console=stderr,

@@ -36,7 +36,7 @@ import sqlite_utils
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, StoreCorrupt, StoreError, StoreReadOnly, StoreTooNew
-from hybtui.outcome import read_outcome
+from hybtui.runs.outcome import read_outcome
 
 log = logging.getLogger(__name__)
 

@@ -181,7 +181,7 @@ def _check_buildable(entry: ModelEntry) -> None:
     or those packages present."""
     if (model_cache() / entry.name / "modules.json").is_file():
         return
-    from hybtui import me5_small
+    from hybtui.modeling import me5_small
 
     try:
         me5_small.source_files()

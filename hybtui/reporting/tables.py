@@ -9,8 +9,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from hybtui import inert, report
-from hybtui.evaluate import AVERAGE, ResultRow
+from hybtui import inert
+from hybtui.reporting import export as report
+from hybtui.evaluation.evaluate import AVERAGE, ResultRow
 
 
 def _index(rows: Iterable[ResultRow]) -> dict[tuple, ResultRow]:

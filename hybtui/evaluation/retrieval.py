@@ -34,7 +34,7 @@ import torch
 from hybtui.data import sources
 from hybtui.data.miracl import Corpus
 from hybtui.errors import HybtuiError
-from hybtui.models import EncodeProgress, Encoder
+from hybtui.modeling.encoder import EncodeProgress, Encoder
 
 INDEXES = ("exact", "hnsw", "ivf")
 STORAGE_DTYPE = np.float16

@@ -27,13 +27,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hybtui import checkpoints, evaluate, faults, models
+from hybtui import faults
+from hybtui.training import checkpoint as checkpoints
+from hybtui.evaluation import evaluate
+from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks, sources
 from hybtui.data.training import TrainingSet, load_training_sets, split_validation
 from hybtui.errors import HybtuiError
-from hybtui.evaluate import ResultRow
-from hybtui.sampling import Batch, BatchSampler, shard, validate_sampler
+from hybtui.evaluation.evaluate import ResultRow
+from hybtui.training.sampling import Batch, BatchSampler, shard, validate_sampler
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +329,7 @@ def build_optimizer(encoder: models.Encoder, config: RunConfig) -> tuple[torch.o
 def save_checkpoint(path: Path, encoder: models.Encoder, optimizer, scheduler, step: int,
                     config: RunConfig) -> Path:
     """Model (sentence-transformers format) + what exact resumption needs, switched into
-    place atomically (`hybtui.checkpoints`). `optimizer` None: a final checkpoint, which no
+    place atomically (`hybtui.training.checkpoint`). `optimizer` None: a final checkpoint, which no
     step follows, so it needs no optimizer moments (twice the model's size)."""
     if checkpoints.read_marker(path):
         # Saving step N again while a complete step-N exists: a resume from N that saves N

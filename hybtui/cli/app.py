@@ -17,7 +17,7 @@ from hybtui.errors import HybtuiError
 
 if TYPE_CHECKING:
     from hybtui.config import RunConfig
-    from hybtui.store import Store
+    from hybtui.runs.store import Store
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -48,8 +48,8 @@ def open_store(store: Path | None) -> Store:
     slots that freed since — a crash this very open swept, a run deleted elsewhere — so a
     queued run never waits for the next submit. Where the store cannot be written (a read-only
     copy, a full disk) the command still reads it, and says why nothing was started."""
-    from hybtui import launcher
-    from hybtui.store import Store, store_path
+    from hybtui.runs import launcher
+    from hybtui.runs.store import Store, store_path
 
     db = Store(store_path(store))
     try:
@@ -106,8 +106,12 @@ def eval_command(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a model on XQuAD-R / MLQA-R (mono, cross, multi, language bias) and MIRACL / BEIR corpora."""
-    from hybtui import evaluate, inert, models, render, retrieval
-    from hybtui.console import progress_bars, stderr
+    from hybtui import inert
+    from hybtui.evaluation import evaluate
+    from hybtui.modeling import encoder as models
+    from hybtui.reporting import tables as render
+    from hybtui.evaluation import retrieval
+    from hybtui.cli.console import progress_bars, stderr
     from hybtui.data import benchmarks, miracl, sources
 
     selections = benchmarks.parse_eval_spec(eval_spec)
@@ -240,17 +244,18 @@ def train_command(
         data_dir=str(root.resolve()) if root else None,
     )
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 records the run, the others only train
-        from hybtui.train import Trainer
+        from hybtui.training.trainer import Trainer
 
         Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run()
         return
-    from hybtui import launcher, registry
-    from hybtui.store import store_path
+    from hybtui.runs import launcher
+    from hybtui.modeling import registry
+    from hybtui.runs.store import store_path
 
     # A bad model, device, data or sampler settings are rejected before a run is recorded
     # (the model and device first: that check needs no torch and no data).
     registry.check_model_and_device(config.model, config.device)
-    from hybtui.train import prepare_data
+    from hybtui.training.trainer import prepare_data
 
     prepare_data(config, root)
     if max_parallel is not None:
@@ -267,9 +272,9 @@ def train_command(
 
 
 def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bool) -> None:
-    from hybtui import evaluate
-    from hybtui.console import TrainingProgress, stderr
-    from hybtui.worker import run_worker
+    from hybtui.evaluation import evaluate
+    from hybtui.cli.console import TrainingProgress, stderr
+    from hybtui.runs.worker import run_worker
 
     with TrainingProgress(config.steps, enabled=not as_json or stderr.is_terminal) as progress:
         progress.on_message(f"run {run_id} (store {path})")
@@ -304,7 +309,7 @@ def sample_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per batch per line.")] = False,
 ) -> None:
     """Dry-run a sampler: the batches a training run would draw."""
-    from hybtui import sampling
+    from hybtui.training import sampling
     from hybtui.data import sources
     from hybtui.data.training import load_training_sets, split_validation
 
@@ -321,7 +326,7 @@ def sample_command(
         return
     from rich.console import Console
 
-    from hybtui import render
+    from hybtui.reporting import tables as render
 
     Console().print(*render.sample_summary(sampling.summarize(batches), config))
 
@@ -356,7 +361,7 @@ def data_fetch(
     data_dir: DataDirOption = None,
 ) -> None:
     """Download missing benchmark files into the user cache (checksums verified)."""
-    from hybtui.console import progress_bars
+    from hybtui.cli.console import progress_bars
     from hybtui.data import benchmarks, sources
 
     root = sources.data_dir_from_env(data_dir)
@@ -398,7 +403,7 @@ def data_verify(
 @models_app.command("ls")
 def models_ls(as_json: JsonOption = False) -> None:
     """Registry names with their source, size and whether they are ready offline."""
-    from hybtui import models
+    from hybtui.modeling import encoder as models
 
     entries = [{"name": e.name, "source": e.source, "params": e.params, "pooling": e.pooling,
                 "status": models.availability(e), "about": e.about} for e in models.REGISTRY.values()]
@@ -418,8 +423,8 @@ def models_ls(as_json: JsonOption = False) -> None:
 @models_app.command("prepare")
 def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, Hugging Face id or local path.")]) -> None:
     """Materialise or download a model now, so later runs start offline."""
-    from hybtui import models
-    from hybtui.console import stderr
+    from hybtui.modeling import encoder as models
+    from hybtui.cli.console import stderr
 
     path = models.checkpoint_dir(name, say=lambda text: stderr.print(text, style="dim"))
     typer.echo(f"{name}: ready at {path}")
@@ -428,8 +433,8 @@ def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, Hugg
 @app.command("worker", hidden=True)
 def worker_command(run_id: str, store: StoreOption = None) -> None:
     """Execute one stored run (started by the launcher as a detached process)."""
-    from hybtui.store import store_path
-    from hybtui.worker import run_worker
+    from hybtui.runs.store import store_path
+    from hybtui.runs.worker import run_worker
 
     raise typer.Exit(run_worker(store_path(store), run_id))
 
@@ -442,8 +447,9 @@ def runs_ls(
     as_json: JsonOption = False,
 ) -> None:
     """Runs, newest first, with their status (stalled ones marked) and progress."""
-    from hybtui import inert, report
-    from hybtui.store import is_stalled
+    from hybtui import inert
+    from hybtui.reporting import export as report
+    from hybtui.runs.store import is_stalled
 
     shown = limit if limit is not None or as_json else 50
     with open_store(store) as db:
@@ -473,9 +479,9 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's configuration, status, process, timings, latest metrics and results."""
-    from hybtui import launcher
-    from hybtui.checkpoints import run_disk_usage
-    from hybtui.store import is_stalled
+    from hybtui.runs import launcher
+    from hybtui.training.checkpoint import run_disk_usage
+    from hybtui.runs.store import is_stalled
 
     with open_store(store) as db:
         run = db.get_run(run_id)
@@ -493,7 +499,8 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
         return
     from rich.console import Console
 
-    from hybtui import evaluate, render
+    from hybtui.evaluation import evaluate
+    from hybtui.reporting import tables as render
 
     out = Console()
     for part in render.run_summary(run, is_stalled(run), latest, events):
@@ -524,7 +531,7 @@ def _tail(path: Path, lines: int = 20, chunk: int = 16384) -> list[str]:
 @runs_app.command("cancel")
 def runs_cancel(run_id: str, store: StoreOption = None) -> None:
     """Cancel a queued run, or ask a running one to checkpoint and stop (SIGTERM to its group)."""
-    from hybtui import launcher
+    from hybtui.runs import launcher
 
     with open_store(store) as db:
         typer.echo(f"{db.get_run(run_id)['id']}: {launcher.cancel(db, run_id)}")
@@ -533,7 +540,7 @@ def runs_cancel(run_id: str, store: StoreOption = None) -> None:
 @runs_app.command("resume")
 def runs_resume(run_id: str, store: StoreOption = None) -> None:
     """Continue a crashed or cancelled run from its last checkpoint, as the same run."""
-    from hybtui import launcher
+    from hybtui.runs import launcher
 
     with open_store(store) as db:
         launcher.resume(db, run_id)
@@ -548,7 +555,7 @@ def runs_rm(
     store: StoreOption = None,
 ) -> None:
     """Delete runs: their rows and their directories (checkpoints included)."""
-    from hybtui import launcher
+    from hybtui.runs import launcher
 
     with open_store(store) as db:
         runs = [db.get_run(r) for r in run_ids]
@@ -570,7 +577,7 @@ def runs_prune(
     store: StoreOption = None,
 ) -> None:
     """Free the disk of finished and failed runs: trainer states, older checkpoints, leftovers, caches."""
-    from hybtui.checkpoints import free_ended, human_bytes
+    from hybtui.training.checkpoint import free_ended, human_bytes
 
     prunable = ("finished", "failed")
     with open_store(store) as db:
@@ -595,7 +602,7 @@ def runs_export(
     store: StoreOption = None,
 ) -> None:
     """Result rows of runs as CSV, JSON (with configs) or a Markdown table of headline figures."""
-    from hybtui import report
+    from hybtui.reporting import export as report
 
     if fmt not in ("csv", "json", "md"):
         raise HybtuiError(f"--format must be csv, json or md (got '{fmt}')")
@@ -612,7 +619,7 @@ def compare_command(
     as_json: JsonOption = False,
 ) -> None:
     """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables."""
-    from hybtui import report
+    from hybtui.reporting import export as report
 
     if not 2 <= len(run_ids) <= 6:
         raise HybtuiError(f"compare takes 2 to 6 runs (got {len(run_ids)})")
@@ -631,7 +638,7 @@ def compare_command(
         return
     from rich.console import Console
 
-    from hybtui import render
+    from hybtui.reporting import tables as render
 
     out = Console()
     for part in render.comparison(runs, results):
@@ -658,10 +665,11 @@ def reproduce_command(
     as_json: JsonOption = False,
 ) -> None:
     """The paper's comparison: zero-shot, X-X-mono, X-Y and hybrid runs, then a report."""
-    from hybtui import launcher, reproduce
-    from hybtui.console import stderr, watch_grid
+    from hybtui.runs import launcher
+    from hybtui.runs import grid as reproduce
+    from hybtui.cli.console import stderr, watch_grid
     from hybtui.data import sources
-    from hybtui.store import store_path
+    from hybtui.runs.store import store_path
 
     root = sources.data_dir_from_env(data_dir)
     if max_parallel is not None:
@@ -698,7 +706,7 @@ def _csv_specs(value: str | None) -> list[str] | None:
 
 
 def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
-    from hybtui import reproduce
+    from hybtui.runs import grid as reproduce
 
     with open_store(path) as db:
         rep, directory = reproduce.write_report(db, grid_id)
@@ -717,7 +725,9 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
 @grids_app.command("ls")
 def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Grids, newest first, with how many of their runs have finished."""
-    from hybtui import inert, report, reproduce
+    from hybtui import inert
+    from hybtui.reporting import export as report
+    from hybtui.runs import grid as reproduce
 
     with open_store(store) as db:
         listing = [(g, reproduce.grid_runs(db, g)) for g in db.list_grids()]
@@ -742,7 +752,7 @@ def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
 def grids_report(grid_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A grid's report (Table 1, deltas, seen/unseen, per language), printed and written
     as report.md / report.json in the grid's directory."""
-    from hybtui.store import store_path
+    from hybtui.runs.store import store_path
 
     _print_grid_report(store_path(store), grid_id, as_json)
 
@@ -758,7 +768,7 @@ def main() -> None:
     except HybtuiError as exc:
         _fail(str(exc))
     except sqlite3.Error as exc:
-        from hybtui.store import DB_NAME, store_error, store_path
+        from hybtui.runs.store import DB_NAME, store_error, store_path
 
         _fail(str(store_error(exc, store_path(_store_argument(sys.argv[1:])) / DB_NAME)))
 

@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 from safetensors.numpy import save as safetensors_bytes
 
-from hybtui.checkpoints import fsync_path
+from hybtui.training.checkpoint import fsync_path
 
 __all__ = ["materialise", "is_intact", "source_files"]
 
@@ -102,7 +102,7 @@ SPECIAL_TOKENS = {
 }
 
 NOTICE = """\
-multilingual-e5-small, rebuilt offline by hybtui.me5_small
+multilingual-e5-small, rebuilt offline by hybtui.modeling.me5_small
 ==========================================================
 
 This directory is a derived work: an fp32 Hugging Face BertModel checkpoint

@@ -10,7 +10,7 @@ start the next queued run, so the queue advances with no app or CLI open.
 A failure's cause must survive the store failing too (disk full, lock timeout): the
 worker logs every phase, checkpoint, end and traceback into the run's `worker.log`
 (no database involved), and writes its end into the run's preallocated outcome file
-(`outcome.json`, see hybtui.outcome) before it asks the store; the next orphan sweep ends the run from
+(`outcome.json`, see hybtui.runs.outcome) before it asks the store; the next orphan sweep ends the run from
 that file if the store could not take it.
 """
 
@@ -29,13 +29,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hybtui import checkpoints, faults, launcher
+from hybtui import faults
+from hybtui.training import checkpoint as checkpoints
+from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, StoreError
-from hybtui.evaluate import ResultRow
-from hybtui.outcome import OutcomeRecord
-from hybtui.store import Store
-from hybtui.train import Events, StepReport, Tee, Trainer
+from hybtui.evaluation.evaluate import ResultRow
+from hybtui.runs.outcome import OutcomeRecord
+from hybtui.runs.store import Store
+from hybtui.training.trainer import Events, StepReport, Tee, Trainer
 
 HEARTBEAT_S = 5.0
 FLUSH_S = 1.0

@@ -24,9 +24,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from hybtui import me5_small
+from hybtui.modeling import me5_small
 from hybtui.errors import HybtuiError
-from hybtui.registry import (  # noqa: F401 - the registry's names are the model layer's
+from hybtui.modeling.registry import (  # noqa: F401 - the registry's names are the model layer's
     BUNDLED, DEFAULT_MODEL, E5, GENERATED, REGISTRY, ModelEntry, Pooling, check_device, hub_cached, hub_unavailable,
     local_model_dir, model_cache, unknown_model,
 )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hybtui.inert import csv_field, dumps, md_cell
-from hybtui.store import RESULT_COLUMNS, UNREADABLE
+from hybtui.runs.store import RESULT_COLUMNS, UNREADABLE
 
 #: (setting, metric) pairs shown as headline figures, in order
 HEADLINE = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))

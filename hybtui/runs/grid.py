@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybtui import launcher, report
+from hybtui.runs import launcher
+from hybtui.reporting import export as report
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.errors import HybtuiError
 from hybtui.inert import md_cell
-from hybtui.sampling import validate_sampler
-from hybtui.store import TERMINAL_STATUSES, Store
+from hybtui.training.sampling import validate_sampler
+from hybtui.runs.store import TERMINAL_STATUSES, Store
 
 #: Language resource classes of Joshi et al. (2020), "The State and Fate of Linguistic
 #: Diversity"; classes 0–3 are counted as low-resource here.
@@ -137,10 +138,10 @@ def plan(
     )
     for alpha in alphas:  # every option is checked before the (slow) data and model checks
         base.replace(sampler="hybrid", alpha=alpha)
-    from hybtui import registry
+    from hybtui.modeling import registry
 
     registry.check_model_and_device(model, device)  # an unusable model or device fails before anything is queued
-    from hybtui.train import prepare_data  # torch: only for planning, not for reading reports (the app)
+    from hybtui.training.trainer import prepare_data  # torch: only for planning, not for reading reports (the app)
 
     train_sets, _ = prepare_data(base, data_dir)
     cells = [Cell(BASELINE, None, seeds[0])]
