@@ -28,6 +28,7 @@ import torch
 from hybtui.evaluation import evaluate
 from hybtui.modeling import encoder as models
 from hybtui.data import lareqa, sources
+from hybtui.results import summary as results_summary
 
 
 def machine() -> dict:
@@ -84,7 +85,7 @@ def main() -> None:
     print(f"sentence-transformers encode {st_encode:.1f} s ({n_texts / st_encode:.1f} texts/s)")
     print(f"throughput ratio hybtui / sentence-transformers: {st_encode / ours_encode:.2f}; "
           f"mean cosine between the two embeddings of each query {np.mean(agreement):.6f}")
-    summary = evaluate.summary(rows)["xquad-r"]
+    summary = results_summary(rows)["xquad-r"]
     result = {
         "command": "python benchmarks/eval_xquad_r.py" + (f" --max-queries {args.max_queries}" if args.max_queries else ""),
         "model": args.model, "batch_size": args.batch_size, "queries": len(queries), "candidates": len(candidates),

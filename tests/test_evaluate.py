@@ -5,7 +5,8 @@ import pytest
 
 from hybtui.evaluation import evaluate
 from hybtui.data import lareqa
-from hybtui.evaluation.evaluate import EncodedSplit, score_benchmark, summary
+from hybtui.evaluation.evaluate import EncodedSplit, score_benchmark
+from hybtui.results import summary
 
 
 def _unit(rng, n, d=24):

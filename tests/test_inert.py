@@ -24,7 +24,7 @@ from hybtui import inert
 from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.evaluation.evaluate import ResultRow
+from hybtui.results import ResultRow
 from hybtui.runs.store import Store
 from tui_fixtures import tmux_session
 

@@ -21,6 +21,7 @@ from hybtui.evaluation import evaluate
 from hybtui.evaluation import retrieval
 from hybtui.data import benchmarks, miracl
 from hybtui.errors import HybtuiError
+from hybtui.results import summary
 
 LANGS = ("sw", "yo")
 PASSAGES = 1200
@@ -272,7 +273,7 @@ def test_known_relevance_is_found_and_scored(miracl_data):
     assert {r.setting for r in rows} == {"mono"} and all(r.doc_lang == r.query_lang for r in rows)
     assert got[("avg", "ndcg@10", None)] == pytest.approx(np.mean([got[(x, "ndcg@10", s)] for x, s in
                                                                   (("sw", "seen"), ("yo", "unseen"))]))
-    assert evaluate.summary(rows)["miracl"]["mono"].keys() == set(evaluate.CORPUS_METRICS)
+    assert summary(rows)["miracl"]["mono"].keys() == set(evaluate.CORPUS_METRICS)
 
 
 def test_metrics_match_trec_eval(miracl_data, tiny_encoder, tmp_path):

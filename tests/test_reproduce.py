@@ -8,7 +8,7 @@ import pytest
 from hybtui.runs import grid as reproduce
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.evaluation.evaluate import ResultRow
+from hybtui.results import ResultRow
 from hybtui.runs.store import Store
 from tests.test_runs import hybtui, store_dir  # noqa: F401 - fixture
 

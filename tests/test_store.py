@@ -151,7 +151,7 @@ def test_incremental_metric_reads_return_only_new_rows(store):
 
 
 def test_results_events_artifacts_round_trip(store):
-    from hybtui.evaluation.evaluate import ResultRow
+    from hybtui.results import ResultRow
 
     run_id = store.create_run(CONFIG)
     store.add_results(run_id, [result(0.25)], step=100, final=False)
@@ -432,7 +432,7 @@ def test_without_wal_the_store_falls_back_to_the_rollback_journal(tmp_path, monk
 
 
 def test_run_overview_has_each_runs_final_headline_figures_only(store):
-    from hybtui.evaluation.evaluate import ResultRow
+    from hybtui.results import ResultRow
 
     old = store.create_run(RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",)), name="old")
     new = store.create_run(RunConfig(steps=0), name="new")

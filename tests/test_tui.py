@@ -21,7 +21,7 @@ from hybtui.runs import launcher
 from hybtui.modeling import encoder as models
 from hybtui.runs import grid as reproduce
 from hybtui.config import RunConfig
-from hybtui.evaluation.evaluate import ResultRow
+from hybtui.results import ResultRow
 from hybtui.runs.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.compare import CompareScreen

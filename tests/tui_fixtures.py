@@ -25,7 +25,7 @@ from unittest import mock
 from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.data.lareqa import LANGUAGES
-from hybtui.evaluation.evaluate import ResultRow, macro_averages
+from hybtui.results import ResultRow, macro_averages
 from hybtui.runs.store import Store
 
 #: 2026-01-06 12:00:00 UTC: the snapshot tests' "now".

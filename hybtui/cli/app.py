@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from hybtui.errors import HybtuiError
+from hybtui.results import AVERAGE, ResultRow, headline, summary
 
 if TYPE_CHECKING:
     from hybtui.config import RunConfig
@@ -140,7 +141,7 @@ def eval_command(
     if as_json:
         payload = {
             "results": [r.as_dict() for r in rows],
-            "summary": evaluate.summary(rows),
+            "summary": summary(rows),
             "model": spec.source,
             "wall_time_s": round(elapsed, 2),
         }
@@ -158,8 +159,8 @@ def eval_command(
         if isinstance(bench, miracl.CorpusBenchmark):
             table = Table("lang", "seen", *evaluate.CORPUS_METRICS, "search", title=bench.name, title_justify="left")
             shown = {(r.query_lang, r.metric): r for r in rows if r.bench == bench.name
-                     and (r.seen is None or r.query_lang != evaluate.AVERAGE)}
-            for lang in (*bench.languages, evaluate.AVERAGE):
+                     and (r.seen is None or r.query_lang != AVERAGE)}
+            for lang in (*bench.languages, AVERAGE):
                 report = searches[bench.name].get(lang)
                 how = "" if report is None else f"{report.index} {report.search_s:.2f} s" + (
                     "" if report.recall_vs_exact is None else f" (build {report.build_s:.1f} s; recall@100 vs exact "
@@ -284,7 +285,7 @@ def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bo
         rows = db.results(run_id)
     if as_json:
         typer.echo(json.dumps({"id": run_id, "status": run["status"], "step": run["step"], "results": rows,
-                               "summary": evaluate.summary(map(evaluate.ResultRow.from_dict, rows))},
+                               "summary": summary(map(ResultRow.from_dict, rows))},
                               indent=1))
     else:
         from hybtui.inert import visible
@@ -506,7 +507,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     for part in render.run_summary(run, is_stalled(run), latest, events):
         out.print(part)
     out.print(disk.describe())
-    result_rows = [evaluate.ResultRow.from_dict(r) for r in rows]
+    result_rows = [ResultRow.from_dict(r) for r in rows]
     for bench in sorted({r.bench for r in result_rows}):
         out.print(render.language_table(result_rows, bench))
     if log_tail:
@@ -632,7 +633,7 @@ def compare_command(
         typer.echo(inert.dumps({
             "runs": [run["id"] for run in runs],
             "differing_parameters": report.differing_parameters([run["config"] for run in runs]),
-            "headline": {run["id"]: {" ".join(k): v for k, v in report.headline(results[run["id"]]).items()}
+            "headline": {run["id"]: {" ".join(k): v for k, v in headline(results[run["id"]]).items()}
                          for run in runs},
         }, indent=1))
         return

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hybtui.evaluation.evaluate import ResultRow, summary
+from hybtui.results import ResultRow, summary
 from hybtui.inert import visible
 from hybtui.training.trainer import Events, StepReport
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from hybtui.evaluation import retrieval
 from hybtui.data.lareqa import Benchmark
 from hybtui.data.miracl import CorpusBenchmark
 from hybtui.modeling.encoder import EncodeProgress, Encoder
+from hybtui.results import POOL_ALL, ResultRow, macro_averages, seen_label
 
 #: metric names per setting, in report order
 SETTING_METRICS = {
@@ -40,36 +41,8 @@ SETTING_METRICS = {
 CORPUS_METRICS = ("ndcg@10", "recall@100", "mrr@10")
 #: how deep a corpus is searched: the deepest cutoff of CORPUS_METRICS
 SEARCH_DEPTH = 100
-AVERAGE = "avg"
-POOL_ALL = "all"
-
 #: Called as on_search(bench, lang, report) after each corpus search.
 SearchCallback = Callable[[str, str, retrieval.SearchReport], None]
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One number of an evaluation (DESIGN.md §3 column contract)."""
-
-    bench: str
-    setting: str
-    query_lang: str
-    doc_lang: str
-    metric: str
-    value: float
-    #: "seen" / "unseen" / "mixed" relative to the training languages; None when unknown.
-    seen: str | None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, row: dict) -> ResultRow:
-        """From a stored row (which carries extra columns such as step and final)."""
-        return cls(**{name: row[name] for name in RESULT_COLUMNS})
-
-
-RESULT_COLUMNS = tuple(f.name for f in fields(ResultRow))
 
 
 @dataclass(frozen=True)
@@ -133,13 +106,6 @@ def rank_relevant(scores: np.ndarray, relevant: np.ndarray, offsets: np.ndarray)
     return pooled, own
 
 
-def _seen_label(langs: Iterable[str], seen: frozenset[str] | None) -> str | None:
-    if seen is None:
-        return None
-    flags = {lang in seen for lang in langs}
-    return "seen" if flags == {True} else "unseen" if flags == {False} else "mixed"
-
-
 def _metric_values(setting: str, ranks: np.ndarray, n_rel: np.ndarray) -> dict[str, float]:
     values = {
         "map": metrics.average_precision(ranks, n_rel),
@@ -180,37 +146,14 @@ def score_benchmark(
                 continue
             setting = "mono" if x == y else "cross"
             values = _metric_values(setting, own_ranks[has, j : j + 1], np.ones(int(has.sum()), dtype=np.int64))
-            rows += [ResultRow(bench.name, setting, x, y, m, v, _seen_label({x, y}, seen_set)) for m, v in values.items()]
+            rows += [ResultRow(bench.name, setting, x, y, m, v, seen_label({x, y}, seen_set)) for m, v in values.items()]
         values = _metric_values("multi", pooled_ranks, (relevant >= 0).sum(axis=1))
-        rows += [ResultRow(bench.name, "multi", x, POOL_ALL, m, v, _seen_label({x}, seen_set)) for m, v in values.items()]
+        rows += [ResultRow(bench.name, "multi", x, POOL_ALL, m, v, seen_label({x}, seen_set)) for m, v in values.items()]
         return rows
 
     with ThreadPoolExecutor(max_workers=min(len(langs), os.cpu_count() or 1)) as pool_executor:
         rows = [row for per_lang in pool_executor.map(score_query_language, langs) for row in per_lang]
     return rows + macro_averages(rows, seen_set is not None)
-
-
-def macro_averages(rows: list[ResultRow], by_seen: bool) -> list[ResultRow]:
-    """Mean over languages (mono, multi) or ordered pairs (cross) of each metric, overall
-    and, when training languages are known, within each seen / unseen / mixed group."""
-    groups: dict[tuple, list[float]] = {}
-    for r in rows:
-        groups.setdefault((r.bench, r.setting, r.metric, None), []).append(r.value)
-        if by_seen:
-            groups.setdefault((r.bench, r.setting, r.metric, r.seen), []).append(r.value)
-    return [
-        ResultRow(bench, setting, AVERAGE, AVERAGE if setting != "multi" else POOL_ALL, metric, float(np.mean(v)), seen)
-        for (bench, setting, metric, seen), v in groups.items()
-    ]
-
-
-def summary(rows: Iterable[ResultRow]) -> dict[str, dict[str, dict[str, float]]]:
-    """Headline figures: {bench: {setting: {metric: macro-average}}}."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for r in rows:
-        if r.query_lang == AVERAGE and r.seen is None:
-            out.setdefault(r.bench, {}).setdefault(r.setting, {})[r.metric] = r.value
-    return out
 
 
 def ranks_in_results(found: np.ndarray, relevant: np.ndarray) -> np.ndarray:
@@ -257,8 +200,8 @@ def evaluate_corpus_benchmark(
         if on_search:
             on_search(bench.name, lang, report)
         values = corpus_metric_values(ranks_in_results(found, split.relevant), split.grades)
-        seen_label = _seen_label({lang}, seen_set)
-        rows += [ResultRow(bench.name, "mono", lang, lang, m, v, seen_label) for m, v in values.items()]
+        seen = seen_label({lang}, seen_set)
+        rows += [ResultRow(bench.name, "mono", lang, lang, m, v, seen) for m, v in values.items()]
     return rows + macro_averages(rows, seen_set is not None)
 
 

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from hybtui.inert import csv_field, dumps, md_cell
-from hybtui.runs.store import RESULT_COLUMNS, UNREADABLE
+from hybtui.results import HEADLINE, RESULT_COLUMNS, headline
+from hybtui.runs.store import UNREADABLE
 
-#: (setting, metric) pairs shown as headline figures, in order
-HEADLINE = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))
 RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
 
 
@@ -26,30 +25,10 @@ def age(seconds: float) -> str:
     return f"{max(seconds, 0):.0f}s"
 
 
-def headline(results: Sequence[dict]) -> dict[tuple[str, str, str], float]:
-    """{(bench, setting, metric): macro-average} from a run's final result rows."""
-    return {(r["bench"], r["setting"], r["metric"]): r["value"]
-            for r in results if r["query_lang"] == "avg" and r["seen"] is None}
-
-
 def differing_parameters(configs: Sequence[dict]) -> dict[str, list[Any]]:
     """Only the configuration keys whose values differ between the runs."""
     keys = sorted({k for c in configs for k in c})
     return {k: [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
-
-
-def per_language(results: Sequence[dict], bench: str, setting: str, metric: str = "map") -> dict[str, float]:
-    """Per query language; for cross, the mean over its pairs."""
-    values: dict[str, list[float]] = {}
-    for r in results:
-        if r["bench"] == bench and r["setting"] == setting and r["metric"] == metric and r["query_lang"] != "avg":
-            values.setdefault(r["query_lang"], []).append(r["value"])
-    return {lang: sum(v) / len(v) for lang, v in sorted(values.items())}
-
-
-def seen_of(results: Sequence[dict], bench: str) -> dict[str, str | None]:
-    return {r["query_lang"]: r["seen"] for r in results
-            if r["bench"] == bench and r["setting"] == "multi" and r["query_lang"] != "avg"}
 
 
 def config_value(run: dict, key: str) -> Any:

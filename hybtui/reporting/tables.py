@@ -11,7 +11,7 @@ from rich.text import Text
 
 from hybtui import inert
 from hybtui.reporting import export as report
-from hybtui.evaluation.evaluate import AVERAGE, ResultRow
+from hybtui.results import AVERAGE, HEADLINE, ResultRow, headline, per_language, seen_of
 
 
 def _index(rows: Iterable[ResultRow]) -> dict[tuple, ResultRow]:
@@ -184,20 +184,20 @@ def comparison(runs: list[dict], results: dict[str, list[dict]]) -> list:
     if unreadable:
         out.append(inert.text(f"{', '.join(unreadable)}: {report.UNREADABLE}", style="red"))
     out.append(_titled("parameters that differ" if differ else "no parameter differs", params))
-    heads = [report.headline(results[i]) for i in ids]
+    heads = [headline(results[i]) for i in ids]
     benches = sorted({b for h in heads for b, _, _ in h})
     head = _table("bench", "figure", *columns)
     for bench in benches:
-        for setting, metric in report.HEADLINE:
+        for setting, metric in HEADLINE:
             values = [h.get((bench, setting, metric)) for h in heads]
             lower = metric == "rank_distance"
             head.add_row(inert.text(bench), f"{setting} {metric}",
                          *(_delta(v, values[0], lower, 1 if lower else 3) for v in values))
     out.append(_titled(f"headline figures (Δ against {ids[0]})", head))
     for bench in benches:
-        seen = report.seen_of(results[ids[0]], bench)
+        seen = seen_of(results[ids[0]], bench)
         for setting in ("mono", "cross", "multi"):
-            per_run = [report.per_language(results[i], bench, setting) for i in ids]
+            per_run = [per_language(results[i], bench, setting) for i in ids]
             langs = sorted({lang for p in per_run for lang in p})
             table = _table("lang", "seen", *columns)
             for lang in langs:

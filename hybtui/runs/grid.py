@@ -19,6 +19,7 @@ from typing import Any
 
 from hybtui.runs import launcher
 from hybtui.reporting import export as report
+from hybtui.results import headline, per_language, seen_of
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.errors import HybtuiError
@@ -235,18 +236,18 @@ def build_report(store: Store, grid_id: str) -> dict[str, Any]:
     for bench in benches:
         by_label = {label: [results[cell["run_id"]] for cell, _ in pairs if cell["label"] == label
                             and results[cell["run_id"]]] for label in labels}
-        heads = {label: [report.headline(rows) for rows in runs] for label, runs in by_label.items()}
+        heads = {label: [headline(rows) for rows in runs] for label, runs in by_label.items()}
         table1 = {label: {heading: _mean_sd([h[bench, setting, metric] for h in hs if (bench, setting, metric) in h])
                           for setting, metric, heading in TABLE1}
                   for label, hs in heads.items()}
         seen = {}
         for rows in results.values():
-            seen.update(report.seen_of(rows, bench))
+            seen.update(seen_of(rows, bench))
         languages = {}
         for lang in sorted(seen):
             languages[lang] = {"seen": seen[lang], "resource": _resource(lang), "samplers": {
                 label: {heading: _mean_sd([v for rows in runs
-                                           if (v := report.per_language(rows, bench, setting, metric).get(lang))
+                                           if (v := per_language(rows, bench, setting, metric).get(lang))
                                            is not None])["mean"]
                         for setting, metric, heading in TABLE1}
                 for label, runs in by_label.items()}}

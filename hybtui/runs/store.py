@@ -35,6 +35,7 @@ from typing import Any
 import sqlite_utils
 
 from hybtui.config import RunConfig
+from hybtui.results import RESULT_COLUMNS
 from hybtui.errors import HybtuiError, StoreCorrupt, StoreError, StoreReadOnly, StoreTooNew
 from hybtui.runs.outcome import read_outcome
 
@@ -70,7 +71,6 @@ LEVELS = ("debug", "info", "warning", "error")
 #: The run columns of ``Store.run_overview`` (what a run list and ``is_stalled`` need).
 OVERVIEW_COLUMNS = ("id", "name", "status", "created_at", "started_at", "ended_at", "heartbeat_at", "pid", "host",
                     "step", "total_steps")
-RESULT_COLUMNS = ("bench", "setting", "query_lang", "doc_lang", "metric", "value", "seen")
 
 
 def store_path(path: str | Path | None) -> Path:

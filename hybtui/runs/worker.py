@@ -34,7 +34,7 @@ from hybtui.training import checkpoint as checkpoints
 from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, StoreError
-from hybtui.evaluation.evaluate import ResultRow
+from hybtui.results import ResultRow
 from hybtui.runs.outcome import OutcomeRecord
 from hybtui.runs.store import Store
 from hybtui.training.trainer import Events, StepReport, Tee, Trainer

@@ -35,7 +35,7 @@ from hybtui.config import RunConfig
 from hybtui.data import benchmarks, sources
 from hybtui.data.training import TrainingSet, load_training_sets, split_validation
 from hybtui.errors import HybtuiError
-from hybtui.evaluation.evaluate import ResultRow
+from hybtui.results import ResultRow
 from hybtui.training.sampling import Batch, BatchSampler, shard, validate_sampler
 
 log = logging.getLogger(__name__)

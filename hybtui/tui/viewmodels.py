@@ -19,7 +19,8 @@ from rich.text import Text
 from hybtui import inert
 from hybtui.runs import launcher
 from hybtui.training.checkpoint import run_disk_usage
-from hybtui.reporting.export import age, headline, per_language, seen_of
+from hybtui.reporting.export import age
+from hybtui.results import headline, per_language, seen_of
 from hybtui.runs.store import Store, is_stalled
 
 #: The benchmark whose final macro-averages are the run list's headline figures.

@@ -42,7 +42,7 @@ ETA_SAMPLES = 200
 
 def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
     """Every benchmark's X×Y mAP matrix (rendered off the UI thread: it imports the evaluator)."""
-    from hybtui.evaluation.evaluate import ResultRow
+    from hybtui.results import ResultRow
     from hybtui.reporting.tables import cross_heatmap
 
     rows = [ResultRow.from_dict(r) for r in results]
