@@ -31,7 +31,8 @@ from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.screens.runs import RunsScreen
-from hybtui.tui.viewmodels import downsample, human_duration, language_rows, train_languages
+from hybtui.formatting import human_duration
+from hybtui.tui.viewmodels import downsample, language_rows, train_languages
 from hybtui.tui.widgets.grid_bars import GridBars, language_label
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from hybtui.errors import HybtuiError
+from hybtui.formatting import age
 from hybtui.results import AVERAGE, ResultRow, headline, summary
 
 if TYPE_CHECKING:
@@ -273,7 +274,6 @@ def train_command(
 
 
 def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bool) -> None:
-    from hybtui.evaluation import evaluate
     from hybtui.cli.console import TrainingProgress, stderr
     from hybtui.runs.worker import run_worker
 
@@ -471,7 +471,7 @@ def runs_ls(
         state = r["status"] + (" (stalled)" if is_stalled(r) else "")
         table.add_row(*(inert.text(cell) for cell in (
             r["id"], r["name"] or "", *(report.config_value(r, k) for k in ("model", "sampler", "alpha")), state,
-            f"{r['step'] or 0}/{r['total_steps']}", report.age(now - r["created_at"]))))
+            f"{r['step'] or 0}/{r['total_steps']}", age(now - r["created_at"]))))
     Console().print(table)
     if more:
         typer.echo(f"(newest {shown} shown; --limit N for more)")
@@ -500,7 +500,6 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
         return
     from rich.console import Console
 
-    from hybtui.evaluation import evaluate
     from hybtui.reporting import tables as render
 
     out = Console()
@@ -578,7 +577,8 @@ def runs_prune(
     store: StoreOption = None,
 ) -> None:
     """Free the disk of finished and failed runs: trainer states, older checkpoints, leftovers, caches."""
-    from hybtui.training.checkpoint import free_ended, human_bytes
+    from hybtui.formatting import human_bytes
+    from hybtui.training.checkpoint import free_ended
 
     prunable = ("finished", "failed")
     with open_store(store) as db:
@@ -727,7 +727,6 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
 def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Grids, newest first, with how many of their runs have finished."""
     from hybtui import inert
-    from hybtui.reporting import export as report
     from hybtui.runs import grid as reproduce
 
     with open_store(store) as db:
@@ -745,7 +744,7 @@ def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     now = time.time()
     for row in rows:
         table.add_row(inert.text(row["id"]), inert.text(row["name"]), f"{row['finished']}/{row['runs']}",
-                      report.age(now - row["created_at"]))
+                      age(now - row["created_at"]))
     Console().print(table)
 
 

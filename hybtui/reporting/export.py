@@ -16,15 +16,6 @@ from hybtui.runs.store import UNREADABLE
 RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
 
 
-def age(seconds: float) -> str:
-    """How long ago, in its largest unit (``45s``, ``22m``, ``3h``, ``2d``): a column of ages
-    stays narrow."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size:.0f}{unit}"
-    return f"{max(seconds, 0):.0f}s"
-
-
 def differing_parameters(configs: Sequence[dict]) -> dict[str, list[Any]]:
     """Only the configuration keys whose values differ between the runs."""
     keys = sorted({k for c in configs for k in c})

@@ -11,15 +11,12 @@ from rich.text import Text
 
 from hybtui import inert
 from hybtui.reporting import export as report
+from hybtui.formatting import number
 from hybtui.results import AVERAGE, HEADLINE, ResultRow, headline, per_language, seen_of
 
 
 def _index(rows: Iterable[ResultRow]) -> dict[tuple, ResultRow]:
     return {(r.bench, r.setting, r.query_lang, r.doc_lang, r.metric): r for r in rows if r.query_lang != AVERAGE}
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _heat(value: float | None, digits: int = 3) -> Text:
@@ -73,21 +70,21 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
             inert.text(lang),
             inert.text(seen_of.get(lang) or ""),
             _heat(get("mono", lang, lang, "map")),
-            _fmt(get("mono", lang, lang, "recall@1")),
+            number(get("mono", lang, lang, "recall@1")),
             _heat(cross_mean(lang, True)),
             _heat(cross_mean(lang, False)),
             _heat(get("multi", lang, "all", "map")),
-            _fmt(get("multi", lang, "all", "recall@10")),
-            _fmt(get("multi", lang, "all", "rank_distance"), 1),
+            number(get("multi", lang, "all", "recall@10")),
+            number(get("multi", lang, "all", "rank_distance"), 1),
         )
     avg = {(r.setting, r.metric): r.value for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen is None}
     table.add_section()
     table.add_row(
         Text("avg", style="bold"), "",
-        _heat(avg.get(("mono", "map"))), _fmt(avg.get(("mono", "recall@1"))),
+        _heat(avg.get(("mono", "map"))), number(avg.get(("mono", "recall@1"))),
         _heat(avg.get(("cross", "map"))), _heat(avg.get(("cross", "map"))),
-        _heat(avg.get(("multi", "map"))), _fmt(avg.get(("multi", "recall@10"))),
-        _fmt(avg.get(("multi", "rank_distance")), 1),
+        _heat(avg.get(("multi", "map"))), number(avg.get(("multi", "recall@10"))),
+        number(avg.get(("multi", "rank_distance")), 1),
     )
     return table
 
@@ -123,10 +120,10 @@ def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
     for group in groups:
         table.add_row(
             inert.text(group),
-            _fmt(avg.get((group, "mono", "map"))),
-            _fmt(avg.get((group, "cross", "map"))),
-            _fmt(avg.get((group, "multi", "map"))),
-            _fmt(avg.get((group, "multi", "rank_distance")), 1),
+            number(avg.get((group, "mono", "map"))),
+            number(avg.get((group, "cross", "map"))),
+            number(avg.get((group, "multi", "map"))),
+            number(avg.get((group, "multi", "rank_distance")), 1),
         )
     return table
 

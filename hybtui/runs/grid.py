@@ -10,7 +10,6 @@ compares and exports them); the grid record ties them together for the report.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hybtui.runs import launcher
-from hybtui.reporting import export as report
 from hybtui.results import headline, per_language, seen_of
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.errors import HybtuiError
+from hybtui.formatting import figure
 from hybtui.inert import md_cell
 from hybtui.training.sampling import validate_sampler
 from hybtui.runs.store import TERMINAL_STATUSES, Store
@@ -280,15 +279,6 @@ def _wall(run: dict | None) -> float | None:
 def language_label(lang: str, info: dict[str, Any]) -> str:
     """The language marked as in the report: † unseen in training, ‡ low-resource."""
     return lang + ("†" if info["seen"] == "unseen" else "") + ("‡" if info["resource"] == "low" else "")
-
-
-def figure(value: float | None, heading: str, sd: float | None = None, signed: bool = False) -> str:
-    """A report number: rank distance to one decimal, mAP to three, ± sd over seeds."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    spec = (".1f" if "rank" in heading else ".3f")
-    text = format(value, ("+" if signed else "") + spec)
-    return text + (f" ± {format(sd, spec)}" if sd is not None else "")
 
 
 def to_markdown(rep: dict[str, Any]) -> str:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybtui.formatting import human_bytes
+
 CHECKPOINTS = "checkpoints"
 MARKER = "checkpoint.json"
 TRAINER_STATE = "trainer_state.pt"
@@ -201,14 +203,6 @@ def tree_bytes(root: Path) -> int:
 def run_disk_usage(run_dir: Path) -> DiskUsage:
     """What a run occupies on disk, and how much of it is checkpoints."""
     return DiskUsage(tree_bytes(run_dir), len(complete(run_dir)), tree_bytes(Path(run_dir) / CHECKPOINTS))
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 #: Per-run caches that can always be rebuilt.

@@ -19,7 +19,7 @@ from rich.text import Text
 from hybtui import inert
 from hybtui.runs import launcher
 from hybtui.training.checkpoint import run_disk_usage
-from hybtui.reporting.export import age
+from hybtui.formatting import age, number
 from hybtui.results import headline, per_language, seen_of
 from hybtui.runs.store import Store, is_stalled
 
@@ -59,11 +59,11 @@ class RunRow:
         return (
             inert.text(run["id"]), inert.text(run["name"] or ""),
             inert.text(run["model"] or "", style="red" if run["config_error"] else ""), inert.text(sampler_label(run)),
-            _figure(run["alpha"], 2) if run["total_steps"] and run["sampler"] == "hybrid" else "",
+            number(run["alpha"], 2, missing="") if run["total_steps"] and run["sampler"] == "hybrid" else "",
             inert.text(train_languages(run["train"])),
             status_text(run, self.now),
-            *(_figure(figures.get((setting, "map"))) for setting in ("mono", "cross", "multi")),
-            _figure(figures.get(("multi", "rank_distance")), 2),
+            *(number(figures.get((setting, "map")), missing="") for setting in ("mono", "cross", "multi")),
+            number(figures.get(("multi", "rank_distance")), 2, missing=""),
             age(self.now - run["created_at"]),
         )
 
@@ -98,21 +98,6 @@ class DetailSnapshot:
     disk: str
 
 
-def human_duration(seconds: float) -> str:
-    """Two significant units at most: ``45s``, ``3m05s``, ``2h10m``, ``4d03h``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
 def elapsed(run: dict[str, Any], now: float) -> float:
     """Seconds the current attempt has run (until it ended), 0 before it started."""
     if run["started_at"] is None:
@@ -135,10 +120,6 @@ def train_languages(specs: list[str]) -> str:
     """The training languages of a run's specs (``mlqa-r:en,de`` → ``en,de``; no list: all)."""
     parts = [spec.split(":", 1)[1] if ":" in spec else "all" for spec in specs]
     return " ".join(parts)
-
-
-def _figure(value: float | None, digits: int = 3) -> str:
-    return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def headline_bench(benches: set[str]) -> str:

@@ -24,9 +24,10 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from hybtui import inert
 from hybtui.runs import grid as reproduce
 from hybtui.errors import HybtuiError
-from hybtui.runs.grid import TABLE1, figure
+from hybtui.formatting import figure, human_duration
+from hybtui.runs.grid import TABLE1
 from hybtui.runs.store import Store
-from hybtui.tui.viewmodels import STATUS_STYLES, human_duration
+from hybtui.tui.viewmodels import STATUS_STYLES
 from hybtui.tui.widgets.grid_bars import GridBars
 from hybtui.tui.widgets.runs_table import LiveTable
 

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
+from hybtui.formatting import human_duration
 from hybtui.runs.store import TERMINAL_STATUSES, Store
 from hybtui.tui.viewmodels import (
     LOSS_KEY,
@@ -27,7 +28,6 @@ from hybtui.tui.viewmodels import (
     elapsed,
     eta,
     headline_bench,
-    human_duration,
     read_detail,
     status_text,
 )
