@@ -10,6 +10,7 @@ import pytest
 import sqlite_utils
 import torch
 
+from hybtui.runs.disk import run_disk_usage
 from hybtui.training import checkpoint as checkpoints
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
@@ -109,7 +110,7 @@ def test_pruning_keeps_the_newest_and_forgets_before_deleting(tmp_path):
 def test_run_disk_usage(tmp_path):
     fake_checkpoint(tmp_path, 2, size=1000)
     (tmp_path / "worker.log").write_bytes(b"x" * 500)
-    usage = checkpoints.run_disk_usage(tmp_path)
+    usage = run_disk_usage(tmp_path)
     assert usage.checkpoints == 1 and usage.checkpoint_bytes >= 3000 and usage.total == usage.checkpoint_bytes + 500
     assert usage.describe().startswith("disk 3.")
 
@@ -207,7 +208,7 @@ def test_runs_prune_frees_ended_runs_and_never_a_resume_point(tmp_path):
         (store.run_dir(done) / "checkpoints" / ".step-0000012.partial").mkdir()
         (store.run_dir(done) / "embeddings").mkdir()
         (store.run_dir(done) / "embeddings" / "corpus.npy").write_bytes(b"e" * 50_000)
-    before = checkpoints.run_disk_usage(tmp_path / "store/runs" / resumable)
+    before = run_disk_usage(tmp_path / "store/runs" / resumable)
     refused = hybtui("runs", "prune", resumable, "--store", str(store_dir))
     assert refused.returncode == 2 and "crashed" in refused.stderr and "resume point" in refused.stderr
 
@@ -218,7 +219,7 @@ def test_runs_prune_frees_ended_runs_and_never_a_resume_point(tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000008"]
     assert not checkpoints.is_resumable(run_dir / "checkpoints/step-0000008")
     assert (run_dir / "checkpoints/step-0000008/model.safetensors").is_file() and not (run_dir / "embeddings").exists()
-    assert checkpoints.run_disk_usage(tmp_path / "store/runs" / resumable) == before
+    assert run_disk_usage(tmp_path / "store/runs" / resumable) == before
 
     assert hybtui("runs", "prune", done, "--models", "--store", str(store_dir)).returncode == 0
     assert not checkpoints.complete(run_dir)

@@ -481,7 +481,7 @@ def runs_ls(
 def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's configuration, status, process, timings, latest metrics and results."""
     from hybtui.runs import launcher
-    from hybtui.training.checkpoint import run_disk_usage
+    from hybtui.runs.disk import run_disk_usage
     from hybtui.runs.store import is_stalled
 
     with open_store(store) as db:
@@ -578,7 +578,7 @@ def runs_prune(
 ) -> None:
     """Free the disk of finished and failed runs: trainer states, older checkpoints, leftovers, caches."""
     from hybtui.formatting import human_bytes
-    from hybtui.training.checkpoint import free_ended
+    from hybtui.runs.disk import free_ended
 
     prunable = ("finished", "failed")
     with open_store(store) as db:

@@ -1,4 +1,4 @@
-"""The on-disk layout of a run's checkpoints: atomic switches, completeness, pruning, disk use.
+"""The on-disk layout of a run's checkpoints: atomic switches, completeness, pruning.
 
 ``runs/<id>/checkpoints/step-NNNNNNN/`` is a checkpoint: the encoder in sentence-transformers
 format, ``trainer_state.pt`` (what exact resumption needs) and, written last, the marker
@@ -7,7 +7,8 @@ marker is there, and *resumable* when it is complete and its trainer state is th
 It is written as ``.step-NNNNNNN.partial`` — every file and the directory fsynced — then
 renamed into place in one step and the parent fsynced, so a kill at any moment leaves
 either the old set of complete checkpoints or the new one, plus leftovers that
-`clean` removes. Nothing here imports torch: the CLI and the app read disk use through it.
+`clean` removes. Nothing here imports torch: the launcher and the disk accounting of runs
+(`hybtui.runs.disk`) use it outside training.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-
-from hybtui.formatting import human_bytes
 
 CHECKPOINTS = "checkpoints"
 MARKER = "checkpoint.json"
@@ -54,18 +52,18 @@ def is_resumable(path: Path) -> bool:
     return bool(marker and marker.get("resumable") and (Path(path) / TRAINER_STATE).is_file())
 
 
-def _step_dirs(run_dir: Path) -> list[Path]:
+def step_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in (Path(run_dir) / CHECKPOINTS).glob("step-*[0-9]") if p.is_dir())
 
 
 def complete(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
-    return [p for p in _step_dirs(run_dir) if read_marker(p)]
+    return [p for p in step_dirs(run_dir) if read_marker(p)]
 
 
 def latest_resumable(run_dir: Path) -> Path | None:
     """The newest complete checkpoint that a run can resume from (it has its trainer state)."""
-    found = [p for p in _step_dirs(run_dir) if is_resumable(p)]
+    found = [p for p in step_dirs(run_dir) if is_resumable(p)]
     return found[-1] if found else None
 
 
@@ -125,7 +123,7 @@ def clean(run_dir: Path, resume_step: int) -> list[Path]:
     """Remove what a start or resume from `resume_step` must not see: staged and half-replaced
     directories, incomplete checkpoints, and every checkpoint newer than the resume point or
     not resumable (from step 0: all of them). Returns what was removed."""
-    stale = [p for p in _step_dirs(run_dir) if step_of(p) > resume_step or not is_resumable(p)]
+    stale = [p for p in step_dirs(run_dir) if step_of(p) > resume_step or not is_resumable(p)]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return drop_staging(run_dir) + stale
@@ -168,60 +166,3 @@ def drop_trainer_state(path: Path) -> None:
         return
     _rewrite_marker(path, resumable=False, files=[f for f in read_marker(path)["files"] if f != TRAINER_STATE])
     state.unlink()
-
-
-# ---------------------------------------------------------------- disk use
-
-
-@dataclass(frozen=True)
-class DiskUsage:
-    total: int  # bytes under the run directory
-    checkpoints: int  # complete checkpoints
-    checkpoint_bytes: int  # bytes under checkpoints/ (leftovers included)
-
-    def describe(self) -> str:
-        return (f"disk {human_bytes(self.total)} ({self.checkpoints} checkpoint"
-                f"{'' if self.checkpoints == 1 else 's'}, {human_bytes(self.checkpoint_bytes)})")
-
-
-def _files(root: Path) -> Iterator[Path]:
-    for directory, _, names in os.walk(root):
-        for name in names:
-            yield Path(directory) / name
-
-
-def tree_bytes(root: Path) -> int:
-    total = 0
-    for path in _files(root):
-        try:
-            total += path.lstat().st_size
-        except FileNotFoundError:  # removed while we walk (a running run prunes)
-            pass
-    return total
-
-
-def run_disk_usage(run_dir: Path) -> DiskUsage:
-    """What a run occupies on disk, and how much of it is checkpoints."""
-    return DiskUsage(tree_bytes(run_dir), len(complete(run_dir)), tree_bytes(Path(run_dir) / CHECKPOINTS))
-
-
-#: Per-run caches that can always be rebuilt.
-CACHES = ("embeddings",)
-
-
-def free_ended(run_dir: Path, models: bool, forget: Forget) -> int:
-    """Free an ended run's space: leftovers, caches, every checkpoint but the newest, and its
-    trainer state (`models`: the newest encoder too). Returns the bytes freed."""
-    run_dir = Path(run_dir)
-    before = tree_bytes(run_dir)
-    drop_staging(run_dir)
-    doomed = [p for p in _step_dirs(run_dir) if not read_marker(p)] + [run_dir / name for name in CACHES]
-    for path in doomed:
-        shutil.rmtree(path, ignore_errors=True)
-    kept = complete(run_dir)
-    for path in kept if models else kept[:-1]:
-        forget(step_of(path), path)
-        shutil.rmtree(path)
-    if kept and not models:
-        drop_trainer_state(kept[-1])
-    return before - tree_bytes(run_dir)

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from hybtui import inert
 from hybtui.runs import launcher
-from hybtui.training.checkpoint import run_disk_usage
+from hybtui.runs.disk import run_disk_usage
 from hybtui.formatting import age, number
 from hybtui.results import headline, per_language, seen_of
 from hybtui.runs.store import Store, is_stalled
