@@ -19,3 +19,15 @@ class StoreTooNew(StoreError):
 
 class StoreReadOnly(StoreError):
     """The store can be read but not written (a read-only mount, file or directory)."""
+
+
+class RunNotFound(HybtuiError):
+    """No run (or grid) has this id or id prefix, or the prefix matches several."""
+
+
+class InvalidTransition(HybtuiError):
+    """A run cannot move to the asked status from the one it is in (e.g. resuming a finished run)."""
+
+
+class UnreadableConfig(HybtuiError):
+    """A stored run's configuration is not a JSON object this hybtui can read: it is never trained."""

@@ -15,7 +15,8 @@ from hybtui.training import checkpoint as checkpoints
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.results import ResultRow
-from hybtui.runs.store import MIGRATIONS, Store
+from hybtui.runs.schema import MIGRATIONS
+from hybtui.runs.store import Store
 from hybtui.training.checkpoint import latest_resumable as latest_checkpoint
 from hybtui.training.trainer import Trainer, build_optimizer, save_checkpoint
 

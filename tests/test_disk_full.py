@@ -24,7 +24,8 @@ from test_runs import wait_for
 from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
 from hybtui.runs.outcome import read_outcome
-from hybtui.runs.store import Store, pid_alive
+from hybtui.runs.records import pid_alive
+from hybtui.runs.store import Store
 
 TINY = ["--model", "tiny", "--train", "mlqa-r:en,de,es", "--eval", "xquad-r:en", "--batch-size", "8",
         "--max-length", "32", "--warmup-steps", "1"]

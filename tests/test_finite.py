@@ -20,7 +20,8 @@ from textual.widgets import Button, Input, Static
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.runs.store import UNREADABLE, Store
+from hybtui.runs.records import UNREADABLE
+from hybtui.runs.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.runs import RunsScreen
 from hybtui.tui.widgets.runs_table import RunsTable

@@ -19,7 +19,8 @@ from test_runs import hybtui, store_dir, submit, wait_for  # noqa: F401 - store_
 
 from hybtui.runs import launcher
 from hybtui.config import RunConfig
-from hybtui.runs.store import Store, pid_alive
+from hybtui.runs.records import pid_alive
+from hybtui.runs.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.widgets.runs_table import RunsTable
 

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from hybtui.runs import database
 from hybtui.runs import store as store_module
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.runs.store import SCHEMA_VERSION, Store, is_stalled, store_path
+from hybtui.runs.records import is_stalled
+from hybtui.runs.schema import SCHEMA_VERSION
+from hybtui.runs.store import Store, store_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = RunConfig(steps=50)
@@ -176,7 +179,7 @@ def test_results_events_artifacts_round_trip(store):
 
 
 def test_event_logging_never_raises_on_database_errors(store, caplog):
-    with caplog.at_level(logging.WARNING, logger="hybtui.runs.store"):
+    with caplog.at_level(logging.WARNING, logger="hybtui.runs"):
         assert store.add_event("no-such-run", "info", "lost") is None  # foreign key refused
     assert "could not record event" in caplog.text
 
@@ -420,7 +423,7 @@ def test_without_wal_the_store_falls_back_to_the_rollback_journal(tmp_path, monk
     def refuse_wal(conn):  # what SQLite answers on a filesystem without shared memory
         return conn.execute("PRAGMA journal_mode").fetchone()[0]
 
-    monkeypatch.setattr(store_module, "_request_wal", refuse_wal)
+    monkeypatch.setattr(database, "request_wal", refuse_wal)
     with Store(tmp_path) as store:
         assert store.journal_mode == "delete"
         run_id = store.create_run(CONFIG)

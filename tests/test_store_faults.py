@@ -20,7 +20,8 @@ import pytest
 from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
 from hybtui.errors import StoreCorrupt, StoreReadOnly, StoreTooNew
-from hybtui.runs.store import SCHEMA_VERSION, Store
+from hybtui.runs.schema import SCHEMA_VERSION
+from hybtui.runs.store import Store
 
 CONFIG = RunConfig(model="tiny", train=("mlqa-r:en,de",), steps=2, batch_size=8)
 TRAIN = ["train", "--detach", "--model", "tiny", "--train", "mlqa-r:en,de", "--steps", "1", "--batch-size", "8"]
@@ -141,7 +142,7 @@ def test_a_damaged_page_met_after_opening_is_one_line_too(offline, monkeypatch):
     """Above the quick_check size a damaged page is found only when read: still one line."""
     ids = filled_store(offline)
     flip_page_holding(offline / "hybtui.db", b"run-20")
-    monkeypatch.setattr("hybtui.runs.store.QUICK_CHECK_MAX_BYTES", 0)
+    monkeypatch.setattr("hybtui.runs.database.QUICK_CHECK_MAX_BYTES", 0)
     with Store(offline) as store:
         with pytest.raises(StoreCorrupt, match="is corrupted"):
             store.list_runs()

@@ -450,7 +450,7 @@ def runs_ls(
     """Runs, newest first, with their status (stalled ones marked) and progress."""
     from hybtui import inert
     from hybtui.reporting import export as report
-    from hybtui.runs.store import is_stalled
+    from hybtui.runs.records import is_stalled
 
     shown = limit if limit is not None or as_json else 50
     with open_store(store) as db:
@@ -482,7 +482,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     """A run's configuration, status, process, timings, latest metrics and results."""
     from hybtui.runs import launcher
     from hybtui.runs.disk import run_disk_usage
-    from hybtui.runs.store import is_stalled
+    from hybtui.runs.records import is_stalled
 
     with open_store(store) as db:
         run = db.get_run(run_id)
@@ -768,7 +768,8 @@ def main() -> None:
     except HybtuiError as exc:
         _fail(str(exc))
     except sqlite3.Error as exc:
-        from hybtui.runs.store import DB_NAME, store_error, store_path
+        from hybtui.runs.database import DB_NAME, store_error
+        from hybtui.runs.store import store_path
 
         _fail(str(store_error(exc, store_path(_store_argument(sys.argv[1:])) / DB_NAME)))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from hybtui.inert import csv_field, dumps, md_cell
 from hybtui.results import HEADLINE, RESULT_COLUMNS, headline
-from hybtui.runs.store import UNREADABLE
+from hybtui.runs.records import UNREADABLE
 
 RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
 
@@ -53,7 +53,7 @@ def export(runs: Sequence[dict], results: dict[str, list[dict]], fmt: str) -> st
         writer.writerows({k: csv_field(v) for k, v in row.items()} for row in export_rows(runs, results))
         return out.getvalue()
     if fmt == "json":
-        return dumps([{"run": run, "results": results[run["id"]]} for run in runs], indent=1) + "\n"
+        return dumps([{"run": dict(run), "results": results[run["id"]]} for run in runs], indent=1) + "\n"
     if fmt == "md":
         lines = ["| run | name | model | sampler | α | status | bench | mono mAP | cross mAP | multi mAP | rank dist. |",
                  "|---|---|---|---|---|---|---|---|---|---|---|"]

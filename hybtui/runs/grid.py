@@ -24,7 +24,8 @@ from hybtui.errors import HybtuiError
 from hybtui.formatting import figure
 from hybtui.inert import md_cell
 from hybtui.training.sampling import validate_sampler
-from hybtui.runs.store import TERMINAL_STATUSES, Store
+from hybtui.runs.records import TERMINAL_STATUSES
+from hybtui.runs.store import Store
 
 #: Language resource classes of Joshi et al. (2020), "The State and Fate of Linguistic
 #: Diversity"; classes 0–3 are counted as low-resource here.

@@ -28,7 +28,8 @@ from pathlib import Path
 from hybtui.training import checkpoint as checkpoints
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.runs.store import TERMINAL_STATUSES, Store
+from hybtui.runs.records import TERMINAL_STATUSES
+from hybtui.runs.store import Store
 
 SETTINGS = "settings.json"
 LOG = "worker.log"
@@ -92,10 +93,10 @@ def start_queued(store: Store) -> list[str]:
         for run in reversed(store.list_runs(status="queued")):  # list_runs is newest first
             if free <= 0:
                 break
-            pid = spawn(store, run["id"])
+            pid = spawn(store, run.id)
             # Mark it running now (the worker re-stamps itself), so the slot counts at once.
-            store.set_status(run["id"], "running", pid=pid, pgid=pid)
-            started.append(run["id"])
+            store.set_status(run.id, "running", pid=pid, pgid=pid)
+            started.append(run.id)
             free -= 1
     return started
 
@@ -128,16 +129,16 @@ def cancel(store: Store, run_id: str) -> str:
     the worker then starts the next queued run). A worker found gone is swept as crashed and
     its slot filled at once."""
     run = store.get_run(run_id)
-    if run["status"] == "queued":
-        store.set_status(run["id"], "cancelled")
+    if run.status == "queued":
+        store.set_status(run.id, "cancelled")
         return "cancelled"
-    if run["status"] != "running":
-        raise HybtuiError(f"run {run['id']} is {run['status']}; only queued or running runs can be cancelled")
+    if run.status != "running":
+        raise HybtuiError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
     try:
-        os.killpg(run["pgid"] or run["pid"], signal.SIGTERM)
+        os.killpg(run.pgid or run.pid, signal.SIGTERM)
     except ProcessLookupError:
         advance(store)
-        return store.get_run(run["id"])["status"]
+        return store.get_run(run.id)["status"]
     return "cancelling"
 
 
@@ -154,7 +155,7 @@ def wait(store: Store, run_id: str, timeout: float, states=TERMINAL_STATUSES) ->
     deadline = time.monotonic() + timeout
     while True:
         store.sweep_orphans()
-        status = store.get_run(run_id)["status"]
+        status = store.get_run(run_id).status
         if status in states or time.monotonic() > deadline:
             return status
         time.sleep(0.2)
@@ -164,10 +165,10 @@ def resume(store: Store, run_id: str) -> None:
     """Queue a crashed or cancelled run again; its worker continues from the newest complete
     checkpoint (or step 0), and the record keeps exactly the steps up to it."""
     run = store.get_run(run_id)
-    if run["status"] not in ("crashed", "cancelled"):
-        raise HybtuiError(f"run {run['id']} is {run['status']}; only crashed or cancelled runs can be resumed")
-    checkpoint = checkpoints.latest_resumable(store.run_dir(run["id"]))
-    store.requeue(run["id"], checkpoints.step_of(checkpoint) if checkpoint else 0)
+    if run.status not in ("crashed", "cancelled"):
+        raise HybtuiError(f"run {run.id} is {run.status}; only crashed or cancelled runs can be resumed")
+    checkpoint = checkpoints.latest_resumable(store.run_dir(run.id))
+    store.requeue(run.id, checkpoints.step_of(checkpoint) if checkpoint else 0)
     start_queued(store)
 
 

@@ -32,10 +32,10 @@ from pathlib import Path
 from hybtui import faults
 from hybtui.training import checkpoint as checkpoints
 from hybtui.runs import launcher
-from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, StoreError
 from hybtui.results import ResultRow
 from hybtui.runs.outcome import OutcomeRecord
+from hybtui.runs.records import Run
 from hybtui.runs.store import Store
 from hybtui.training.trainer import Events, StepReport, Tee, Trainer
 
@@ -202,7 +202,7 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
     faults.arm()
     store = Store(store_path)
     run = store.get_run(run_id)
-    out = store.run_dir(run["id"])
+    out = store.run_dir(run.id)
     with _run_log(out / launcher.LOG):
         try:
             return _execute(store, run, out, console)
@@ -210,29 +210,27 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
             store.close()
 
 
-def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
+def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
     # The resume point is the step `Store.requeue` recorded: the record holds exactly the
     # steps up to it, and checkpoints beyond it are removed by the trainer.
-    resume_from = checkpoints.path_for(out, run["step"] or 0)
+    resume_from = checkpoints.path_for(out, run.step or 0)
     resume_from = resume_from if checkpoints.is_resumable(resume_from) else None
     start_step = checkpoints.step_of(resume_from) if resume_from is not None else 0
-    if run["status"] != "running" or run["pid"] != os.getpid():
-        store.set_status(run["id"], "running", pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
+    if run.status != "running" or run.pid != os.getpid():
+        store.set_status(run.id, "running", pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
     # Each attempt but a foreground run's first (created running) is one "→ running" event.
-    attempt = max(1, sum(e["message"].endswith("→ running") for e in store.events(run["id"])))
-    log.info("worker %d on %s: run %s, attempt %d, %s", os.getpid(), socket.gethostname(), run["id"], attempt,
+    attempt = max(1, sum(e["message"].endswith("→ running") for e in store.events(run.id)))
+    log.info("worker %d on %s: run %s, attempt %d, %s", os.getpid(), socket.gethostname(), run.id, attempt,
              f"resuming from {resume_from} (step {start_step})" if resume_from else "starting at step 0")
     outcome = _open_outcome(out)
     progress = LogEvents(start_step)
-    events = StoreEvents(store, run["id"])
+    events = StoreEvents(store, run.id)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(store.path, run["id"], progress, stop), daemon=True)
+    beat = threading.Thread(target=_heartbeat, args=(store.path, run.id, progress, stop), daemon=True)
     beat.start()
     listeners = (progress, events, console) if console else (progress, events)
     try:
-        if run["config_error"]:  # never train the defaults in place of a configuration that cannot be read
-            raise HybtuiError(f"run {run['id']}: {run['config_error']}")
-        config = RunConfig.from_dict(run["config"])
+        config = run.run_config()  # refused where it cannot be read: never train the defaults instead
         log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
         log.info("loading data")
         trainer = Trainer(config, out, Tee(*listeners))
@@ -242,14 +240,14 @@ def _execute(store: Store, run: dict, out: Path, console: Events | None) -> int:
             events.on_checkpoint(start_step, resume_from)  # a kill may have come before its record
         log.info("loading the model")
         result = trainer.run(resume_from=resume_from)
-        _end(store, run["id"], outcome, events, result.status, result.step, 0)
+        _end(store, run.id, outcome, events, result.status, result.step, 0)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must be recorded somewhere
         trace = "".join(traceback.format_exception(exc))
         log.error("failed at step %d:\n%s", progress.step, trace.rstrip())
         for partial in checkpoints.drop_staging(out):  # its space is what recording the failure needs
             log.info("removed the partial checkpoint %s", partial)
-        _end(store, run["id"], outcome, events, "failed", progress.step, 1, _error_text(exc), trace)
+        _end(store, run.id, outcome, events, "failed", progress.step, 1, _error_text(exc), trace)
         if isinstance(exc, HybtuiError) and console is not None:
             raise
         return 1

@@ -21,7 +21,8 @@ from hybtui.runs import launcher
 from hybtui.runs.disk import run_disk_usage
 from hybtui.formatting import age, number
 from hybtui.results import headline, per_language, seen_of
-from hybtui.runs.store import Store, is_stalled
+from hybtui.runs.records import is_stalled
+from hybtui.runs.store import Store
 
 #: The benchmark whose final macro-averages are the run list's headline figures.
 HEADLINE_BENCH = "xquad-r"

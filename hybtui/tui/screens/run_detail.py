@@ -20,7 +20,8 @@ from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
 from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.formatting import human_duration
-from hybtui.runs.store import TERMINAL_STATUSES, Store
+from hybtui.runs.records import TERMINAL_STATUSES
+from hybtui.runs.store import Store
 from hybtui.tui.viewmodels import (
     LOSS_KEY,
     LR_KEY,

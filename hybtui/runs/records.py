@@ -1,0 +1,227 @@
+"""Typed run records: a run's status and life cycle, the full ``Run`` and the run list's
+``RunSummary``, as the store hands them out (frozen: a record is what was read, at once).
+
+A record keeps its configuration as recorded (``config``: the stored JSON object, shown and
+exported as written); ``run_config()`` is that configuration validated as a RunConfig, the
+form a worker trains from. A configuration that cannot be read (not a strict JSON object:
+written by something else) leaves ``config`` empty and says why in ``config_error``, so one
+bad row never hides the other runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hybtui.config import RunConfig
+from hybtui.errors import HybtuiError, UnreadableConfig
+
+#: A running run whose heartbeat is older than this is shown as stalled.
+STALL_AFTER_S = 60.0
+#: What a run shows in place of its configuration fields when that cannot be read.
+UNREADABLE = "unreadable config"
+
+
+class RunStatus(StrEnum):
+    """queued → running → finished | failed | cancelled | crashed, queued → cancelled, and
+    a cancelled or crashed run can be resumed (queued or started again)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CRASHED = "crashed"
+
+    @property
+    def ended(self) -> bool:
+        """The current attempt has ended (cancelled and crashed runs can be resumed)."""
+        return self in TERMINAL_STATUSES
+
+    @property
+    def next(self) -> frozenset[RunStatus]:
+        """The statuses this one may become."""
+        return TRANSITIONS[self]
+
+
+TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.CRASHED)
+TRANSITIONS = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
+    RunStatus.RUNNING: frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.CRASHED}),
+    RunStatus.FINISHED: frozenset(),
+    RunStatus.FAILED: frozenset(),
+    RunStatus.CANCELLED: frozenset({RunStatus.QUEUED, RunStatus.RUNNING}),
+    RunStatus.CRASHED: frozenset({RunStatus.QUEUED, RunStatus.RUNNING}),
+}
+
+
+def run_status(value: str) -> RunStatus:
+    """The status named ``value``, or a clear error listing the statuses."""
+    try:
+        return RunStatus(value)
+    except ValueError:
+        raise HybtuiError(f"unknown run status '{value}'; one of {', '.join(RunStatus)}") from None
+
+
+def this_host() -> str:
+    """The host name recorded with a running run: pids are only judged on their own host."""
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists on this host (a process we may not signal exists too).
+
+    A zombie — exited, not yet reaped by its parent — is dead: a worker killed with -9
+    whose parent never waits for it must still be swept as crashed.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): trust the signal
+    return state != "Z"
+
+
+@dataclass(frozen=True)
+class RunState(Mapping):
+    """What every run record carries: identity, status, process and progress.
+
+    Code reads a record by attribute (``run.status``). A record is also a read-only mapping
+    of its columns, in the order the table or query gives them (``KEYS``): that is its JSON
+    form (``{**run, "stalled": ...}``), the same as the row it was read from."""
+
+    KEYS: ClassVar[tuple[str, ...]]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+    id: str
+    name: str | None
+    status: RunStatus
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    heartbeat_at: float | None
+    pid: int | None
+    host: str | None
+    step: int | None
+    total_steps: int | None
+
+
+def is_stalled(run: RunState, now: float | None = None) -> bool:
+    """A running run whose process is alive but whose heartbeat is older than STALL_AFTER_S.
+
+    Computed, never stored: the run may recover. On another host the process cannot be
+    checked, so the heartbeat alone decides; a dead process here is the sweep's business.
+    """
+    if run.status != RunStatus.RUNNING:
+        return False
+    if run.host == this_host() and (run.pid is None or not pid_alive(run.pid)):
+        return False
+    last = run.heartbeat_at or run.started_at or run.created_at
+    return (time.time() if now is None else now) - last > STALL_AFTER_S
+
+
+@dataclass(frozen=True)
+class Run(RunState):
+    """A stored run: every column of its row, in the table's order (``as_dict`` and the
+    JSON outputs keep it), its configuration as recorded, and why that cannot be read."""
+
+    config: dict[str, Any] = field(repr=False)
+    pgid: int | None
+    exit_code: int | None
+    error: str | None
+    parent_id: str | None
+    config_error: str | None
+
+    #: The column order of the runs table (what `SELECT *` returns), then config_error.
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "id", "name", "config", "status", "created_at", "started_at", "ended_at", "pid", "pgid", "host",
+        "heartbeat_at", "exit_code", "error", "parent_id", "step", "total_steps", "config_error")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Run:
+        """From a row of the runs table, its configuration decoded."""
+        config, error = decode_config(row["config"])
+        return cls(**{**row, "status": RunStatus(row["status"]), "config": config, "config_error": error})
+
+    def run_config(self) -> RunConfig:
+        """The recorded configuration as a validated RunConfig (what a worker trains from)."""
+        if self.config_error:
+            raise UnreadableConfig(f"run {self.id}: {self.config_error}")
+        return RunConfig.from_dict(self.config)
+
+    def config_value(self, key: str) -> Any:
+        """A configuration field, or UNREADABLE for the model where the configuration cannot
+        be read (its other fields are then empty)."""
+        if self.config_error:
+            return UNREADABLE if key == "model" else None
+        return self.config.get(key)
+
+
+@dataclass(frozen=True)
+class RunSummary(RunState):
+    """A line of the run list (``Store.run_overview``): the status columns, the configuration
+    fields a list shows (model / sampler / alpha / train, each of the type it shows; the model
+    is UNREADABLE where the configuration cannot be read) and the final headline figures
+    {bench: {(setting, metric): value}}."""
+
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "id", "name", "status", "created_at", "started_at", "ended_at", "heartbeat_at", "pid", "host", "step",
+        "total_steps", "model", "sampler", "alpha", "train", "config_error", "figures")
+
+    model: str | None
+    sampler: str | None
+    alpha: float | None
+    train: list[str]
+    config_error: str | None
+    figures: dict[str, dict[tuple[str, str], float]]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_config(text: str | None) -> tuple[dict[str, Any], str | None]:
+    """(configuration, None), or ({}, why) where it is not a strict JSON object."""
+    try:
+        config = json.loads(text, parse_constant=_reject_constant)
+    except (TypeError, ValueError) as exc:
+        return {}, f"{UNREADABLE}: {exc}"
+    if not isinstance(config, dict):
+        return {}, f"{UNREADABLE}: not a JSON object"
+    return config, None
+
+
+def summary_config(readable: int, model: Any, sampler: Any, alpha: Any, train: Any) -> dict[str, Any]:
+    """The run list's configuration fields, each of the type it shows."""
+    try:
+        languages = json.loads(train) if train else []
+    except ValueError:
+        languages = []
+    return {"model": UNREADABLE if not readable else None if model is None else str(model),
+            "sampler": sampler if isinstance(sampler, str) else None,
+            "alpha": alpha if isinstance(alpha, (int, float)) and math.isfinite(alpha) else None,
+            "train": [str(spec) for spec in languages],
+            "config_error": None if readable else UNREADABLE}
