@@ -1,4 +1,4 @@
 """hybtui: a terminal experiment manager for multilingual dense retrievers trained
-with hybrid batch sampling (see DESIGN.md for the science and the layout)."""
+with hybrid batch sampling (docs/ARCHITECTURE.md describes the layers of this package)."""
 
 __version__ = "0.1.0"

@@ -98,6 +98,11 @@ def store_error(exc: sqlite3.Error, db_path: Path) -> StoreError:
     return StoreError(f"{db_path}: {detail}")
 
 
+def too_new(db_path: Path, version: int) -> StoreTooNew:
+    return StoreTooNew(f"{db_path} was written by a newer hybtui (schema version {version}, "
+                       f"this one knows up to {SCHEMA_VERSION}); upgrade hybtui to open it")
+
+
 def has_database(db_path: Path) -> bool:
     """A database file with content (SQLite makes a new or empty file a new database)."""
     return db_path.is_file() and db_path.stat().st_size > 0
@@ -114,8 +119,7 @@ def probe(db_path: Path, read_only: bool) -> None:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StoreTooNew(f"{db_path} was written by a newer hybtui (schema version {version}, "
-                              f"this one knows up to {SCHEMA_VERSION}); upgrade hybtui to open it")
+            raise too_new(db_path, version)
         if db_path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
             quick_check(conn, db_path)
     except sqlite3.Error as exc:

@@ -1,6 +1,6 @@
-"""What a run reports, written by its worker and read by the CLI and the app: metrics
-(loss, learning rate, … per step), result rows, events (its history) and artifacts (files
-such as checkpoints).
+"""What a run reports, written by its worker and read by the CLI and the app: heartbeats,
+metrics (loss, learning rate, … per step), result rows, events (its history), artifacts
+(files such as checkpoints), and the run list's overview of them.
 
 `Store` gets these methods from `RunData`; they need its write transaction (``_write``),
 its fully fetched reads (``_rows``) and ``get_run``. Rows come back as dicts of their
@@ -15,22 +15,34 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from hybtui.errors import HybtuiError, StoreError
-from hybtui.results import RESULT_COLUMNS
+from hybtui.results import AVERAGE, RESULT_COLUMNS
+from hybtui.runs.records import RunState, RunStatus, RunSummary, summary_config
 from hybtui.runs.schema import RESULT_KEY
 
 log = logging.getLogger(__name__)
 
+#: The run columns of ``run_overview`` (what a run list and ``is_stalled`` need).
+OVERVIEW_COLUMNS = tuple(f.name for f in fields(RunState))
 LEVELS = ("debug", "info", "warning", "error")
 
 
 class RunData:
     """The per-run tables' side of the store (mixed into `Store`)."""
+
+    def heartbeat(self, run_id: str, step: int | None = None) -> None:
+        """The worker is alive (and at ``step``): keeps the run from looking stalled."""
+        with self._write() as db:
+            cursor = db.execute("UPDATE runs SET heartbeat_at = ?, step = coalesce(?, step) WHERE id = ?",
+                                [time.time(), None if step is None else int(step), run_id])
+        if cursor.rowcount == 0:
+            self.get_run(run_id)  # raises "no run with id …"
 
     def add_metrics(self, run_id: str, metrics: Iterable[tuple[str, int, float]]) -> None:
         """Record ``(key, step, value)`` rows in one transaction; a step recorded again replaces
@@ -146,6 +158,38 @@ class RunData:
         sql = ("SELECT step, final, " + ", ".join(RESULT_COLUMNS) + " FROM results WHERE run_id = ?"
                + (" AND final" if final_only else "") + " ORDER BY id")
         return [{**row, "final": bool(row["final"])} for row in self._rows(sql, [run_id])]
+
+    def run_overview(self) -> list[RunSummary]:
+        """Every run, newest first, with what a run list shows: its status columns, the
+        configuration fields model / sampler / alpha / train (``config_error`` says why
+        they are missing where the stored configuration is not a JSON object), and ``figures``
+        {bench: {(setting, metric): value}} of its final macro-averages (mAP, rank distance).
+
+        One query: the configuration is read with json_extract and the figures through
+        a partial index, so 10,000 runs with millions of result rows take a fraction of a
+        second, where a per-run read takes seconds."""
+        fields = ", ".join(f"json_extract(r.cfg, '$.{key}')" for key in ("model", "sampler", "alpha"))
+        sql = (f"SELECT {', '.join('r.' + c for c in OVERVIEW_COLUMNS)}, json_type(r.cfg) IS 'object', {fields}, "
+               "CASE WHEN json_type(r.cfg, '$.train') = 'array' THEN json_extract(r.cfg, '$.train') END, "
+               "h.bench, h.setting, h.metric, h.value "
+               # cfg: the configuration where it is JSON (a malformed one would fail the whole query)
+               "FROM (SELECT *, CASE WHEN json_valid(config) THEN config END AS cfg FROM runs) r "
+               "LEFT JOIN results h INDEXED BY idx_results_headline ON h.run_id = r.id "
+               f"AND h.final = 1 AND h.query_lang = '{AVERAGE}' AND h.seen IS NULL "
+               "AND h.metric IN ('map', 'rank_distance') "
+               "ORDER BY r.created_at DESC, r.id DESC")
+        runs: dict[str, RunSummary] = {}
+        for row in self._conn.execute(sql):
+            run = runs.get(row[0])
+            if run is None:
+                columns = dict(zip(OVERVIEW_COLUMNS, row))
+                readable, model, sampler, alpha, train = row[len(OVERVIEW_COLUMNS):-4]
+                run = runs[row[0]] = RunSummary(**{**columns, "status": RunStatus(columns["status"])},
+                                                **summary_config(readable, model, sampler, alpha, train), figures={})
+            bench, setting, metric, value = row[-4:]
+            if bench is not None:
+                run.figures.setdefault(bench, {})[setting, metric] = math.nan if value is None else value
+        return list(runs.values())
 
     def events(self, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
         """Event rows with id > after_id, oldest first (incremental like metrics_since)."""

@@ -1,24 +1,16 @@
-"""The run store: every run in one SQLite file, shared by one UI and many workers.
+"""The run store: every run in one SQLite file (``<store>/hybtui.db``), shared by one UI and
+many workers, plus ``<store>/runs/<id>/`` for a run's config, worker log and checkpoints.
 
-Layout (DESIGN.md §4): ``<store>/hybtui.db`` plus ``<store>/runs/<run_id>/`` for the
-config, the worker log, checkpoints and embedding caches.
-
-Concurrency model, after harlequin's query log: WAL (readers never block the
-writer, the writer never blocks readers), a busy timeout so writers queue
-instead of failing, ``BEGIN IMMEDIATE`` for every write so a writer takes the
-write lock up front (a deferred transaction that reads first and then writes
-can fail at once with "database is locked" in WAL, whatever the timeout), and
-short transactions: one per batch of metrics. Each ``Store`` owns its own
-connection; worker processes open their own ``Store``. The schema is versioned
-with ``PRAGMA user_version`` and migrated on open. Times are float UNIX
-seconds (UTC).
+Concurrency, after harlequin's query log: WAL (readers and the writer never block each
+other), a busy timeout so writers queue, ``BEGIN IMMEDIATE`` for every write (a deferred
+transaction that reads and then writes can fail at once in WAL, whatever the timeout), and
+short transactions. Each process (and thread) opens its own ``Store``. Times are UNIX seconds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -33,20 +25,11 @@ from typing import Any
 import sqlite_utils
 
 from hybtui.config import RunConfig
-from hybtui.errors import (
-    HybtuiError,
-    InvalidTransition,
-    RunNotFound,
-    StoreCorrupt,
-    StoreError,
-    StoreReadOnly,
-    StoreTooNew,
-)
-from hybtui.results import AVERAGE
+from hybtui.errors import HybtuiError, InvalidTransition, RunNotFound, StoreCorrupt, StoreError, StoreReadOnly
 from hybtui.runs import database
 from hybtui.runs.database import DB_NAME, quick_check, raise_if_corrupt, store_error
 from hybtui.runs.outcome import read_outcome
-from hybtui.runs.records import Run, RunStatus, RunSummary, pid_alive, run_status, summary_config, this_host
+from hybtui.runs.records import Run, RunStatus, pid_alive, run_status, this_host
 from hybtui.runs.run_data import RunData
 from hybtui.runs.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -54,9 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Run columns a status change may set alongside the status.
 STATUS_FIELDS = {"pid", "pgid", "host", "heartbeat_at", "exit_code", "error", "step", "total_steps"}
-#: The run columns of ``Store.run_overview`` (what a run list and ``is_stalled`` need).
-OVERVIEW_COLUMNS = ("id", "name", "status", "created_at", "started_at", "ended_at", "heartbeat_at", "pid", "host",
-                    "step", "total_steps")
 
 
 def store_path(path: str | Path | None) -> Path:
@@ -73,13 +53,10 @@ def _new_run_id() -> str:
 class Store(RunData):
     """One connection to a run store; open one per process (and per thread).
 
-    Opening first probes ``hybtui.db`` through a read-only connection (its header, its
-    schema version and, for files up to QUICK_CHECK_MAX_BYTES, ``PRAGMA quick_check``),
-    so a foreign, damaged or too new file is refused before anything — not even a WAL
-    checkpoint or a journal-mode change — touches it. Then it creates the database if
-    needed, migrates the schema and sweeps orphaned runs (``swept``). A store that can
-    be read but not written (a read-only mount, file or directory) is opened read-only
-    (``read_only``): it can be browsed, and every write raises StoreReadOnly."""
+    Opening refuses a foreign, damaged or too new ``hybtui.db`` before anything touches it
+    (`hybtui.runs.database`), then creates or migrates it and sweeps orphaned runs (``swept``).
+    A store that can be read but not written is opened ``read_only``: it can be browsed, and
+    every write raises StoreReadOnly."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = store_path(path)
@@ -147,9 +124,7 @@ class Store(RunData):
         with self._write():
             version = self._user_version()  # again: another process may have migrated meanwhile
             if version > SCHEMA_VERSION:
-                raise StoreTooNew(
-                    f"{self.db_path} was written by a newer hybtui (schema version {version}, "
-                    f"this one knows up to {SCHEMA_VERSION}); upgrade hybtui to open it")
+                raise database.too_new(self.db_path, version)
             for migration in MIGRATIONS[version:]:
                 migration(self.db)
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -389,16 +364,6 @@ class Store(RunData):
                     swept.append(run["id"])
         return swept
 
-    # -- writer side (the worker) ---------------------------------------------------
-
-    def heartbeat(self, run_id: str, step: int | None = None) -> None:
-        """The worker is alive (and at ``step``): keeps the run from looking stalled."""
-        with self._write() as db:
-            cursor = db.execute("UPDATE runs SET heartbeat_at = ?, step = coalesce(?, step) WHERE id = ?",
-                                [time.time(), None if step is None else int(step), run_id])
-        if cursor.rowcount == 0:
-            self.get_run(run_id)  # raises "no run with id …"
-
     def requeue(self, run_id: str, from_step: int) -> Run:
         """Queue a crashed or cancelled run again to resume from step `from_step` (0: from the
         start), in one transaction: its record then holds exactly steps ≤ `from_step` —
@@ -418,37 +383,7 @@ class Store(RunData):
             db.execute("DELETE FROM artifacts WHERE run_id = ? AND kind = 'checkpoint' AND step > ?", after)
             return self.set_status(run.id, "queued", step=int(from_step))
 
-    def run_overview(self) -> list[RunSummary]:
-        """Every run, newest first, with what a run list shows: its status columns, the
-        configuration fields model / sampler / alpha / train (``config_error`` says why
-        they are missing where the stored configuration is not a JSON object), and ``figures``
-        {bench: {(setting, metric): value}} of its final macro-averages (mAP, rank distance).
 
-        One query: the configuration is read with json_extract and the figures through
-        a partial index, so 10,000 runs with millions of result rows take a fraction of a
-        second, where a per-run read takes seconds."""
-        fields = ", ".join(f"json_extract(r.cfg, '$.{key}')" for key in ("model", "sampler", "alpha"))
-        sql = (f"SELECT {', '.join('r.' + c for c in OVERVIEW_COLUMNS)}, json_type(r.cfg) IS 'object', {fields}, "
-               "CASE WHEN json_type(r.cfg, '$.train') = 'array' THEN json_extract(r.cfg, '$.train') END, "
-               "h.bench, h.setting, h.metric, h.value "
-               # cfg: the configuration where it is JSON (a malformed one would fail the whole query)
-               "FROM (SELECT *, CASE WHEN json_valid(config) THEN config END AS cfg FROM runs) r "
-               "LEFT JOIN results h INDEXED BY idx_results_headline ON h.run_id = r.id "
-               f"AND h.final = 1 AND h.query_lang = '{AVERAGE}' AND h.seen IS NULL "
-               "AND h.metric IN ('map', 'rank_distance') "
-               "ORDER BY r.created_at DESC, r.id DESC")
-        runs: dict[str, RunSummary] = {}
-        for row in self._conn.execute(sql):
-            run = runs.get(row[0])
-            if run is None:
-                columns = dict(zip(OVERVIEW_COLUMNS, row))
-                readable, model, sampler, alpha, train = row[len(OVERVIEW_COLUMNS):-4]
-                run = runs[row[0]] = RunSummary(**{**columns, "status": RunStatus(columns["status"])},
-                                                **summary_config(readable, model, sampler, alpha, train), figures={})
-            bench, setting, metric, value = row[-4:]
-            if bench is not None:
-                run.figures.setdefault(bench, {})[setting, metric] = math.nan if value is None else value
-        return list(runs.values())
 
 def _strict_json(data: Any, what: str) -> str:
     """JSON that SQLite's JSON functions accept: NaN and infinities are refused."""
