@@ -1,7 +1,9 @@
-"""Shared fixtures: offline hub, the shared LAReQA copy, an isolated user cache."""
+"""Shared fixtures: offline hub, the LAReQA files, an isolated user cache."""
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,16 +12,38 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-#: The benchmark files the tests read: $HYBTUI_DATA_DIR as the session starts, else a
-#: ``shared/data`` folder beside the repository.
-SHARED_DATA = Path(os.environ.get("HYBTUI_DATA_DIR") or REPO.parent / "shared" / "data")
+#: Where `hybtui data fetch` puts the pinned files (the user cache, as the session starts).
+USER_DATA = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hybtui" / "data"
+
+
+def _data_dir() -> Path:
+    """$HYBTUI_DATA_DIR as the session starts; else a data folder provided beside the
+    checkout (``shared/data``, as on the project's CI machine); else the user cache."""
+    if os.environ.get("HYBTUI_DATA_DIR"):
+        return Path(os.environ["HYBTUI_DATA_DIR"])
+    beside = REPO.parent / "shared" / "data"
+    return beside if (beside / "lareqa").is_dir() else USER_DATA
+
+
+#: The benchmark files the tests read (read-only).
+SHARED_DATA = _data_dir()
+
+
+def _has_lareqa(root: Path) -> bool:
+    return all((root / "lareqa" / bench / "en.json").is_file() for bench in ("xquad-r", "mlqa-r"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The read-only LAReQA copy (SHARED_DATA)."""
-    if not (SHARED_DATA / "lareqa" / "xquad-r" / "en.json").is_file():
-        pytest.fail(f"benchmark data not found at {SHARED_DATA}/lareqa: set HYBTUI_DATA_DIR to a data directory")
+    """The LAReQA files (SHARED_DATA); in the user cache they are downloaded once, checksums
+    verified, by `hybtui data fetch`."""
+    if not _has_lareqa(SHARED_DATA) and SHARED_DATA == USER_DATA:
+        env = {**os.environ, "XDG_CACHE_HOME": str(USER_DATA.parents[1])}
+        env.pop("HYBTUI_DATA_DIR", None)
+        subprocess.run([sys.executable, "-m", "hybtui", "data", "fetch", "xquad-r", "mlqa-r"], env=env, check=False)
+    if not _has_lareqa(SHARED_DATA):
+        pytest.fail(f"benchmark data not found at {SHARED_DATA}/lareqa and not downloadable: set HYBTUI_DATA_DIR "
+                    f"to a data directory holding lareqa/xquad-r/*.json and lareqa/mlqa-r/*.json")
     return SHARED_DATA
 
 
