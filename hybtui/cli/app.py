@@ -620,7 +620,7 @@ def compare_command(
     as_json: JsonOption = False,
 ) -> None:
     """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables."""
-    from hybtui.reporting import export as report
+    from hybtui.reporting import compare
 
     if not 2 <= len(run_ids) <= 6:
         raise HybtuiError(f"compare takes 2 to 6 runs (got {len(run_ids)})")
@@ -632,17 +632,15 @@ def compare_command(
 
         typer.echo(inert.dumps({
             "runs": [run["id"] for run in runs],
-            "differing_parameters": report.differing_parameters([run["config"] for run in runs]),
+            "differing_parameters": compare.differing_parameters([run["config"] for run in runs]),
             "headline": {run["id"]: {" ".join(k): v for k, v in headline(results[run["id"]]).items()}
                          for run in runs},
         }, indent=1))
         return
     from rich.console import Console
 
-    from hybtui.reporting import tables as render
-
     out = Console()
-    for part in render.comparison(runs, results):
+    for part in compare.comparison(runs, results):
         out.print(part)
 
 
