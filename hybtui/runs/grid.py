@@ -77,6 +77,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class GridPlan:
+    """Every run of a grid, planned and checked, with the options recorded beside it."""
+
     name: str
     budget: Budget
     cells: tuple[Cell, ...]
