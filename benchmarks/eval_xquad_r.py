@@ -8,34 +8,27 @@ interleaved language by language so background load falls on both alike):
   * `SentenceTransformer.encode` on the same texts (with the same prefixes),
 and reports the encode throughput ratio hybtui / sentence-transformers (≥ 1.0 is the bar).
 
-    HF_HUB_OFFLINE=1 HYBTUI_DATA_DIR=../shared/data python benchmarks/eval_xquad_r.py
+    HYBTUI_DATA_DIR=/path/to/data python benchmarks/eval_xquad_r.py
 
-Writes benchmarks/results/eval_xquad_r.json with the figures and the machine.
+HYBTUI_DATA_DIR (required): the directory holding the benchmark files (LAReQA's XQuAD-R),
+as for `hybtui --data-dir`. Writes benchmarks/results/eval_xquad_r.json with the figures
+and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from environment import data_dir, machine  # same folder
 
+from hybtui.data import lareqa
 from hybtui.evaluation import evaluate
 from hybtui.modeling import encoder as models
-from hybtui.data import lareqa, sources
 from hybtui.results import summary as results_summary
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
 
 
 def main() -> None:
@@ -46,7 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eval_xquad_r.json")
     args = parser.parse_args()
 
-    bench = lareqa.load("xquad-r", data_dir=sources.data_dir_from_env(None))
+    bench = lareqa.load("xquad-r", data_dir=data_dir())
     if args.max_queries:
         bench = bench.max_queries(args.max_queries)
     encoder = models.load_encoder(models.encoder_spec(args.model), device="cpu")
@@ -87,7 +80,8 @@ def main() -> None:
           f"mean cosine between the two embeddings of each query {np.mean(agreement):.6f}")
     summary = results_summary(rows)["xquad-r"]
     result = {
-        "command": "python benchmarks/eval_xquad_r.py" + (f" --max-queries {args.max_queries}" if args.max_queries else ""),
+        "command": "python benchmarks/eval_xquad_r.py"
+        + (f" --max-queries {args.max_queries}" if args.max_queries else ""),
         "model": args.model, "batch_size": args.batch_size, "queries": len(queries), "candidates": len(candidates),
         "hybtui_encode_s": round(ours_encode, 2), "hybtui_score_s": round(ours_score, 3),
         "st_encode_s": round(st_encode, 2), "throughput_ratio": round(st_encode / ours_encode, 3),

@@ -18,9 +18,11 @@ every figure alike. Memory: `maxrss` is the kernel's peak resident set (it count
 a search has touched, which the kernel can drop at will); `peak_anon` is the sampled peak
 of anonymous memory (what the process itself allocated).
 
-    HF_HUB_OFFLINE=1 HYBTUI_DATA_DIR=../shared/data python benchmarks/miracl_search.py
+    HYBTUI_DATA_DIR=/path/to/data python benchmarks/miracl_search.py
 
-Writes benchmarks/results/miracl_search.json with the figures and the machine.
+HYBTUI_DATA_DIR (required, for the encoding part): the directory holding the benchmark
+files (LAReQA's XQuAD-R), as for `hybtui --data-dir`. Writes
+benchmarks/results/miracl_search.json with the figures and the machine.
 """
 
 from __future__ import annotations
@@ -39,12 +41,11 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from environment import data_dir, machine  # same folder
 
-from hybtui.modeling import encoder as models
-from hybtui.evaluation import retrieval
 from hybtui.data import miracl, sources
-
-from eval_xquad_r import machine  # noqa: E402  (same folder)
+from hybtui.evaluation import retrieval
+from hybtui.modeling import encoder as models
 
 DIM, K = 384, 100
 
@@ -125,7 +126,7 @@ def run_search(work: Path, kind: str) -> dict:
 
 def run_encode(work: Path, n: int, model: str, batch_size: int) -> dict:
     """n XQuAD-R paragraphs as a MIRACL shard, encoded twice (the second from the cache)."""
-    root = sources.data_dir_from_env(None)
+    root = data_dir()
     rows = []
     for lang in ("en", "de", "es", "ar", "hi", "ru", "th", "zh", "el", "tr", "vi"):
         path = next(r / "xquad-r" / f"{lang}.json" for r in sources.dataset_roots("lareqa", root)
@@ -175,6 +176,7 @@ def main() -> None:
                   else run_search(args.work, args.part))
         print(json.dumps(result))
         return
+    data_dir()  # the encoding part needs it: stop before minutes of search, not after
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hybtui-bench-") as tmp:
         work = Path(tmp)

@@ -3,7 +3,7 @@ polling incrementally all the while), and `hybtui runs ls` over 10,000 runs.
 
     python benchmarks/store_bench.py
 
-Writes benchmarks/results/store_bench.json.
+On stores it fills itself (no data directory needed). Writes benchmarks/results/store_bench.json.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from environment import machine  # same folder
+
 from hybtui.config import RunConfig
 from hybtui.runs.store import Store
-
-from eval_xquad_r import machine  # noqa: E402  (same folder)
 
 ROWS_PER_WRITER = 20_000
 BATCH = 50  # metrics per transaction, about what a worker flushes each second

@@ -3,7 +3,8 @@ result set), and the detail screen of a run with 100,000 steps of loss and learn
 
     python benchmarks/tui_bench.py
 
-Headless (Textual's Pilot) at 100×30. Writes benchmarks/results/tui_bench.json.
+Headless (Textual's Pilot) at 100×30, on a store it fills itself (no data directory needed).
+Writes benchmarks/results/tui_bench.json.
 Figures: how long until the runs table is filled (its first MAX_SHOWN rows), a filter
 matching one run among all of them, a periodic refresh of it, the
 first open of the detail view (reads all 200,000 points), and one live refresh of the
@@ -12,6 +13,7 @@ detail view (new points read, downsampled, plot redrawn and rendered) — the me
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import statistics
@@ -21,9 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from environment import machine  # same folder
 from textual.widgets import Input
 
 from hybtui.config import RunConfig
+from hybtui.results import AVERAGE, POOL_ALL
 from hybtui.runs.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.run_detail import RunDetailScreen
@@ -31,8 +35,6 @@ from hybtui.tui.screens.runs import MAX_SHOWN
 from hybtui.tui.viewmodels import read_runs
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
-
-from eval_xquad_r import machine  # noqa: E402  (same folder)
 
 RUNS = 10_000
 STEPS = 100_000
@@ -48,11 +50,11 @@ def result_rows(run_id: str, seed: int) -> list[tuple]:
             setting = "mono" if q == d else "cross"
             rows += [(run_id, 1000, "xquad-r", setting, q, d, m, (seed % 97) / 100, "seen", 1)
                      for m in ("map", "recall@1", "ndcg@10", "mrr")]
-        rows += [(run_id, 1000, "xquad-r", "multi", q, "all", m, 0.5, "seen", 1)
+        rows += [(run_id, 1000, "xquad-r", "multi", q, POOL_ALL, m, 0.5, "seen", 1)
                  for m in ("map", "recall@10", "ndcg@10", "rank_distance")]
     for setting in ("mono", "cross", "multi"):
         for seen in (None, "seen"):
-            rows += [(run_id, 1000, "xquad-r", setting, "avg", "all" if setting == "multi" else "avg", m,
+            rows += [(run_id, 1000, "xquad-r", setting, AVERAGE, POOL_ALL if setting == "multi" else AVERAGE, m,
                       (seed % 89) / 100, seen, 1) for m in ("map", "rank_distance", "ndcg@10")]
     return rows
 
@@ -142,6 +144,9 @@ async def detail_screen(path: Path, run_id: str) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "tui_bench.json")
+    args = parser.parse_args()
     out: dict = {"machine": machine(), "runs": RUNS, "steps": STEPS, "terminal": f"{SIZE[0]}x{SIZE[1]}"}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "store"
@@ -158,8 +163,8 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import hybtui.tui.app"], check=True)
     out["app_import_s"] = round(time.perf_counter() - t0, 2)
     print(json.dumps(out, indent=1))
-    target = Path(__file__).parent / "results" / "tui_bench.json"
-    target.write_text(json.dumps(out, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

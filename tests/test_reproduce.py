@@ -5,10 +5,11 @@ import math
 
 import pytest
 
-from hybtui.runs import grid as reproduce
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
+from hybtui.reporting.grid_report import build_report, to_markdown
 from hybtui.results import ResultRow
+from hybtui.runs import grid as reproduce
 from hybtui.runs.store import Store
 from tests.test_runs import hybtui, store_dir  # noqa: F401 - fixture
 
@@ -89,7 +90,7 @@ def test_report_averages_seeds_with_spread_and_takes_deltas(tmp_path):
                    "batch_size": 2, "train": ["mlqa-r"], "eval": ["xquad-r"], "final_eval_max_queries": 0}
         grid_id = store.create_grid("g", {"options": options, "cells": cells})
         store.delete_run(cells[2]["run_id"])  # a deleted run drops out of the averages, visibly
-        rep = reproduce.build_report(store, grid_id)
+        rep = build_report(store, grid_id)
     table = rep["benchmarks"]["xquad-r"]["table1"]
     assert table["X-X-mono"]["mono mAP"] == {"mean": 0.5, "sd": None, "n": 1}
     assert table["hybrid α=0.5"]["mono mAP"]["mean"] == pytest.approx(0.7)
@@ -98,7 +99,7 @@ def test_report_averages_seeds_with_spread_and_takes_deltas(tmp_path):
     assert deltas["hybrid α=0.5 − zero-shot"]["mono mAP"] == pytest.approx(0.3)
     assert deltas["hybrid α=0.5 − X-X-mono"]["cross mAP"] == pytest.approx(0.1)
     assert rep["status"]["X-X-mono"] == ["queued", "deleted"]
-    assert "X-X-mono seed 2: deleted" in reproduce.to_markdown(rep)
+    assert "X-X-mono seed 2: deleted" in to_markdown(rep)
 
 
 def test_unknown_grid_id_is_a_clear_error(tmp_path):

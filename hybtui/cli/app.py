@@ -620,7 +620,7 @@ def compare_command(
     as_json: JsonOption = False,
 ) -> None:
     """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables."""
-    from hybtui.reporting import export as report
+    from hybtui.reporting import compare
 
     if not 2 <= len(run_ids) <= 6:
         raise HybtuiError(f"compare takes 2 to 6 runs (got {len(run_ids)})")
@@ -632,17 +632,15 @@ def compare_command(
 
         typer.echo(inert.dumps({
             "runs": [run["id"] for run in runs],
-            "differing_parameters": report.differing_parameters([run["config"] for run in runs]),
+            "differing_parameters": compare.differing_parameters([run["config"] for run in runs]),
             "headline": {run["id"]: {" ".join(k): v for k, v in headline(results[run["id"]]).items()}
                          for run in runs},
         }, indent=1))
         return
     from rich.console import Console
 
-    from hybtui.reporting import tables as render
-
     out = Console()
-    for part in render.comparison(runs, results):
+    for part in compare.comparison(runs, results):
         out.print(part)
 
 
@@ -707,10 +705,10 @@ def _csv_specs(value: str | None) -> list[str] | None:
 
 
 def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
-    from hybtui.runs import grid as reproduce
+    from hybtui.reporting import grid_report
 
     with open_store(path) as db:
-        rep, directory = reproduce.write_report(db, grid_id)
+        rep, directory = grid_report.write_report(db, grid_id)
     if as_json:
         from hybtui import inert
 
@@ -719,7 +717,7 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    Console().print(Markdown(reproduce.to_markdown(rep)))
+    Console().print(Markdown(grid_report.to_markdown(rep)))
     typer.echo(f"report written to {directory}/report.md and report.json")
 
 

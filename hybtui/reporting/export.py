@@ -1,14 +1,18 @@
-"""Runs side by side: parameters that differ, headline metrics with deltas, per-language
-figures, and the export formats (CSV, JSON, Markdown) of stored runs."""
+"""Stored runs as files: CSV (every result row), JSON (runs with their configuration and
+results) and a Markdown table of headline figures.
+
+Exports leave the terminal, so everything stored in them is made inert for the format it
+lands in; `hybtui runs export` and the app's export write the same bytes.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from hybtui.formatting import figure
 from hybtui.inert import csv_field, dumps, md_cell
 from hybtui.results import HEADLINE, RESULT_COLUMNS, headline
 from hybtui.runs.records import UNREADABLE
@@ -16,15 +20,10 @@ from hybtui.runs.records import UNREADABLE
 RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
 
 
-def differing_parameters(configs: Sequence[dict]) -> dict[str, list[Any]]:
-    """Only the configuration keys whose values differ between the runs."""
-    keys = sorted({k for c in configs for k in c})
-    return {k: [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
-
-
 def config_value(run: dict, key: str) -> Any:
     """A configuration field of a run, or UNREADABLE for the model of a run whose stored
-    configuration cannot be read (its other fields are then empty)."""
+    configuration cannot be read (its other fields are then empty): the identity columns
+    of an export and of `hybtui runs ls`."""
     if run.get("config_error"):
         return UNREADABLE if key == "model" else None
     return run["config"].get(key)
@@ -55,16 +54,14 @@ def export(runs: Sequence[dict], results: dict[str, list[dict]], fmt: str) -> st
     if fmt == "json":
         return dumps([{"run": dict(run), "results": results[run["id"]]} for run in runs], indent=1) + "\n"
     if fmt == "md":
-        lines = ["| run | name | model | sampler | α | status | bench | mono mAP | cross mAP | multi mAP | rank dist. |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines = ["| run | name | model | sampler | α | status | bench "
+                 "| mono mAP | cross mAP | multi mAP | rank dist. |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
             head = headline(results[run["id"]])
             identity = [run["id"], run["name"] or "", *(config_value(run, k) for k in ("model", "sampler", "alpha")),
                         run["status"]]
             for bench in sorted({b for b, _, _ in head}) or ["–"]:
-                figures = [head.get((bench, s, m)) for s, m in HEADLINE]
-                cells = [f"{v:.1f}" if m == "rank_distance" and v is not None else
-                         f"{v:.3f}" if v is not None else "–" for v, (_, m) in zip(figures, HEADLINE)]
+                cells = [figure(head.get((bench, setting, metric)), metric) for setting, metric in HEADLINE]
                 lines.append("| " + " | ".join(md_cell(cell) for cell in [*identity, bench, *cells]) + " |")
         return "\n".join(lines) + "\n"
     raise ValueError(f"unknown export format {fmt}")

@@ -1,8 +1,13 @@
-"""Result rows as tables for people: per-language overview and the X×Y cross-lingual heatmap."""
+"""One run as tables for people: its figures per language, the X×Y cross-lingual heat map,
+seen / unseen averages, what `hybtui sample` drew, and the `hybtui runs show` summary.
+
+These are the Rich renderables that the CLI prints and the app shows; every cell that
+holds stored text (names, languages, configuration values) is inert. Runs side by side
+are in compare.py; the same figures as files in export.py.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from rich.console import Group
@@ -10,9 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from hybtui import inert
-from hybtui.reporting import export as report
-from hybtui.formatting import number
-from hybtui.results import AVERAGE, HEADLINE, ResultRow, headline, per_language, seen_of
+from hybtui.formatting import figure, number
+from hybtui.results import AVERAGE, HEADLINE, POOL_ALL, ResultRow
 
 
 def _index(rows: Iterable[ResultRow]) -> dict[tuple, ResultRow]:
@@ -25,22 +29,14 @@ def _heat(value: float | None, digits: int = 3) -> Text:
         return Text("–", style="dim")
     v = min(max(value, 0.0), 1.0)
     red, green = (255, int(510 * v)) if v < 0.5 else (int(510 * (1 - v)), 255)
-    return Text(f"{value:.{digits}f}", style=f"rgb({red},{green},80)")
+    return Text(number(value, digits), style=f"rgb({red},{green},80)")
 
 
-def _titled(title: str, table: Table) -> Group:
+def titled(title: str, table: Table) -> Group:
     """A title line above a table: rich wraps titles to the table's width, which is
     unreadable for narrow tables. Like every cell and header here that holds stored text
     (names, languages, configuration values), it is an inert Text: shown literally."""
     return Group(inert.text(title, style="italic"), table)
-
-
-def _table(*headers: str | Text) -> Table:
-    """A table with these column headers (rich's constructor takes only strings, which are markup)."""
-    table = Table()
-    for header in headers:
-        table.add_column(header)
-    return table
 
 
 def _mean(values: list[float]) -> float | None:
@@ -51,7 +47,7 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
     """One line per language: mono, cross (as query and as pool), multi and rank distance."""
     index = _index(rows)
     langs = sorted({r.query_lang for r in rows if r.bench == bench and r.query_lang != AVERAGE})
-    seen_of = {r.query_lang: r.seen for r in rows if r.bench == bench and r.setting == "multi"}
+    seen = {r.query_lang: r.seen for r in rows if r.bench == bench and r.setting == "multi"}
     table = Table(title=inert.text(bench, style="table.title"), title_justify="left")
     for header in ("lang", "seen", "mono mAP", "mono R@1", "cross mAP X→Y", "cross mAP Y→X", "multi mAP",
                    "multi R@10", "rank dist."):
@@ -68,19 +64,20 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
     for lang in langs:
         table.add_row(
             inert.text(lang),
-            inert.text(seen_of.get(lang) or ""),
+            inert.text(seen.get(lang) or ""),
             _heat(get("mono", lang, lang, "map")),
             number(get("mono", lang, lang, "recall@1")),
             _heat(cross_mean(lang, True)),
             _heat(cross_mean(lang, False)),
-            _heat(get("multi", lang, "all", "map")),
-            number(get("multi", lang, "all", "recall@10")),
-            number(get("multi", lang, "all", "rank_distance"), 1),
+            _heat(get("multi", lang, POOL_ALL, "map")),
+            number(get("multi", lang, POOL_ALL, "recall@10")),
+            number(get("multi", lang, POOL_ALL, "rank_distance"), 1),
         )
-    avg = {(r.setting, r.metric): r.value for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen is None}
+    avg = {(r.setting, r.metric): r.value for r in rows
+           if r.bench == bench and r.query_lang == AVERAGE and r.seen is None}
     table.add_section()
     table.add_row(
-        Text("avg", style="bold"), "",
+        Text(AVERAGE, style="bold"), "",
         _heat(avg.get(("mono", "map"))), number(avg.get(("mono", "recall@1"))),
         _heat(avg.get(("cross", "map"))), _heat(avg.get(("cross", "map"))),
         _heat(avg.get(("multi", "map"))), number(avg.get(("multi", "recall@10"))),
@@ -103,7 +100,7 @@ def cross_heatmap(rows: list[ResultRow], bench: str, metric: str = "map") -> Gro
             r = index.get((bench, "mono" if q == d else "cross", q, d, metric))
             cells.append(_heat(r.value if r else None, 2))
         table.add_row(inert.text(q), *cells)
-    return _titled(f"{bench} {metric}: query language ↓, candidate language →", table)
+    return titled(f"{bench} {metric}: query language ↓, candidate language →", table)
 
 
 def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
@@ -118,13 +115,8 @@ def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
         table.add_column(header, justify="right")
     avg = {(r.seen, r.setting, r.metric): r.value for r in rows if r.bench == bench and r.query_lang == AVERAGE}
     for group in groups:
-        table.add_row(
-            inert.text(group),
-            number(avg.get((group, "mono", "map"))),
-            number(avg.get((group, "cross", "map"))),
-            number(avg.get((group, "multi", "map"))),
-            number(avg.get((group, "multi", "rank_distance")), 1),
-        )
+        table.add_row(inert.text(group),
+                      *(figure(avg.get((group, setting, metric)), metric) for setting, metric in HEADLINE))
     return table
 
 
@@ -142,7 +134,7 @@ def sample_summary(summary: dict, config) -> list:
         for lang in summary["mono_languages"]:
             mono.add_column(inert.text(lang), justify="right")
         mono.add_row(*(str(n) for n in summary["mono_languages"].values()))
-        out.append(_titled("mono batches per language", mono))
+        out.append(titled("mono batches per language", mono))
     if summary["cross_pairs"]:
         langs = sorted(set(summary["cross_pairs"]) | {p for c in summary["cross_pairs"].values() for p in c})
         cross = Table()
@@ -152,56 +144,7 @@ def sample_summary(summary: dict, config) -> list:
         for q in langs:
             row = summary["cross_pairs"].get(q, {})
             cross.add_row(inert.text(q), *(str(row.get(p, "")) if p != q else Text("·", style="dim") for p in langs))
-        out.append(_titled("cross pairs: query language ↓, passage language →", cross))
-    return out
-
-
-def _delta(value: float | None, base: float | None, lower_is_better: bool = False, digits: int = 3) -> Text:
-    if value is None:
-        return Text("–", style="dim")
-    text = Text(f"{value:.{digits}f}")
-    if base is not None and value != base:
-        diff = value - base
-        good = diff < 0 if lower_is_better else diff > 0
-        text.append(f" {diff:+.{digits}f}", style="green" if good else "red")
-    return text
-
-
-def comparison(runs: list[dict], results: dict[str, list[dict]]) -> list:
-    """`hybtui compare`: differing parameters, headline figures with deltas against the
-    first run, and per-language mAP per setting."""
-    ids = [run["id"] for run in runs]
-    columns = [inert.text(run_id) for run_id in ids]
-    out: list = []
-    differ = report.differing_parameters([{**run["config"], "name": run["name"]} for run in runs])
-    params = _table("parameter", *columns)
-    for key, values in differ.items():
-        params.add_row(inert.text(key), *(inert.text(v if isinstance(v, str) else json.dumps(v)) for v in values))
-    unreadable = [run["id"] for run in runs if run.get("config_error")]
-    if unreadable:
-        out.append(inert.text(f"{', '.join(unreadable)}: {report.UNREADABLE}", style="red"))
-    out.append(_titled("parameters that differ" if differ else "no parameter differs", params))
-    heads = [headline(results[i]) for i in ids]
-    benches = sorted({b for h in heads for b, _, _ in h})
-    head = _table("bench", "figure", *columns)
-    for bench in benches:
-        for setting, metric in HEADLINE:
-            values = [h.get((bench, setting, metric)) for h in heads]
-            lower = metric == "rank_distance"
-            head.add_row(inert.text(bench), f"{setting} {metric}",
-                         *(_delta(v, values[0], lower, 1 if lower else 3) for v in values))
-    out.append(_titled(f"headline figures (Δ against {ids[0]})", head))
-    for bench in benches:
-        seen = seen_of(results[ids[0]], bench)
-        for setting in ("mono", "cross", "multi"):
-            per_run = [per_language(results[i], bench, setting) for i in ids]
-            langs = sorted({lang for p in per_run for lang in p})
-            table = _table("lang", "seen", *columns)
-            for lang in langs:
-                values = [p.get(lang) for p in per_run]
-                table.add_row(inert.text(lang), inert.text(seen.get(lang) or ""),
-                              *(_delta(v, values[0]) for v in values))
-            out.append(_titled(f"{bench} {setting} mAP per query language", table))
+        out.append(titled("cross pairs: query language ↓, passage language →", cross))
     return out
 
 

@@ -20,7 +20,7 @@ from hybtui import inert
 from hybtui.runs import launcher
 from hybtui.runs.disk import run_disk_usage
 from hybtui.formatting import age, number
-from hybtui.results import headline, per_language, seen_of
+from hybtui.results import AVERAGE, headline, per_language, seen_of
 from hybtui.runs.records import is_stalled
 from hybtui.runs.store import Store
 
@@ -217,7 +217,7 @@ def language_rows(results: list[dict[str, Any]], bench: str) -> list[LanguageFig
     rows = [LanguageFigures(lang, seen.get(lang) or "", *(values.get(lang) for values in per)) for lang in langs]
     figures = headline(results)
     if rows:
-        rows.append(LanguageFigures("avg", "", *(figures.get((bench, s, m)) for s, m in settings)))
+        rows.append(LanguageFigures(AVERAGE, "", *(figures.get((bench, s, m)) for s, m in settings)))
     return rows
 
 

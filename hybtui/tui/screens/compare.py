@@ -54,7 +54,7 @@ class CompareScreen(Screen):
 
     @work(thread=True, group="compare-read")
     def _read(self) -> None:
-        from hybtui.reporting.tables import comparison  # imports torch (through evaluate): keep it off the UI thread
+        from hybtui.reporting.compare import comparison  # imports torch (through evaluate): keep it off the UI thread
 
         try:
             with Store(self.store_path) as store:

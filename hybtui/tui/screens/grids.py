@@ -22,10 +22,10 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from hybtui import inert
+from hybtui.reporting.grid_report import TABLE1, build_report
 from hybtui.runs import grid as reproduce
 from hybtui.errors import HybtuiError
 from hybtui.formatting import figure, human_duration
-from hybtui.runs.grid import TABLE1
 from hybtui.runs.store import Store
 from hybtui.tui.viewmodels import STATUS_STYLES
 from hybtui.tui.widgets.grid_bars import GridBars
@@ -232,7 +232,7 @@ class GridReportScreen(PolledScreen):
         self.query_one("#tab-table1 VerticalScroll").focus()
 
     def read(self, store: Store) -> tuple[dict[str, Any], bool]:
-        rep = reproduce.build_report(store, self.grid_id)
+        rep = build_report(store, self.grid_id)
         return rep, reproduce.is_done(reproduce.grid_runs(store, store.get_grid(self.grid_id)))
 
     def show(self, data: tuple[dict[str, Any], bool]) -> None:

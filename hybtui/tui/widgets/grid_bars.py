@@ -9,7 +9,7 @@ from textual.color import Color
 from textual_plotext import PlotextPlot
 
 from hybtui.inert import visible
-from hybtui.runs.grid import language_label
+from hybtui.reporting.grid_report import language_label
 
 #: Rows of the plot that hold no bars: title, frame and the language labels.
 FRAME_ROWS = 4
