@@ -19,7 +19,7 @@ from hybtui import inert
 from hybtui.formatting import figure
 from hybtui.reporting.tables import titled
 from hybtui.results import HEADLINE, headline, per_language, seen_of
-from hybtui.runs.store import UNREADABLE
+from hybtui.runs.records import UNREADABLE
 
 #: The headline metric where a decrease is the improvement (language bias).
 LOWER_IS_BETTER = "rank_distance"
