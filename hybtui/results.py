@@ -18,6 +18,8 @@ import numpy as np
 AVERAGE = "avg"
 #: The doc_lang of a multilingual row: one query against the pool of all languages.
 POOL_ALL = "all"
+#: The three evaluation settings: same language, every other language, the pool of all.
+SETTINGS = ("mono", "cross", "multi")
 #: (setting, metric) pairs shown as headline figures, in order.
 HEADLINE = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))
 

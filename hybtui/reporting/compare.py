@@ -18,7 +18,7 @@ from rich.text import Text
 from hybtui import inert
 from hybtui.formatting import figure
 from hybtui.reporting.tables import titled
-from hybtui.results import HEADLINE, headline, per_language, seen_of
+from hybtui.results import HEADLINE, SETTINGS, headline, per_language, seen_of
 from hybtui.runs.records import UNREADABLE
 
 #: The headline metric where a decrease is the improvement (language bias).
@@ -76,7 +76,7 @@ def comparison(runs: list[dict], results: dict[str, list[dict]]) -> list:
     out.append(titled(f"headline figures (Δ against {ids[0]})", head))
     for bench in benches:
         seen = seen_of(results[ids[0]], bench)
-        for setting in ("mono", "cross", "multi"):
+        for setting in SETTINGS:
             per_run = [per_language(results[i], bench, setting) for i in ids]
             langs = sorted({lang for p in per_run for lang in p})
             table = _table("lang", "seen", *columns)

@@ -17,7 +17,7 @@ from typing import Any
 
 from hybtui.formatting import figure
 from hybtui.inert import md_cell
-from hybtui.results import AVERAGE, HEADLINE, headline, per_language, seen_of
+from hybtui.results import AVERAGE, HEADLINE, SETTINGS, headline, per_language, seen_of
 from hybtui.runs.grid import grid_runs
 from hybtui.runs.store import Store
 
@@ -33,7 +33,6 @@ LOW_RESOURCE_MAX_CLASS = 3
 #: (setting, metric, column heading) of the paper's Table 1 plus language bias: the headline figures.
 TABLE1 = tuple((setting, metric, heading) for (setting, metric), heading
                in zip(HEADLINE, ("mono mAP", "cross mAP", "multi mAP", "rank distance")))
-SETTINGS = ("mono", "cross", "multi")
 #: Whether training saw a macro-average's languages (cross: mixed = one of the two).
 SEEN_GROUPS = ("seen", "unseen", "mixed")
 

@@ -20,7 +20,7 @@ from typing import Any
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.data.training import TrainingSet
-from hybtui.errors import HybtuiError
+from hybtui.errors import HybtuiError, RunNotFound
 from hybtui.runs import launcher
 from hybtui.runs.records import TERMINAL_STATUSES
 from hybtui.runs.store import Store
@@ -195,7 +195,7 @@ def grid_runs(store: Store, grid: dict) -> list[tuple[dict, dict | None]]:
     for cell in grid["spec"]["cells"]:
         try:
             out.append((cell, store.get_run(cell["run_id"])))
-        except HybtuiError:
+        except RunNotFound:
             out.append((cell, None))
     return out
 
