@@ -17,8 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hybtui.results import ResultRow, summary
 from hybtui.inert import visible
+from hybtui.results import ResultRow, summary
 from hybtui.training.trainer import Events, StepReport
 
 stderr = Console(stderr=True)

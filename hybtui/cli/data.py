@@ -23,7 +23,7 @@ def data_ls(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None
 
     root = sources.data_dir_from_env(data_dir)
     entries = []
-    for bench, langs in lareqa.LANGUAGES.items():
+    for bench in lareqa.LANGUAGES:
         for pinned in lareqa.pinned_files(bench):
             path = sources.find(pinned, root)
             entries.append({"bench": bench, "file": pinned.relpath, "path": str(path) if path else None})
@@ -108,8 +108,8 @@ def models_ls(as_json: JsonOption = False) -> None:
 @models_app.command("prepare")
 def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, Hugging Face id or local path.")]) -> None:
     """Materialise or download a model now, so later runs start offline."""
-    from hybtui.modeling import encoder as models
     from hybtui.cli.console import stderr
+    from hybtui.modeling import encoder as models
 
     path = models.checkpoint_dir(name, say=lambda text: stderr.print(text, style="dim"))
     typer.echo(f"{name}: ready at {path}")

@@ -67,7 +67,7 @@ def reproduce_command(
         watch_grid(path, grid_id, enabled=not as_json or stderr.is_terminal)
     except KeyboardInterrupt:
         stderr.print(f"stopped watching; the runs go on. Report: `hybtui grids report {grid_id}`")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     _print_grid_report(path, grid_id, as_json)
 
 
