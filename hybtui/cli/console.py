@@ -17,8 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hybtui.results import ResultRow, summary
 from hybtui.inert import visible
+from hybtui.results import ResultRow, summary
 from hybtui.training.trainer import Events, StepReport
 
 stderr = Console(stderr=True)
@@ -105,7 +105,8 @@ class TrainingProgress(Events):
 
     def on_step(self, report: StepReport) -> None:
         self._smoothed = report.loss if self._smoothed is None else 0.9 * self._smoothed + 0.1 * report.loss
-        languages = ",".join(sorted(report.languages)) if report.batch_type == "mono" else f"{len(report.languages)} pairs"
+        languages = (",".join(sorted(report.languages)) if report.batch_type == "mono"
+                     else f"{len(report.languages)} pairs")
         status = (f"loss {self._smoothed:.3f} lr {report.lr:.1e} {report.pairs_per_s:.0f} pairs/s "
                   f"{report.batch_type}:{languages}")
         self._progress.update(self._task, completed=report.step, status=status)
