@@ -56,7 +56,8 @@ def main() -> None:
     except HybtuiError as exc:
         _fail(str(exc))
     except sqlite3.Error as exc:
-        from hybtui.runs.store import DB_NAME, store_error, store_path
+        from hybtui.runs.database import DB_NAME, store_error
+        from hybtui.runs.store import store_path
 
         _fail(str(store_error(exc, store_path(_store_argument(sys.argv[1:])) / DB_NAME)))
 

@@ -98,10 +98,10 @@ def _csv_specs(value: str | None) -> list[str] | None:
 
 
 def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
-    from hybtui.runs import grid as reproduce
+    from hybtui.reporting import grid_report
 
     with open_store(path) as db:
-        rep, directory = reproduce.write_report(db, grid_id)
+        rep, directory = grid_report.write_report(db, grid_id)
     if as_json:
         from hybtui import inert
 
@@ -110,7 +110,7 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    Console().print(Markdown(reproduce.to_markdown(rep)))
+    Console().print(Markdown(grid_report.to_markdown(rep)))
     typer.echo(f"report written to {directory}/report.md and report.json")
 
 

@@ -32,7 +32,7 @@ def runs_ls(
     """Runs, newest first, with their status (stalled ones marked) and progress."""
     from hybtui import inert
     from hybtui.reporting import export as report
-    from hybtui.runs.store import is_stalled
+    from hybtui.runs.records import is_stalled
 
     shown = limit if limit is not None or as_json else 50
     with open_store(store) as db:
@@ -64,7 +64,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     """A run's configuration, status, process, timings, latest metrics and results."""
     from hybtui.runs import launcher
     from hybtui.runs.disk import run_disk_usage
-    from hybtui.runs.store import is_stalled
+    from hybtui.runs.records import is_stalled
 
     with open_store(store) as db:
         run = db.get_run(run_id)
@@ -201,7 +201,7 @@ def compare_command(
     as_json: JsonOption = False,
 ) -> None:
     """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables."""
-    from hybtui.reporting import export as report
+    from hybtui.reporting import compare
 
     if not 2 <= len(run_ids) <= 6:
         raise HybtuiError(f"compare takes 2 to 6 runs (got {len(run_ids)})")
@@ -213,15 +213,13 @@ def compare_command(
 
         typer.echo(inert.dumps({
             "runs": [run["id"] for run in runs],
-            "differing_parameters": report.differing_parameters([run["config"] for run in runs]),
+            "differing_parameters": compare.differing_parameters([run["config"] for run in runs]),
             "headline": {run["id"]: {" ".join(k): v for k, v in headline(results[run["id"]]).items()}
                          for run in runs},
         }, indent=1))
         return
     from rich.console import Console
 
-    from hybtui.reporting import tables as render
-
     out = Console()
-    for part in render.comparison(runs, results):
+    for part in compare.comparison(runs, results):
         out.print(part)
