@@ -17,6 +17,7 @@ from textual.widgets import Footer, Header, Static
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
+from hybtui.reporting.tables import comparison
 from hybtui.runs.store import Store
 from hybtui.tui.viewmodels import LOSS_KEY
 from hybtui.tui.widgets.loss_plot import LossPlot
@@ -54,8 +55,6 @@ class CompareScreen(Screen):
 
     @work(thread=True, group="compare-read")
     def _read(self) -> None:
-        from hybtui.reporting.tables import comparison  # imports torch (through evaluate): keep it off the UI thread
-
         try:
             with Store(self.store_path) as store:
                 runs = [store.get_run(run_id) for run_id in self.run_ids]
