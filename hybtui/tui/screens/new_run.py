@@ -77,6 +77,14 @@ class NewRunScreen(Screen):
             self.config = config
             self.error = error
 
+    class Submitted(Message):
+        """The id of the run the launcher recorded (or why it could not be launched)."""
+
+        def __init__(self, run_id: str | None, error: str | None = None) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.error = error
+
     def __init__(self, store_path: Path, refresh_s: float) -> None:
         super().__init__()
         self.store_path = store_path
@@ -218,6 +226,13 @@ class NewRunScreen(Screen):
             with Store(self.store_path) as store:
                 run_id = launcher.submit(store, config)
         except (HybtuiError, sqlite3.Error, OSError) as exc:
-            self.app.call_from_thread(self._show, f"cannot launch: {exc}", False)
+            self.post_message(self.Submitted(None, str(exc)))
             return
-        self.app.call_from_thread(self.app.switch_screen, RunDetailScreen(self.store_path, run_id, self.refresh_s))
+        self.post_message(self.Submitted(run_id))
+
+    def on_new_run_screen_submitted(self, message: Submitted) -> None:
+        """The launched run's detail replaces the form; a refused launch is told on the form."""
+        if message.run_id is None:
+            self._show(f"cannot launch: {message.error}", False)
+            return
+        self.app.switch_screen(RunDetailScreen(self.store_path, message.run_id, self.refresh_s))
