@@ -13,7 +13,6 @@ toggle) in the current directory.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import pkgutil
 import sys
@@ -30,7 +29,7 @@ from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
-from tui_fixtures import DEMO_NOW, DEMO_RUNS, build_demo_store
+from tui_fixtures import DEMO_NOW, DEMO_RUNS, build_demo_store, wait_until
 
 SIZE = (100, 30)
 #: Long: the run list is read once at mount; nothing changes in the store meanwhile.
@@ -74,12 +73,9 @@ def app() -> HybtuiApp:
 
 
 async def until(pilot, condition, what: str, timeout: float = 30.0) -> None:
-    """Let the app run until ``condition()`` holds (reads happen in thread workers)."""
-    deadline = real_time.monotonic() + timeout
-    while not condition():
-        if real_time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} on {pilot.app.screen!r}")
-        await asyncio.sleep(0.05)
+    """Let the app run until ``condition()`` holds (reads happen in thread workers), then
+    until what is scheduled has been drawn."""
+    await wait_until(pilot, condition, what, timeout)
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 
