@@ -11,10 +11,10 @@ through the screens with keys and writes what the pane shows:
     grids.txt       the grids of `hybtui reproduce` (when the app has that screen)
     grid_report.txt one grid's report (idem)
 
-Usage (needs tmux, and the benchmark data for the form's check: HYBTUI_DATA_DIR, else
-../shared/data):
+Usage (needs tmux, and the benchmark data, which the new-run form checks: set
+HYBTUI_DATA_DIR to a data directory; the script refuses to start without it):
 
-    python scripts/capture_screens.py [--out docs/screens]
+    HYBTUI_DATA_DIR=/path/to/data python scripts/capture_screens.py [--out docs/screens]
 
 The demo times are set relative to the moment the store is built, so the captures read
 the same every time.
@@ -62,7 +62,10 @@ def main() -> int:
     if shutil.which("tmux") is None:
         print("tmux is not installed (apt-get install tmux)", file=sys.stderr)
         return 2
-    data = Path(os.environ.get("HYBTUI_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not os.environ.get("HYBTUI_DATA_DIR"):
+        print("HYBTUI_DATA_DIR is not set: the new-run form checks the benchmark data there", file=sys.stderr)
+        return 2
+    data = Path(os.environ["HYBTUI_DATA_DIR"])
     args.out.mkdir(parents=True, exist_ok=True)
     has_grids = (REPO / "hybtui" / "tui" / "screens" / "grids.py").is_file()
 

@@ -106,8 +106,8 @@ class NewRunScreen(Screen):
             for kind, spec in (("train", defaults.train[0]), ("eval", defaults.eval[0])):
                 bench, chosen = split_spec(spec)
                 yield _row(f"{kind} data" if kind == "train" else "evaluation",
-                           Select([(b, b) for b in BENCHMARKS[kind]], value=bench, allow_blank=False, id=f"{kind}-bench",
-                                  compact=True))
+                           Select([(b, b) for b in BENCHMARKS[kind]], value=bench, allow_blank=False,
+                                  id=f"{kind}-bench", compact=True))
                 yield _row("", SelectionList(*_language_options(bench, chosen), id=f"{kind}-langs",
                                              classes="langs", compact=True))
             for field, label, _ in NUMBERS:
