@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -35,12 +36,11 @@ class HybtuiApp(App):
     BINDINGS = [Binding("question_mark", "help", "Keys"),
                 Binding("ctrl+t", "toggle_theme", "Light/dark theme", show=False)]
 
+    @dataclass
     class QueueAdvanced(Message):
         """Why queued runs could not be started (None: the queue advanced, or had nothing to do)."""
 
-        def __init__(self, problem: str | None) -> None:
-            super().__init__()
-            self.problem = problem
+        problem: str | None
 
     def __init__(self, store_path: str | Path | None = None, refresh_s: float = 1.0) -> None:
         super().__init__()

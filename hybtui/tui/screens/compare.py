@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -28,14 +29,13 @@ class CompareScreen(Screen):
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
 
+    @dataclass
     class Loaded(Message):
         """The comparison tables and each run's loss curve (or why they could not be read)."""
 
-        def __init__(self, tables: list, curves: dict[str, list[tuple[int, float]]], error: str | None = None):
-            super().__init__()
-            self.tables = tables
-            self.curves = curves
-            self.error = error
+        tables: list
+        curves: dict[str, list[tuple[int, float]]]
+        error: str | None = None
 
     def __init__(self, store_path: Path, run_ids: list[str]) -> None:
         super().__init__()

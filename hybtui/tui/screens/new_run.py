@@ -5,6 +5,7 @@ launched through the launcher."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
@@ -69,21 +70,19 @@ class NewRunScreen(Screen):
 
     BINDINGS = [Binding("ctrl+s", "launch", "Launch", priority=True), Binding("escape", "app.pop_screen", "Cancel")]
 
+    @dataclass
     class Checked(Message):
         """The outcome of checking ``config`` against the data (error None: ready to launch)."""
 
-        def __init__(self, config: RunConfig, error: str | None) -> None:
-            super().__init__()
-            self.config = config
-            self.error = error
+        config: RunConfig
+        error: str | None
 
+    @dataclass
     class Submitted(Message):
         """The id of the run the launcher recorded (or why it could not be launched)."""
 
-        def __init__(self, run_id: str | None, error: str | None = None) -> None:
-            super().__init__()
-            self.run_id = run_id
-            self.error = error
+        run_id: str | None
+        error: str | None = None
 
     def __init__(self, store_path: Path, refresh_s: float) -> None:
         super().__init__()

@@ -4,6 +4,7 @@ at a time, and what was read comes back to the UI thread as a message."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,12 @@ class PolledScreen(Screen):
     #: What a read may fail with and the screen shows rather than raises.
     READ_ERRORS: tuple[type[Exception], ...] = (HybtuiError, sqlite3.Error)
 
+    @dataclass
     class Loaded(Message):
         """What ``read`` returned (or why the store could not be read)."""
 
-        def __init__(self, data: Any, error: str | None = None) -> None:
-            super().__init__()
-            self.data = data
-            self.error = error
+        data: Any
+        error: str | None = None
 
     def __init__(self, store_path: Path, refresh_s: float) -> None:
         super().__init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
@@ -63,24 +64,22 @@ class RunsScreen(PolledScreen):
         Binding("q", "app.quit", "Quit"),
     ]
 
+    @dataclass
     class Deleted(Message):
         """The runs a delete removed, and why the others were kept."""
 
-        def __init__(self, gone: list[str], errors: list[str]) -> None:
-            super().__init__()
-            self.gone = gone
-            self.errors = errors
+        gone: list[str]
+        errors: list[str]
 
+    @dataclass
     class Reported(Message):
         """What an export or the launcher answered (paths, errors: shown literally); with
         ``reload``, the runs are read again (their status changed)."""
 
-        def __init__(self, text: str, title: str = "", severity: str = "information", reload: bool = False) -> None:
-            super().__init__()
-            self.text = text
-            self.title = title
-            self.severity = severity
-            self.reload = reload
+        text: str
+        title: str = ""
+        severity: str = "information"
+        reload: bool = False
 
     def __init__(self, store_path: Path, refresh_s: float) -> None:
         super().__init__(store_path, refresh_s)
