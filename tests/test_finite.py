@@ -15,14 +15,14 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Input
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.runs.store import UNREADABLE, Store
 from hybtui.tui.screens.runs import RunsScreen
 from hybtui.tui.widgets.runs_table import RunsTable
-from tui_fixtures import drive, wait_until
+from tui_fixtures import drive, new_run_form, wait_until
 
 #: The float options of `hybtui train` and the float fields a configuration file may set.
 CLI_FLOATS = ("alpha", "lr", "weight-decay", "temperature", "validation-fraction")
@@ -202,9 +202,7 @@ def test_the_app_form_refuses_nan(tmp_path, shared_data, monkeypatch):
     path = tmp_path / "store"
 
     async def scenario(app, pilot):
-        await pilot.press("n")
-        screen = app.screen
-        message = screen.query_one("#form-message", Static)
+        screen, message = await new_run_form(pilot)
         for field, value in (("lr", "nan"), ("temperature", "inf"), ("alpha", "-inf")):
             screen.query_one(f"#{field}", Input).value = value
             await wait_until(pilot, lambda: f"--{field} must be a finite number" in str(message.content),

@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_runs import hybtui
 from test_tui import fill_new_run, hold_the_slot
-from textual.widgets import Button, Input, Static
-from tui_fixtures import drive, settle, wait_until
+from textual.widgets import Button, Input
+from tui_fixtures import drive, new_run_form, settle, wait_until
 
 from hybtui.modeling import encoder as models
 from hybtui.modeling import registry
@@ -142,12 +142,10 @@ def test_the_app_form_refuses_and_launches_nothing(tmp_path, store_with_a_run, f
     before = logical_contents(store_with_a_run)
 
     async def scenario(app, pilot):
-        await pilot.press("n")
-        screen = app.screen
+        screen, message = await new_run_form(pilot)
         assert isinstance(screen, NewRunScreen)
         fill_new_run(screen, ["en", "de"], steps="2", batch_size="8", max_length="32")
         screen.query_one(f"#{field}", Input).value = value
-        message = screen.query_one("#form-message", Static)
         await wait_until(pilot, lambda: expected in str(message.content), "the form refused", 60)
         assert message.has_class("error") and screen.query_one("#launch", Button).disabled
         await pilot.press("ctrl+s")

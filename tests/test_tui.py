@@ -36,7 +36,7 @@ from hybtui.tui.widgets.grid_bars import GridBars, language_label
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
-from tui_fixtures import drive, refreshed, settle, wait_until
+from tui_fixtures import drive, new_run_form, refreshed, settle, wait_until
 
 
 def result_rows(shift: float = 0.0) -> list[dict]:
@@ -244,13 +244,11 @@ def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_da
         return str(detail.query_one("#run-status", Static).content).split(" ", 1)[0]
 
     async def scenario(app, pilot):
-        await pilot.press("n")
-        screen = app.screen
+        screen, message = await new_run_form(pilot)
         assert isinstance(screen, NewRunScreen)
         assert screen.query_one("#lr", Input).value == "3e-05"  # the paper's defaults
         fill_new_run(screen, ["en", "de"], steps="3", batch_size="8", max_length="32")
         launch = screen.query_one("#launch", Button)
-        message = screen.query_one("#form-message", Static)
         # Wait for the check of the filled form (the defaults were checked, and ready, before).
         await wait_until(pilot, lambda: "3 steps" in str(message.content) and not launch.disabled,
                          "the filled form checked", 60)
@@ -289,9 +287,7 @@ def test_new_run_form_refuses_invalid_input_and_records_nothing(tmp_path, shared
     path = tmp_path / "store"
 
     async def scenario(app, pilot):
-        await pilot.press("n")
-        screen = app.screen
-        message = screen.query_one("#form-message", Static)
+        screen, message = await new_run_form(pilot)
         fill_new_run(screen, ["en", "de"], alpha="1.5")
         await wait_until(pilot, lambda: "--alpha must be within [0, 1]" in str(message.content),
                          "the alpha refused", 10)

@@ -24,6 +24,7 @@ from textual.widgets import Log, Static
 import hybtui
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.compare import CompareScreen
+from hybtui.tui.screens.grids import GridReportScreen, GridsScreen, GridsTable
 from hybtui.tui.screens.new_run import NewRunScreen
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.widgets.language_table import LanguageTable
@@ -156,35 +157,30 @@ def test_compare_two_runs(demo, snap_compare):
     assert snap_compare(app(), terminal_size=SIZE, run_before=compare)
 
 
+async def open_grids(pilot) -> None:
+    """From the run list to the grids, once the demo grid is listed."""
+    await open_runs(pilot)
+    await pilot.press("g")
+
+    def shown() -> bool:
+        screen = pilot.app.screen
+        return isinstance(screen, GridsScreen) and screen.query_one(GridsTable).row_count == 1
+
+    await until(pilot, shown, "the grid list")
+
+
 def test_grids_screen(demo, snap_compare):
-    grids = pytest.importorskip("hybtui.tui.screens.grids")
-
-    async def listed(pilot):
-        await open_runs(pilot)
-        await pilot.press("g")
-
-        def shown() -> bool:
-            screen = pilot.app.screen
-            return isinstance(screen, grids.GridsScreen) and screen.query_one(grids.GridsTable).row_count == 1
-
-        await until(pilot, shown, "the grid list")
-
-    assert snap_compare(app(), terminal_size=SIZE, run_before=listed)
+    assert snap_compare(app(), terminal_size=SIZE, run_before=open_grids)
 
 
 def test_grid_report_screen(demo, snap_compare):
-    grids = pytest.importorskip("hybtui.tui.screens.grids")
-
     async def report(pilot):
-        await open_runs(pilot)
-        await pilot.press("g")
-        await until(pilot, lambda: isinstance(pilot.app.screen, grids.GridsScreen)
-                    and pilot.app.screen.query_one(grids.GridsTable).row_count == 1, "the grid list")
+        await open_grids(pilot)
         await pilot.press("enter")
 
         def shown() -> bool:
             screen = pilot.app.screen
-            return (isinstance(screen, grids.GridReportScreen)
+            return (isinstance(screen, GridReportScreen)
                     and "2/3 runs finished." in str(screen.query_one("#grid-summary", Static).content))
 
         await until(pilot, shown, "the grid's report")

@@ -28,6 +28,8 @@ from typing import Any
 from unittest import mock
 
 from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Static
 
 from hybtui.config import RunConfig
 from hybtui.data.lareqa import LANGUAGES
@@ -176,6 +178,13 @@ async def wait_until(pilot: Pilot, condition: Callable[[], object], what: str, t
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} on {pilot.app.screen!r}")
         await pilot.pause()
+
+
+async def new_run_form(pilot: Pilot) -> tuple[Screen, Static]:
+    """Open the new-run form from the run list (``n``): the screen shown and its message line."""
+    await pilot.press("n")
+    screen = pilot.app.screen
+    return screen, screen.query_one("#form-message", Static)
 
 
 def drive(store_path: str | Path, scenario: Callable[[HybtuiApp, Pilot], Awaitable[Any]],
