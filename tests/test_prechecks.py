@@ -117,7 +117,7 @@ def test_reproduce_refuses_before_recording(tmp_path, store_with_a_run, option, 
 
 def test_the_check_is_torch_free_for_models_and_cpu():
     """The app checks models without loading torch: only a cuda or mps device imports it."""
-    code = ("import sys; from hybtui import registry; registry.check_model_and_device('tiny', 'cpu'); "
+    code = ("import sys; from hybtui.modeling import registry; registry.check_model_and_device('tiny', 'cpu'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
