@@ -8,13 +8,13 @@ through the screens with keys and writes what the pane shows:
     new_run.txt     the new-run form (its defaults, checked against the data)
     run_detail.txt  a finished run: status, loss curve, final mAP per language
     compare.txt     two runs side by side
-    grids.txt       the grids of `hybtui reproduce` (when the app has that screen)
-    grid_report.txt one grid's report (idem)
+    grids.txt       the grids of `hybtui reproduce`
+    grid_report.txt one grid's report
 
-Usage (needs tmux, and the benchmark data for the form's check: HYBTUI_DATA_DIR, else
-../shared/data):
+Usage (needs tmux, and the benchmark data, which the new-run form checks: set
+HYBTUI_DATA_DIR to a data directory; the script refuses to start without it):
 
-    python scripts/capture_screens.py [--out docs/screens]
+    HYBTUI_DATA_DIR=/path/to/data python scripts/capture_screens.py [--out docs/screens]
 
 The demo times are set relative to the moment the store is built, so the captures read
 the same every time.
@@ -62,9 +62,11 @@ def main() -> int:
     if shutil.which("tmux") is None:
         print("tmux is not installed (apt-get install tmux)", file=sys.stderr)
         return 2
-    data = Path(os.environ.get("HYBTUI_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not os.environ.get("HYBTUI_DATA_DIR"):
+        print("HYBTUI_DATA_DIR is not set: the new-run form checks the benchmark data there", file=sys.stderr)
+        return 2
+    data = Path(os.environ["HYBTUI_DATA_DIR"])
     args.out.mkdir(parents=True, exist_ok=True)
-    has_grids = (REPO / "hybtui" / "tui" / "screens" / "grids.py").is_file()
 
     with tempfile.TemporaryDirectory(prefix="hybtui-capture-") as tmp:
         cwd = Path(tmp)
@@ -98,17 +100,14 @@ def main() -> int:
             tmux.send("Escape")
             still(tmux, lambda s: "filter by name" in s, "back on the run list")
 
-            if has_grids:
-                tmux.send("g")
-                grids = still(tmux, lambda s: ids[DEMO_GRID] in s and DEMO_GRID in s, "the grids")
-                write(args.out, "grids", grids)
-                tmux.send("Enter")
-                report = still(tmux, lambda s: "Table 1" in s and "X-X-mono" in s, "the grid's report")
-                write(args.out, "grid_report", report)
-                tmux.send("Escape", "Escape")
-                still(tmux, lambda s: "filter by name" in s, "back on the run list")
-            else:
-                print("no grids screen (hybtui/tui/screens/grids.py): grids.txt and grid_report.txt not written")
+            tmux.send("g")
+            grids = still(tmux, lambda s: ids[DEMO_GRID] in s and DEMO_GRID in s, "the grids")
+            write(args.out, "grids", grids)
+            tmux.send("Enter")
+            report = still(tmux, lambda s: "Table 1" in s and "X-X-mono" in s, "the grid's report")
+            write(args.out, "grid_report", report)
+            tmux.send("Escape", "Escape")
+            still(tmux, lambda s: "filter by name" in s, "back on the run list")
 
             tmux.send("q")
             tmux.wait_for(lambda s: not tmux.alive(), 15, "the app to exit on q")

@@ -5,7 +5,6 @@ and one row that is not (written by something else) hides no other run."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -16,15 +15,15 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Input
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.runs.records import UNREADABLE
 from hybtui.runs.store import Store
-from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.runs import RunsScreen
 from hybtui.tui.widgets.runs_table import RunsTable
+from tui_fixtures import drive, new_run_form, wait_until
 
 #: The float options of `hybtui train` and the float fields a configuration file may set.
 CLI_FLOATS = ("alpha", "lr", "weight-decay", "temperature", "validation-fraction")
@@ -186,44 +185,33 @@ def test_the_app_lists_every_run_beside_an_unreadable_one(tmp_path):
     path = tmp_path / "store"
     ids = bad_rows_store(path)
 
-    async def scenario():
-        app = HybtuiApp(path, refresh_s=0.1)
-        async with app.run_test(size=(160, 30)) as pilot:
-            for _ in range(100):
-                await pilot.pause(0.05)
-                if isinstance(app.screen, RunsScreen) and app.screen.query_one(RunsTable).row_count == len(ids):
-                    break
-            table = app.screen.query_one(RunsTable)
-            assert table.row_count == len(ids), app.screen.sub_title
-            assert "malformed" not in app.screen.sub_title
-            models = {str(table.get_row(ids[name])[1]): str(table.get_row(ids[name])[2]) for name in ids}
-            assert models == {"good-1": "tiny", "nan-config": UNREADABLE, "good-2": "tiny", "not-json": UNREADABLE,
-                              "good-3": "tiny"}
+    async def scenario(app, pilot):
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen)
+                         and app.screen.query_one(RunsTable).row_count == len(ids), "every run listed")
+        table = app.screen.query_one(RunsTable)
+        assert table.row_count == len(ids), app.screen.sub_title
+        assert "malformed" not in app.screen.sub_title
+        models = {str(table.get_row(ids[name])[1]): str(table.get_row(ids[name])[2]) for name in ids}
+        assert models == {"good-1": "tiny", "nan-config": UNREADABLE, "good-2": "tiny", "not-json": UNREADABLE,
+                          "good-3": "tiny"}
 
-    asyncio.run(scenario())
+    drive(path, scenario, size=(160, 30))
 
 
 def test_the_app_form_refuses_nan(tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
     path = tmp_path / "store"
 
-    async def scenario():
-        app = HybtuiApp(path, refresh_s=0.1)
-        async with app.run_test(size=(100, 40)) as pilot:
-            await pilot.pause(0.2)
-            await pilot.press("n")
-            screen = app.screen
-            message = screen.query_one("#form-message", Static)
-            for field, value in (("lr", "nan"), ("temperature", "inf"), ("alpha", "-inf")):
-                screen.query_one(f"#{field}", Input).value = value
-                for _ in range(100):
-                    await pilot.pause(0.05)
-                    if f"--{field} must be a finite number" in str(message.content):
-                        break
-                assert f"--{field} must be a finite number" in str(message.content), str(message.content)
-                assert screen.query_one("#launch", Button).disabled
-                screen.query_one(f"#{field}", Input).value = "0.5"
-        with Store(path) as store:
-            assert store.list_runs() == []
+    async def scenario(app, pilot):
+        screen, message = await new_run_form(pilot)
+        for field, value in (("lr", "nan"), ("temperature", "inf"), ("alpha", "-inf")):
+            screen.query_one(f"#{field}", Input).value = value
+            await wait_until(pilot, lambda: f"--{field} must be a finite number" in str(message.content),
+                             f"--{field} refused")
+            assert f"--{field} must be a finite number" in str(message.content), str(message.content)
+            assert screen.query_one("#launch", Button).disabled
+            screen.query_one(f"#{field}", Input).value = "0.5"
 
-    asyncio.run(scenario())
+    drive(path, scenario, size=(100, 40))
+    with Store(path) as store:
+        assert store.list_runs() == []

@@ -3,7 +3,6 @@
 (`registry.check_model_and_device`). Each case: exit 2, one line naming the option and the
 problem, and the store's logical contents unchanged (or no store at all)."""
 
-import asyncio
 import contextlib
 import sqlite3
 import subprocess
@@ -12,15 +11,15 @@ import sys
 import pytest
 import torch
 from test_runs import hybtui
-from test_tui import fill_new_run, hold_the_slot, wait_for
-from textual.widgets import Button, Input, Static
+from test_tui import fill_new_run, hold_the_slot
+from textual.widgets import Button, Input
+from tui_fixtures import drive, new_run_form, settle, wait_until
 
 from hybtui.modeling import encoder as models
 from hybtui.modeling import registry
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.runs.store import Store
-from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.new_run import NewRunScreen
 
 TINY = ["--train", "mlqa-r:en,de", "--eval", "xquad-r:en", "--steps", "2", "--batch-size", "8", "--max-length", "32"]
@@ -118,7 +117,7 @@ def test_reproduce_refuses_before_recording(tmp_path, store_with_a_run, option, 
 
 def test_the_check_is_torch_free_for_models_and_cpu():
     """The app checks models without loading torch: only a cuda or mps device imports it."""
-    code = ("import sys; from hybtui import registry; registry.check_model_and_device('tiny', 'cpu'); "
+    code = ("import sys; from hybtui.modeling import registry; registry.check_model_and_device('tiny', 'cpu'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -142,22 +141,17 @@ def test_the_app_form_refuses_and_launches_nothing(tmp_path, store_with_a_run, f
     expected = expected.format(value)
     before = logical_contents(store_with_a_run)
 
-    async def scenario():
-        app = HybtuiApp(store_with_a_run, refresh_s=0.2)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.2)
-            await pilot.press("n")
-            screen = app.screen
-            assert isinstance(screen, NewRunScreen)
-            fill_new_run(screen, ["en", "de"], steps="2", batch_size="8", max_length="32")
-            screen.query_one(f"#{field}", Input).value = value
-            message = screen.query_one("#form-message", Static)
-            await wait_for(pilot, lambda: expected in str(message.content), 60)
-            assert message.has_class("error") and screen.query_one("#launch", Button).disabled
-            await pilot.press("ctrl+s")
-            await pilot.pause(0.3)
-            assert any(n.title == "cannot launch" for n in app._notifications)
-            assert isinstance(app.screen, NewRunScreen)
+    async def scenario(app, pilot):
+        screen, message = await new_run_form(pilot)
+        assert isinstance(screen, NewRunScreen)
+        fill_new_run(screen, ["en", "de"], steps="2", batch_size="8", max_length="32")
+        screen.query_one(f"#{field}", Input).value = value
+        await wait_until(pilot, lambda: expected in str(message.content), "the form refused", 60)
+        assert message.has_class("error") and screen.query_one("#launch", Button).disabled
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert any(n.title == "cannot launch" for n in app._notifications)
+        assert isinstance(app.screen, NewRunScreen)
 
-    asyncio.run(scenario())
+    drive(store_with_a_run, scenario, size=(80, 24), refresh_s=0.2)
     assert logical_contents(store_with_a_run) == before

@@ -5,7 +5,6 @@ B waits queued behind it. The store is watched with read-only SQLite reads (`wat
 sweep nothing and start nothing, so only the process under test can have started B.
 """
 
-import asyncio
 import contextlib
 import json
 import os
@@ -16,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from test_runs import hybtui, store_dir, submit, wait_for  # noqa: F401 - store_dir is a fixture
+from tui_fixtures import drive, wait_until
 
 from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.runs.records import pid_alive
 from hybtui.runs.store import Store
-from hybtui.tui.app import HybtuiApp
 from hybtui.tui.widgets.runs_table import RunsTable
 
 #: Must-show 2: B runs within this many seconds of A's kill.
@@ -91,24 +90,20 @@ def test_a_crash_frees_the_slot_for_runs_ls_alone(a_running_b_queued):
 def test_a_crash_frees_the_slot_with_only_the_app_open(a_running_b_queued):
     store, a, b = a_running_b_queued
 
-    async def scenario():
-        app = HybtuiApp(store, refresh_s=0.5)
-        async with app.run_test(size=(120, 30)) as pilot:
-            table = app.screen.query_one(RunsTable)
+    async def scenario(app, pilot):
+        table = app.screen.query_one(RunsTable)
 
-            def shown(run_id: str) -> str:
-                """The status word of the run's row ("running 0/2": running)."""
-                return str(table.get_cell(run_id, "status")).split(" ")[0] if run_id in table.rows else ""
+        def shown(run_id: str) -> str:
+            """The status word of the run's row ("running 0/2": running)."""
+            return str(table.get_cell(run_id, "status")).split(" ")[0] if run_id in table.rows else ""
 
-            await pilot.pause(1.0)
-            assert shown(b) == "queued"
-            killed = kill_group(store, a)
-            while shown(b) != "running" and time.monotonic() - killed < SLOT_FILLED_S:
-                await pilot.pause(0.2)
-            assert shown(b) == "running" and shown(a) == "crashed", (shown(a), shown(b))
-            assert watch(store)[b]["status"] == "running"
+        assert shown(b) == "queued"
+        kill_group(store, a)
+        await wait_until(pilot, lambda: shown(b) == "running", "B shown running", SLOT_FILLED_S)
+        assert shown(b) == "running" and shown(a) == "crashed", (shown(a), shown(b))
+        assert watch(store)[b]["status"] == "running"
 
-    asyncio.run(scenario())
+    drive(store, scenario, size=(120, 30), refresh_s=0.5)
 
 
 def test_cancelling_the_running_run_starts_the_queued_one(a_running_b_queued):

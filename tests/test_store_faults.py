@@ -6,7 +6,6 @@ read-only (root ignores chmod), which can still be browsed but not written."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -193,19 +192,14 @@ def test_a_read_only_store_can_be_browsed_but_not_written(read_only_store, monke
 
 
 def test_the_app_lists_a_read_only_store(read_only_store):
-    from hybtui.tui.app import HybtuiApp
     from hybtui.tui.widgets.runs_table import RunsTable
+    from tui_fixtures import drive, wait_until
 
     store, ids = read_only_store
 
-    async def scenario() -> int:
-        app = HybtuiApp(store, refresh_s=0.1)
-        async with app.run_test() as pilot:
-            for _ in range(100):
-                await pilot.pause(0.05)
-                if app.screen.query_one(RunsTable).row_count == len(ids):
-                    break
-            assert str(store) in app.screen.sub_title and "error" not in app.screen.sub_title.lower()
-            return app.screen.query_one(RunsTable).row_count
+    async def scenario(app, pilot) -> int:
+        await wait_until(pilot, lambda: app.screen.query_one(RunsTable).row_count == len(ids), "every run listed")
+        assert str(store) in app.screen.sub_title and "error" not in app.screen.sub_title.lower()
+        return app.screen.query_one(RunsTable).row_count
 
-    assert asyncio.run(scenario()) == len(ids)
+    assert drive(store, scenario, size=(80, 24)) == len(ids)

@@ -1,10 +1,10 @@
 """Pilot tests of the app against a real store: the run list, its live refresh, the
 filter, cancel/resume through the launcher, the detail screen, the new-run form (with a
-real worker process) and the comparison of marked runs."""
+real worker process) and the comparison of marked runs. Each opens the app with
+``tui_fixtures.drive`` and waits on its workers or on what it shows, never for a fixed time."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
@@ -23,7 +23,6 @@ from hybtui.runs import grid as reproduce
 from hybtui.config import RunConfig
 from hybtui.results import ResultRow
 from hybtui.runs.store import Store
-from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
 from hybtui.tui.screens.grids import GridReportScreen, GridsScreen, GridsTable
@@ -37,8 +36,7 @@ from hybtui.tui.widgets.grid_bars import GridBars, language_label
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
-
-REFRESH_S = 0.1
+from tui_fixtures import drive, new_run_form, refreshed, settle, wait_until
 
 
 def result_rows(shift: float = 0.0) -> list[dict]:
@@ -89,11 +87,6 @@ def store(tmp_path):
         yield store
 
 
-def run(coro_fn):
-    """pytest-asyncio is not installed: drive each Pilot test with asyncio.run."""
-    asyncio.run(coro_fn())
-
-
 def cell(table: RunsTable, run_id: str, column: str) -> str:
     return str(table.get_cell(run_id, column))
 
@@ -105,44 +98,38 @@ def by_name(store: Store, name: str) -> str:
 def test_runs_table_shows_runs_newest_first_with_headline_figures(store):
     done, queued = by_name(store, "finished-run"), by_name(store, "queued-run")
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(150, 30)) as pilot:
-            await pilot.pause(0.3)
-            table = app.screen.query_one(RunsTable)
-            assert [row.key.value for row in table.ordered_rows] == [queued, done, by_name(store, "elsewhere")]
-            assert cell(table, done, "status") == "finished"
-            assert cell(table, done, "train") == "en,de"
-            assert [cell(table, done, c) for c in ("mono", "cross", "multi", "rank_distance")] == \
-                ["0.700", "0.500", "0.400", "12.50"]
-            assert cell(table, queued, "status") == "queued"
-            assert cell(table, queued, "mono") == ""
+    async def scenario(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        assert [row.key.value for row in table.ordered_rows] == [queued, done, by_name(store, "elsewhere")]
+        assert cell(table, done, "status") == "finished"
+        assert cell(table, done, "train") == "en,de"
+        assert [cell(table, done, c) for c in ("mono", "cross", "multi", "rank_distance")] == \
+            ["0.700", "0.500", "0.400", "12.50"]
+        assert cell(table, queued, "status") == "queued"
+        assert cell(table, queued, "mono") == ""
 
-    run(scenario)
+    drive(store.path, scenario, size=(150, 30))
 
 
 def test_enter_opens_detail_with_loss_plot_languages_and_log(store):
     done = by_name(store, "finished-run")
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.3)
-            await pilot.press("down", "enter")
-            await pilot.pause(0.3)
-            screen = app.screen
-            assert isinstance(screen, RunDetailScreen) and screen.run_id == done
-            assert len(screen.query_one(LossPlot).points) == 10
-            languages = screen.query_one(LanguageTable)
-            rows = [[str(c).split(" ")[0] for c in languages.get_row_at(i)] for i in range(languages.row_count)]
-            assert rows[0][:5] == ["de", "seen", "0.800", "0.600", "0.500"]
-            assert rows[2][:2] == ["th", "unseen"]
-            assert rows[-1][0] == "avg"
-            assert "training done" in "\n".join(screen.query_one(Log).lines)
-            await pilot.press("escape")
-            assert isinstance(app.screen.query_one(RunsTable), RunsTable)
+    async def scenario(app, pilot):
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RunDetailScreen) and screen.run_id == done
+        assert len(screen.query_one(LossPlot).points) == 10
+        languages = screen.query_one(LanguageTable)
+        rows = [[str(c).split(" ")[0] for c in languages.get_row_at(i)] for i in range(languages.row_count)]
+        assert rows[0][:5] == ["de", "seen", "0.800", "0.600", "0.500"]
+        assert rows[2][:2] == ["th", "unseen"]
+        assert rows[-1][0] == "avg"
+        assert "training done" in "\n".join(screen.query_one(Log).lines)
+        await pilot.press("escape")
+        assert isinstance(app.screen.query_one(RunsTable), RunsTable)
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_detail_config_tab_shows_the_run_directory_and_its_disk_use(store):
@@ -152,83 +139,72 @@ def test_detail_config_tab_shows_the_run_directory_and_its_disk_use(store):
     (checkpoint / "model.safetensors").write_bytes(b"w" * 2_000_000)
     (checkpoint / "checkpoint.json").write_text('{"step": 10, "files": ["model.safetensors"], "resumable": false}')
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.3)
-            await pilot.press("down", "enter", "4")
-            await pilot.pause(0.3)
-            shown = str(app.screen.query_one("#config", Static).render()).splitlines()
-            assert shown[0] == str(store.run_dir(done))
-            assert re.fullmatch(r"disk 2\.0 MB \(1 checkpoint, 2\.0 MB\)", shown[1]), shown[1]
+    async def scenario(app, pilot):
+        await pilot.press("down", "enter", "4")
+        await settle(pilot)
+        shown = str(app.screen.query_one("#config", Static).render()).splitlines()
+        assert shown[0] == str(store.run_dir(done))
+        assert re.fullmatch(r"disk 2\.0 MB \(1 checkpoint, 2\.0 MB\)", shown[1]), shown[1]
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_filter_hides_non_matching_runs_and_q_types_into_it(store):
     done = by_name(store, "finished-run")
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.3)
-            await pilot.press("slash", *"finished")
-            await pilot.pause(0.3)  # a refresh meanwhile keeps the filter
-            table = app.screen.query_one(RunsTable)
-            assert [row.key.value for row in table.ordered_rows] == [done]
-            await pilot.press("enter")
-            assert table.has_focus
-            await pilot.press("slash", *"q")
-            assert app.is_running and app.screen.query_one(Input).value == "finishedq"
-            assert table.row_count == 0
+    async def scenario(app, pilot):
+        await pilot.press("slash", *"finished")
+        await refreshed(pilot)  # a refresh meanwhile keeps the filter
+        table = app.screen.query_one(RunsTable)
+        assert [row.key.value for row in table.ordered_rows] == [done]
+        await pilot.press("enter")
+        assert table.has_focus
+        await pilot.press("slash", *"q")
+        assert app.is_running and app.screen.query_one(Input).value == "finishedq"
+        assert table.row_count == 0
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_live_refresh_shows_new_steps_and_keeps_the_cursor(store):
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.3)
-            table = app.screen.query_one(RunsTable)
-            await pilot.press("down")
-            highlighted = table.highlighted_run
-            live = store.create_run(RunConfig(model="tiny", steps=100), name="live-run", status="running")
-            store.add_metrics(live, [("loss", 40, 1.5)])
-            store.heartbeat(live, step=40)
-            await pilot.pause(0.4)
-            assert table.row_count == 4
-            assert cell(table, live, "status") == "running 40/100"
-            assert table.highlighted_run == highlighted
-            table.move_cursor(row=table.get_row_index(live))
-            await pilot.press("enter")
-            await pilot.pause(0.3)
-            plot = app.screen.query_one(LossPlot)
-            assert plot.points == [(40, 1.5)]
-            store.add_metrics(live, [("loss", 41, 1.4)])
-            await pilot.pause(0.8)
-            assert plot.points == [(40, 1.5), (41, 1.4)]
+    async def scenario(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        await pilot.press("down")
+        highlighted = table.highlighted_run
+        live = store.create_run(RunConfig(model="tiny", steps=100), name="live-run", status="running")
+        store.add_metrics(live, [("loss", 40, 1.5)])
+        store.heartbeat(live, step=40)
+        await wait_until(pilot, lambda: table.row_count == 4, "the new run listed")
+        assert table.row_count == 4
+        assert cell(table, live, "status") == "running 40/100"
+        assert table.highlighted_run == highlighted
+        table.move_cursor(row=table.get_row_index(live))
+        await pilot.press("enter")
+        await settle(pilot)
+        plot = app.screen.query_one(LossPlot)
+        assert plot.points == [(40, 1.5)]
+        store.add_metrics(live, [("loss", 41, 1.4)])
+        await wait_until(pilot, lambda: len(plot.points) == 2, "the new step plotted")
+        assert plot.points == [(40, 1.5), (41, 1.4)]
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_cancel_and_resume_go_through_the_launcher(store):
     queued = by_name(store, "queued-run")
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.3)
-            await pilot.press("c")  # the cursor starts on the newest run: the queued one
-            await pilot.pause(0.4)
-            assert store.get_run(queued)["status"] == "cancelled"
-            assert cell(app.screen.query_one(RunsTable), queued, "status") == "cancelled"
-            await pilot.press("down", "r")  # a finished run cannot be resumed
-            await pilot.pause(0.3)
-            errors = [n for n in app._notifications if n.severity == "error"]
-            assert errors and "only crashed or cancelled runs can be resumed" in errors[0].message
+    async def scenario(app, pilot):
+        await pilot.press("c")  # the cursor starts on the newest run: the queued one
+        await wait_until(pilot, lambda: cell(app.screen.query_one(RunsTable), queued, "status") == "cancelled",
+                         "the run shown cancelled")
+        assert store.get_run(queued)["status"] == "cancelled"
+        assert cell(app.screen.query_one(RunsTable), queued, "status") == "cancelled"
+        await pilot.press("down", "r")  # a finished run cannot be resumed
+        await settle(pilot)
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors and "only crashed or cancelled runs can be resumed" in errors[0].message
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_formatting_helpers():
@@ -240,15 +216,6 @@ def test_formatting_helpers():
     xs, ys = downsample(np.arange(7.0), np.arange(7.0), 3)  # buckets of 3, 3 and 1
     assert xs.tolist() == [1.0, 4.0, 6.0]
     assert language_rows([], "xquad-r") == []
-
-
-async def wait_for(pilot, condition, timeout: float, step: float = 0.2) -> None:
-    """Pause until ``condition()`` holds; fail after ``timeout`` seconds."""
-    for _ in range(int(timeout / step)):
-        if condition():
-            return
-        await pilot.pause(step)
-    assert condition(), f"still not true after {timeout}s on {pilot.app.screen!r}"
 
 
 def fill_new_run(screen: NewRunScreen, train: list[str], **inputs: str) -> None:
@@ -276,39 +243,37 @@ def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_da
     def status_shown(detail) -> str:
         return str(detail.query_one("#run-status", Static).content).split(" ", 1)[0]
 
-    async def scenario():
-        app = HybtuiApp(path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.2)
-            await pilot.press("n")
-            screen = app.screen
-            assert isinstance(screen, NewRunScreen)
-            assert screen.query_one("#lr", Input).value == "3e-05"  # the paper's defaults
-            fill_new_run(screen, ["en", "de"], steps="3", batch_size="8", max_length="32")
-            launch = screen.query_one("#launch", Button)
-            message = screen.query_one("#form-message", Static)
-            # Wait for the check of the filled form (the defaults were checked, and ready, before).
-            await wait_for(pilot, lambda: "3 steps" in str(message.content) and not launch.disabled, 60)
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen), 30)
-            detail = app.screen
-            with Store(path) as store:
-                run = store.get_run(detail.run_id)
-                assert run["config"]["train"] == ["mlqa-r:de,en"] and run["config"]["eval"] == ["xquad-r:en"]
-                assert run["config"]["data_dir"] == str(shared_data.resolve())
-                await wait_for(pilot, lambda: status_shown(detail) == "queued", 5)
-                store.set_status(slot, "finished")  # the slot frees: the queue advances
-                launcher.start_queued(store)
-                await wait_for(pilot, lambda: status_shown(detail) == "running", 10)
-                await wait_for(pilot, lambda: status_shown(detail) == "finished", 120, step=0.5)
-                assert store.get_run(detail.run_id)["status"] == "finished", store.get_run(detail.run_id)["error"]
-            await wait_for(pilot, lambda: len(detail.query_one(LossPlot).points) == 3, 5)
-            await wait_for(pilot, lambda: detail.query_one(LanguageTable).row_count == 2, 5)  # en, then avg
-            await pilot.press("escape")
-            await wait_for(pilot, lambda: app.screen.query_one(RunsTable).row_count == 2, 5)
+    async def scenario(app, pilot):
+        screen, message = await new_run_form(pilot)
+        assert isinstance(screen, NewRunScreen)
+        assert screen.query_one("#lr", Input).value == "3e-05"  # the paper's defaults
+        fill_new_run(screen, ["en", "de"], steps="3", batch_size="8", max_length="32")
+        launch = screen.query_one("#launch", Button)
+        # Wait for the check of the filled form (the defaults were checked, and ready, before).
+        await wait_until(pilot, lambda: "3 steps" in str(message.content) and not launch.disabled,
+                         "the filled form checked", 60)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen), "the launched run's detail", 30)
+        detail = app.screen
+        with Store(path) as store:
+            run = store.get_run(detail.run_id)
+            assert run["config"]["train"] == ["mlqa-r:de,en"] and run["config"]["eval"] == ["xquad-r:en"]
+            assert run["config"]["data_dir"] == str(shared_data.resolve())
+            await wait_until(pilot, lambda: status_shown(detail) == "queued", "the run shown queued", 5)
+            store.set_status(slot, "finished")  # the slot frees: the queue advances
+            launcher.start_queued(store)
+            await wait_until(pilot, lambda: status_shown(detail) == "running", "the run shown running", 10)
+            await wait_until(pilot, lambda: status_shown(detail) == "finished", "the run shown finished", 120)
+            assert store.get_run(detail.run_id)["status"] == "finished", store.get_run(detail.run_id)["error"]
+        await wait_until(pilot, lambda: len(detail.query_one(LossPlot).points) == 3, "the three steps plotted", 5)
+        await wait_until(pilot, lambda: detail.query_one(LanguageTable).row_count == 2,
+                         "the final results", 5)  # en, then avg
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 2,
+                         "the run list with the new run", 5)
 
     try:
-        run(scenario)
+        drive(path, scenario, size=(80, 24))
     finally:  # a failed test must not leave its real worker training
         if (path / "hybtui.db").exists():
             with Store(path) as store:
@@ -321,29 +286,26 @@ def test_new_run_form_refuses_invalid_input_and_records_nothing(tmp_path, shared
     monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
     path = tmp_path / "store"
 
-    async def scenario():
-        app = HybtuiApp(path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.2)
-            await pilot.press("n")
-            screen = app.screen
-            message = screen.query_one("#form-message", Static)
-            fill_new_run(screen, ["en", "de"], alpha="1.5")
-            await wait_for(pilot, lambda: "--alpha must be within [0, 1]" in str(message.content), 10)
-            assert screen.query_one("#launch", Button).disabled
-            await pilot.press("ctrl+s")
-            assert any(n.title == "cannot launch" for n in app._notifications)
-            screen.query_one("#alpha", Input).value = "0.5"
-            screen.query_one("#sampler", Select).value = "cross"
-            fill_new_run(screen, ["en"])
-            await wait_for(pilot, lambda: "has the single language en" in str(message.content), 60)
-            assert message.has_class("error") and screen.query_one("#launch", Button).disabled
-            await pilot.press("ctrl+s", "escape")
-            assert not isinstance(app.screen, NewRunScreen)
+    async def scenario(app, pilot):
+        screen, message = await new_run_form(pilot)
+        fill_new_run(screen, ["en", "de"], alpha="1.5")
+        await wait_until(pilot, lambda: "--alpha must be within [0, 1]" in str(message.content),
+                         "the alpha refused", 10)
+        assert screen.query_one("#launch", Button).disabled
+        await pilot.press("ctrl+s")
+        assert any(n.title == "cannot launch" for n in app._notifications)
+        screen.query_one("#alpha", Input).value = "0.5"
+        screen.query_one("#sampler", Select).value = "cross"
+        fill_new_run(screen, ["en"])
+        await wait_until(pilot, lambda: "has the single language en" in str(message.content),
+                         "the single language refused", 60)
+        assert message.has_class("error") and screen.query_one("#launch", Button).disabled
+        await pilot.press("ctrl+s", "escape")
+        assert not isinstance(app.screen, NewRunScreen)
         with Store(path) as store:
             assert store.list_runs() == []
 
-    run(scenario)
+    drive(path, scenario, size=(80, 24))
 
 
 def text_of(renderable) -> str:
@@ -357,32 +319,29 @@ def test_compare_marked_runs_shows_differences_figures_and_curves(store):
     mono = finished_run(store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
                         "mono-run", shift=0.05)
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.3)
-            table = app.screen.query_one(RunsTable)
-            await pilot.press("space", "m")  # one run is not a comparison
-            assert any(n.title == "compare" for n in app._notifications)
-            await pilot.press("down", "space", "space", "down", "space")  # marks and unmarks the queued run
-            assert table.marked == [mono, hybrid]
-            assert str(table.get_cell(mono, "name")).startswith("▶")  # at 80 columns the id column gives way
-            await pilot.press("m")
-            screen = app.screen
-            assert isinstance(screen, CompareScreen)
-            await wait_for(pilot, lambda: len(screen.query("#compare-tables Static")) > 3, 20)
-            text = "\n".join(text_of(s.content) for s in screen.query("#compare-tables Static"))
-            cells = [re.findall(r"[^\s│┃|]+", line) for line in text.splitlines()]
-            assert [row for row in cells if row[:1] == ["sampler"]] == [["sampler", "mono", "hybrid"]]
-            assert mono in text and hybrid in text
-            assert "0.750" in text and "0.700" in text  # mono mAP of each run
-            assert "-0.050" in text or "−0.050" in text  # the delta against the first marked run
-            curves = screen.query_one(LossPlot).series
-            assert len(curves) == 2 and all(len(points) == 10 for points in curves.values())
-            await pilot.press("escape")
-            assert app.screen.query_one(RunsTable) is table
+    async def scenario(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        await pilot.press("space", "m")  # one run is not a comparison
+        assert any(n.title == "compare" for n in app._notifications)
+        await pilot.press("down", "space", "space", "down", "space")  # marks and unmarks the queued run
+        assert table.marked == [mono, hybrid]
+        assert str(table.get_cell(mono, "name")).startswith("▶")  # at 80 columns the id column gives way
+        await pilot.press("m")
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        await wait_until(pilot, lambda: len(screen.query("#compare-tables Static")) > 3, "the comparison tables", 20)
+        text = "\n".join(text_of(s.content) for s in screen.query("#compare-tables Static"))
+        cells = [re.findall(r"[^\s│┃|]+", line) for line in text.splitlines()]
+        assert [row for row in cells if row[:1] == ["sampler"]] == [["sampler", "mono", "hybrid"]]
+        assert mono in text and hybrid in text
+        assert "0.750" in text and "0.700" in text  # mono mAP of each run
+        assert "-0.050" in text or "−0.050" in text  # the delta against the first marked run
+        curves = screen.query_one(LossPlot).series
+        assert len(curves) == 2 and all(len(points) == 10 for points in curves.values())
+        await pilot.press("escape")
+        assert app.screen.query_one(RunsTable) is table
 
-    run(scenario)
+    drive(store.path, scenario, size=(80, 24))
 
 
 def test_spec_spelling_matches_the_cli():
@@ -401,56 +360,51 @@ def test_sort_cycles_orders_and_keeps_the_cursor_and_marks(store):
     best = finished_run(store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
                         "z-best", shift=0.05)
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.3)
-            screen, table = app.screen, app.screen.query_one(RunsTable)
-            assert shown_runs(table) == [best, queued, done, slot] and "newest first" in screen.sub_title
-            await pilot.press("space", "down")  # a marked run sorts by its id like any other
-            await pilot.press("s")
-            assert shown_runs(table) == [slot, done, queued, best] and "name" in screen.sub_title
-            assert table.highlighted_run == queued
-            await pilot.press("s", "s")
-            assert "mono mAP" in screen.sub_title
-            await pilot.pause(0.3)  # a refresh keeps the order
-            assert shown_runs(table) == [best, done, queued, slot]  # 0.750, 0.700, not evaluated last
-            assert table.highlighted_run == queued and table.marked == [best]
-            await pilot.press("s", "s", "s", "s")
-            assert shown_runs(table) == [best, queued, done, slot] and "newest first" in screen.sub_title
+    async def scenario(app, pilot):
+        screen, table = app.screen, app.screen.query_one(RunsTable)
+        assert shown_runs(table) == [best, queued, done, slot] and "newest first" in screen.sub_title
+        await pilot.press("space", "down")  # a marked run sorts by its id like any other
+        await pilot.press("s")
+        assert shown_runs(table) == [slot, done, queued, best] and "name" in screen.sub_title
+        assert table.highlighted_run == queued
+        await pilot.press("s", "s")
+        assert "mono mAP" in screen.sub_title
+        await refreshed(pilot)  # a refresh keeps the order
+        assert shown_runs(table) == [best, done, queued, slot]  # 0.750, 0.700, not evaluated last
+        assert table.highlighted_run == queued and table.marked == [best]
+        await pilot.press("s", "s", "s", "s")
+        assert shown_runs(table) == [best, queued, done, slot] and "newest first" in screen.sub_title
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_delete_asks_first_refuses_running_runs_and_drops_marks(store):
     done, queued = by_name(store, "finished-run"), by_name(store, "queued-run")
     live = store.create_run(RunConfig(model="tiny", steps=100), name="live-run", status="running")
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.3)
-            table = app.screen.query_one(RunsTable)
-            await pilot.press("down")  # no marks: the highlighted run
-            assert table.highlighted_run == queued
-            await pilot.press("d")
-            assert isinstance(app.screen, ConfirmScreen) and "delete 1 run(s)" in text_of(
-                app.screen.query_one("#confirm-question", Static).content)
-            await pilot.press("n")
-            await pilot.pause(0.3)
-            assert store.get_run(queued) and store.run_dir(queued).is_dir()
-            await pilot.press("d", "y")
-            await wait_for(pilot, lambda: queued not in shown_runs(table), 5)
-            assert not (store.path / "runs" / queued).exists()
-            await pilot.press("up", "space", "down", "space")  # the running run and the finished one
-            assert table.marked == [live, done]
-            await pilot.press("d", "y")
-            await wait_for(pilot, lambda: shown_runs(table) == [live, by_name(store, "elsewhere")], 5)
-            errors = [n.message for n in app._notifications if n.severity == "error"]
-            assert any("is running" in message for message in errors)
-            assert table.marked == [live] and store.get_run(live)["status"] == "running"
+    async def scenario(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        await pilot.press("down")  # no marks: the highlighted run
+        assert table.highlighted_run == queued
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen) and "delete 1 run(s)" in text_of(
+            app.screen.query_one("#confirm-question", Static).content)
+        await pilot.press("n")
+        await settle(pilot)
+        assert store.get_run(queued) and store.run_dir(queued).is_dir()
+        await pilot.press("d", "y")
+        await wait_until(pilot, lambda: queued not in shown_runs(table), "the queued run deleted", 5)
+        assert not (store.path / "runs" / queued).exists()
+        await pilot.press("up", "space", "down", "space")  # the running run and the finished one
+        assert table.marked == [live, done]
+        await pilot.press("d", "y")
+        await wait_until(pilot, lambda: shown_runs(table) == [live, by_name(store, "elsewhere")],
+                         "the finished run deleted", 5)
+        errors = [n.message for n in app._notifications if n.severity == "error"]
+        assert any("is running" in message for message in errors)
+        assert table.marked == [live] and store.get_run(live)["status"] == "running"
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_export_writes_markdown_and_csv_of_the_shown_or_marked_runs(store):
@@ -460,23 +414,20 @@ def test_export_writes_markdown_and_csv_of_the_shown_or_marked_runs(store):
     def written() -> dict[str, str]:
         return {path.suffix: path.read_text() for path in exports.glob("runs-*")} if exports.is_dir() else {}
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.3)
-            await pilot.press("slash", *"finished", "enter", "e")  # no marks: the runs the filter shows
-            await wait_for(pilot, lambda: set(written()) == {".md", ".csv"}, 5)
-            files = written()
-            assert done in files[".md"] and queued not in files[".md"]
-            assert f"{done},finished-run,tiny,hybrid" in files[".csv"] and "0.8" in files[".csv"]
-            assert any(n.title == "exported 1 run(s)" for n in app._notifications)
-            for path in exports.iterdir():
-                path.unlink()
-            await pilot.press("slash", "ctrl+u", "enter", "up", "space", "e")  # the marked run
-            await wait_for(pilot, lambda: set(written()) == {".md", ".csv"}, 5)
-            assert queued in written()[".md"] and done not in written()[".md"]
+    async def scenario(app, pilot):
+        await pilot.press("slash", *"finished", "enter", "e")  # no marks: the runs the filter shows
+        await wait_until(pilot, lambda: set(written()) == {".md", ".csv"}, "the export written", 5)
+        files = written()
+        assert done in files[".md"] and queued not in files[".md"]
+        assert f"{done},finished-run,tiny,hybrid" in files[".csv"] and "0.8" in files[".csv"]
+        assert any(n.title == "exported 1 run(s)" for n in app._notifications)
+        for path in exports.iterdir():
+            path.unlink()
+        await pilot.press("slash", "ctrl+u", "enter", "up", "space", "e")  # the marked run
+        await wait_until(pilot, lambda: set(written()) == {".md", ".csv"}, "the export written", 5)
+        assert queued in written()[".md"] and done not in written()[".md"]
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def grid_store(path) -> tuple[Store, str, list[dict]]:
@@ -505,134 +456,121 @@ def grid_store(path) -> tuple[Store, str, list[dict]]:
 def test_grids_screen_opens_a_live_report_with_table1_deltas_bars_and_statuses(tmp_path):
     store, grid_id, cells = grid_store(tmp_path / "store")
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.2)
-            await pilot.press("g")
-            assert isinstance(app.screen, GridsScreen)
-            grids = app.screen.query_one(GridsTable)
-            await wait_for(pilot, lambda: grids.row_count == 1, 5)
-            assert [str(c) for c in grids.get_row(grid_id)][:3] == [grid_id, "g", "0/5"]
-            await pilot.press("enter")
-            report = app.screen
-            assert isinstance(report, GridReportScreen) and report.grid_id == grid_id
-            tables = report.query_one("#grid-tables", Static)
-            await wait_for(pilot, lambda: "zero-shot" in text_of(tables.content), 5)
-            rows = {line.strip().split("  ")[0]: line for line in text_of(tables.content).splitlines()}
-            assert "0.400" in rows["zero-shot"] and "0.500" in rows["X-X-mono"]  # mono mAP, one seed left
-            assert "0.700 ± 0.141" in rows["hybrid α=0.5"]
-            assert "+0.300" in rows["hybrid α=0.5 − zero-shot"]
-            bars = report.query_one(GridBars)
-            assert [language_label(lang, info) for lang, info in bars.languages.items()] == ["en", "th†‡"]
-            await pilot.press("3")
-            statuses = text_of(report.query_one("#grid-runs", Static).content)
-            assert statuses.count("queued") == 4 and "deleted" in statuses
-            assert "refreshing" in str(report.query_one("#grid-summary", Static).content)
-            for cell in cells[:2] + cells[3:]:  # every run ends: the report stops re-reading
-                store.set_status(cell["run_id"], "running")
-                store.set_status(cell["run_id"], "finished")
-            await wait_for(pilot, lambda: "4/5 runs finished." in str(report.query_one("#grid-summary",
-                                                                                       Static).content), 5)
-            assert text_of(report.query_one("#grid-runs", Static).content).count("finished") == 4
-            await pilot.press("escape")
-            await wait_for(pilot, lambda: str(grids.get_row(grid_id)[2]) == "4/5", 5)
-            await pilot.press("escape")
-            assert isinstance(app.screen.query_one(RunsTable), RunsTable)
+    async def scenario(app, pilot):
+        await pilot.press("g")
+        assert isinstance(app.screen, GridsScreen)
+        grids = app.screen.query_one(GridsTable)
+        await wait_until(pilot, lambda: grids.row_count == 1, "the grid listed", 5)
+        assert [str(c) for c in grids.get_row(grid_id)][:3] == [grid_id, "g", "0/5"]
+        await pilot.press("enter")
+        report = app.screen
+        assert isinstance(report, GridReportScreen) and report.grid_id == grid_id
+        tables = report.query_one("#grid-tables", Static)
+        await wait_until(pilot, lambda: "zero-shot" in text_of(tables.content), "Table 1", 5)
+        rows = {line.strip().split("  ")[0]: line for line in text_of(tables.content).splitlines()}
+        assert "0.400" in rows["zero-shot"] and "0.500" in rows["X-X-mono"]  # mono mAP, one seed left
+        assert "0.700 ± 0.141" in rows["hybrid α=0.5"]
+        assert "+0.300" in rows["hybrid α=0.5 − zero-shot"]
+        bars = report.query_one(GridBars)
+        assert [language_label(lang, info) for lang, info in bars.languages.items()] == ["en", "th†‡"]
+        await pilot.press("3")
+        statuses = text_of(report.query_one("#grid-runs", Static).content)
+        assert statuses.count("queued") == 4 and "deleted" in statuses
+        assert "refreshing" in str(report.query_one("#grid-summary", Static).content)
+        for cell in cells[:2] + cells[3:]:  # every run ends: the report stops re-reading
+            store.set_status(cell["run_id"], "running")
+            store.set_status(cell["run_id"], "finished")
+        summary = report.query_one("#grid-summary", Static)
+        await wait_until(pilot, lambda: "4/5 runs finished." in str(summary.content), "the report of the ended grid", 5)
+        assert text_of(report.query_one("#grid-runs", Static).content).count("finished") == 4
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: str(grids.get_row(grid_id)[2]) == "4/5", "the grid list updated", 5)
+        await pilot.press("escape")
+        assert isinstance(app.screen.query_one(RunsTable), RunsTable)
 
     try:
-        run(scenario)
+        drive(store.path, scenario)
     finally:
         store.close()
 
 
 def test_question_mark_lists_the_keys_of_the_screen_underneath(store):
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.2)
-            await pilot.press("question_mark")
-            assert isinstance(app.screen, HelpScreen)
-            keys = text_of(app.screen.query_one("#help-keys", Static).content)
-            for line in ("d  Delete", "e  Export", "s  Sort", "g  Grids", "^t  Light/dark theme"):
-                assert re.search(r"\s+".join(map(re.escape, line.split("  "))), keys), line
-            assert "Cursor up" not in keys  # Textual's own navigation is not repeated
-            assert "command palette" in str(app.screen.query_one("#help-palette", Static).content)
-            await pilot.press("question_mark")
-            assert isinstance(app.screen, RunsScreen)
-            await pilot.press("g", "question_mark")
-            assert "Open report" in text_of(app.screen.query_one("#help-keys", Static).content)
-            await pilot.press("escape")
-            assert isinstance(app.screen, GridsScreen)
-            await pilot.press("ctrl+t")
-            assert app.theme == "textual-light"
-            await pilot.press("ctrl+t")
-            assert app.theme == "textual-dark"
+    async def scenario(app, pilot):
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = text_of(app.screen.query_one("#help-keys", Static).content)
+        for line in ("d  Delete", "e  Export", "s  Sort", "g  Grids", "^t  Light/dark theme"):
+            assert re.search(r"\s+".join(map(re.escape, line.split("  "))), keys), line
+        assert "Cursor up" not in keys  # Textual's own navigation is not repeated
+        assert "command palette" in str(app.screen.query_one("#help-palette", Static).content)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, RunsScreen)
+        await pilot.press("g", "question_mark")
+        assert "Open report" in text_of(app.screen.query_one("#help-keys", Static).content)
+        await pilot.press("escape")
+        assert isinstance(app.screen, GridsScreen)
+        await pilot.press("ctrl+t")
+        assert app.theme == "textual-light"
+        await pilot.press("ctrl+t")
+        assert app.theme == "textual-dark"
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_command_palette_offers_the_run_list_actions(store):
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.2)
-            await pilot.press("ctrl+p")
-            assert isinstance(app.screen, CommandPalette)
-            commands = app.screen.query_one(CommandList)
-            await wait_for(pilot, lambda: commands.option_count > 0, 5)
-            titles = {str(commands.get_option_at_index(i).prompt).split("\n")[0]
-                      for i in range(commands.option_count)}
-            assert {"New run", "Compare marked runs", "Grids and reproduction reports", "Delete marked runs",
-                    "Export runs", "Sort runs", "Theme"} <= titles
-            await pilot.press(*"sort runs")
-            await pilot.pause(0.3)
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and "name" in app.screen.sub_title, 5)
+    async def scenario(app, pilot):
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        commands = app.screen.query_one(CommandList)
+        await wait_until(pilot, lambda: commands.option_count > 0, "the palette's commands", 5)
+        titles = {str(commands.get_option_at_index(i).prompt).split("\n")[0]
+                  for i in range(commands.option_count)}
+        assert {"New run", "Compare marked runs", "Grids and reproduction reports", "Delete marked runs",
+                "Export runs", "Sort runs", "Theme"} <= titles
+        await pilot.press(*"sort runs")
+        await settle(pilot)  # the palette searches in a worker
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and "name" in app.screen.sub_title,
+                         "the runs sorted by name", 5)
 
-    run(scenario)
+    drive(store.path, scenario)
 
 
 def test_run_list_fits_80_columns_and_recovers_after_resizes(store):
     done = by_name(store, "finished-run")
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(150, 30)) as pilot:
-            await pilot.pause(0.3)
-            table = app.screen.query_one(RunsTable)
-            keys = lambda: [c.key.value for c in table.ordered_columns]  # noqa: E731
-            assert keys()[:3] == ["id", "name", "model"]
-            await pilot.resize_terminal(80, 24)
-            await pilot.pause(0.3)
-            assert keys() == ["name", "sampler", "status", "mono", "cross", "multi", "rank_distance", "age"]
-            assert sum(c.get_render_width(table) for c in table.ordered_columns) <= 80
-            assert cell(table, done, "mono") == "0.700"
-            await pilot.resize_terminal(150, 30)
-            await pilot.pause(0.3)
-            assert "train" in keys() and cell(table, done, "train") == "en,de"
+    async def scenario(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        keys = lambda: [c.key.value for c in table.ordered_columns]  # noqa: E731
+        assert keys()[:3] == ["id", "name", "model"]
+        await pilot.resize_terminal(80, 24)
+        await wait_until(pilot, lambda: "id" not in keys(), "the columns fitted to 80")
+        assert keys() == ["name", "sampler", "status", "mono", "cross", "multi", "rank_distance", "age"]
+        assert sum(c.get_render_width(table) for c in table.ordered_columns) <= 80
+        assert cell(table, done, "mono") == "0.700"
+        await pilot.resize_terminal(150, 30)
+        await wait_until(pilot, lambda: "train" in keys(), "the columns back at 150")
+        assert "train" in keys() and cell(table, done, "train") == "en,de"
 
-    run(scenario)
+    drive(store.path, scenario, size=(150, 30))
 
 
 def test_new_run_form_offers_miracl_for_evaluation_only(store):
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(100, 40)) as pilot:
-            await pilot.pause(0.2)
-            await pilot.press("n")
-            await pilot.pause(0.3)
-            form = app.screen
-            assert isinstance(form, NewRunScreen)
-            evaluation, training = form.query_one("#eval-bench", Select), form.query_one("#train-bench", Select)
-            assert "miracl" in [value for _, value in evaluation._options]
-            assert "miracl" not in [value for _, value in training._options]
-            evaluation.value = "miracl"
-            await pilot.pause(0.3)
-            assert "sw" in [o.value for o in form.query_one("#eval-langs", SelectionList).options]
-            assert form._config().eval == ("miracl",)
+    async def scenario(app, pilot):
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        evaluation, training = form.query_one("#eval-bench", Select), form.query_one("#train-bench", Select)
+        assert "miracl" in [value for _, value in evaluation._options]
+        assert "miracl" not in [value for _, value in training._options]
+        evaluation.value = "miracl"
+        await wait_until(pilot, lambda: "sw" in [o.value for o in form.query_one("#eval-langs", SelectionList).options],
+                         "MIRACL's languages offered")
+        assert "sw" in [o.value for o in form.query_one("#eval-langs", SelectionList).options]
+        assert form._config().eval == ("miracl",)
 
-    run(scenario)
+    drive(store.path, scenario, size=(100, 40))
 
 
 def test_a_huge_store_fills_the_table_with_the_first_runs_and_filters_all(store, monkeypatch):
@@ -642,18 +580,15 @@ def test_a_huge_store_fills_the_table_with_the_first_runs_and_filters_all(store,
     store.create_run(RunConfig(model="tiny", steps=10), name="newest-run")
     oldest = store.list_runs()[-1]
 
-    async def scenario():
-        app = HybtuiApp(store.path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(150, 30)) as pilot:
-            await pilot.pause(0.3)
-            table = app.screen.query_one(RunsTable)
-            assert table.row_count == 2 and "first 2 of 4" in app.screen.sub_title
-            assert oldest["id"] not in [row.key.value for row in table.ordered_rows]
-            app.screen.query_one(Input).value = oldest["name"]
-            await pilot.pause(0.2)
-            assert [row.key.value for row in table.ordered_rows] == [oldest["id"]]
+    async def scenario(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        assert table.row_count == 2 and "first 2 of 4" in app.screen.sub_title
+        assert oldest["id"] not in [row.key.value for row in table.ordered_rows]
+        app.screen.query_one(Input).value = oldest["name"]
+        await wait_until(pilot, lambda: table.row_count == 1, "the filter applied")
+        assert [row.key.value for row in table.ordered_rows] == [oldest["id"]]
 
-    run(scenario)
+    drive(store.path, scenario, size=(150, 30))
 
 
 def test_cancelling_a_running_run_checkpoints_it_and_shows_cancelled(tmp_path, shared_data, monkeypatch):
@@ -665,22 +600,21 @@ def test_cancelling_a_running_run_checkpoints_it_and_shows_cancelled(tmp_path, s
     with Store(path) as store:
         run_id = launcher.submit(store, config, name="long-run")
 
-    async def scenario():
-        app = HybtuiApp(path, refresh_s=REFRESH_S)
-        async with app.run_test(size=(150, 30)) as pilot:
-            table = app.screen.query_one(RunsTable)
-            with Store(path) as store:
-                await wait_for(pilot, lambda: (store.get_run(run_id)["step"] or 0) >= 2, 120, step=0.5)
-            await wait_for(pilot, lambda: cell(table, run_id, "status").startswith("running"), 5)
-            await pilot.press("c")
-            await wait_for(pilot, lambda: cell(table, run_id, "status").startswith("cancelled"), 60, step=0.5)
-            with Store(path) as store:
-                run = store.get_run(run_id)
-                assert run["status"] == "cancelled" and run["exit_code"] == 0
-                assert [a["step"] for a in store.artifacts(run_id, "checkpoint")] == [run["step"]]
+    async def scenario(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        with Store(path) as store:
+            await wait_until(pilot, lambda: (store.get_run(run_id)["step"] or 0) >= 2, "two steps trained", 120)
+        await wait_until(pilot, lambda: cell(table, run_id, "status").startswith("running"), "the run shown running", 5)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: cell(table, run_id, "status").startswith("cancelled"),
+                         "the run shown cancelled", 60)
+        with Store(path) as store:
+            run = store.get_run(run_id)
+            assert run["status"] == "cancelled" and run["exit_code"] == 0
+            assert [a["step"] for a in store.artifacts(run_id, "checkpoint")] == [run["step"]]
 
     try:
-        run(scenario)
+        drive(path, scenario, size=(150, 30))
     finally:
         with Store(path) as store:
             for r in store.list_runs(status="running"):

@@ -13,7 +13,6 @@ toggle) in the current directory.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import pkgutil
 import sys
@@ -25,12 +24,13 @@ from textual.widgets import Log, Static
 import hybtui
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.compare import CompareScreen
+from hybtui.tui.screens.grids import GridReportScreen, GridsScreen, GridsTable
 from hybtui.tui.screens.new_run import NewRunScreen
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
-from tui_fixtures import DEMO_NOW, DEMO_RUNS, build_demo_store
+from tui_fixtures import DEMO_NOW, DEMO_RUNS, build_demo_store, wait_until
 
 SIZE = (100, 30)
 #: Long: the run list is read once at mount; nothing changes in the store meanwhile.
@@ -74,12 +74,9 @@ def app() -> HybtuiApp:
 
 
 async def until(pilot, condition, what: str, timeout: float = 30.0) -> None:
-    """Let the app run until ``condition()`` holds (reads happen in thread workers)."""
-    deadline = real_time.monotonic() + timeout
-    while not condition():
-        if real_time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} on {pilot.app.screen!r}")
-        await asyncio.sleep(0.05)
+    """Let the app run until ``condition()`` holds (reads happen in thread workers), then
+    until what is scheduled has been drawn."""
+    await wait_until(pilot, condition, what, timeout)
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 
@@ -160,35 +157,30 @@ def test_compare_two_runs(demo, snap_compare):
     assert snap_compare(app(), terminal_size=SIZE, run_before=compare)
 
 
+async def open_grids(pilot) -> None:
+    """From the run list to the grids, once the demo grid is listed."""
+    await open_runs(pilot)
+    await pilot.press("g")
+
+    def shown() -> bool:
+        screen = pilot.app.screen
+        return isinstance(screen, GridsScreen) and screen.query_one(GridsTable).row_count == 1
+
+    await until(pilot, shown, "the grid list")
+
+
 def test_grids_screen(demo, snap_compare):
-    grids = pytest.importorskip("hybtui.tui.screens.grids")
-
-    async def listed(pilot):
-        await open_runs(pilot)
-        await pilot.press("g")
-
-        def shown() -> bool:
-            screen = pilot.app.screen
-            return isinstance(screen, grids.GridsScreen) and screen.query_one(grids.GridsTable).row_count == 1
-
-        await until(pilot, shown, "the grid list")
-
-    assert snap_compare(app(), terminal_size=SIZE, run_before=listed)
+    assert snap_compare(app(), terminal_size=SIZE, run_before=open_grids)
 
 
 def test_grid_report_screen(demo, snap_compare):
-    grids = pytest.importorskip("hybtui.tui.screens.grids")
-
     async def report(pilot):
-        await open_runs(pilot)
-        await pilot.press("g")
-        await until(pilot, lambda: isinstance(pilot.app.screen, grids.GridsScreen)
-                    and pilot.app.screen.query_one(grids.GridsTable).row_count == 1, "the grid list")
+        await open_grids(pilot)
         await pilot.press("enter")
 
         def shown() -> bool:
             screen = pilot.app.screen
-            return (isinstance(screen, grids.GridReportScreen)
+            return (isinstance(screen, GridReportScreen)
                     and "2/3 runs finished." in str(screen.query_one("#grid-summary", Static).content))
 
         await until(pilot, shown, "the grid's report")

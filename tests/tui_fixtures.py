@@ -1,7 +1,10 @@
-"""Shared by the TUI snapshot tests, the tmux end-to-end test and scripts/capture_screens.py:
+"""Shared by the app's tests, the tmux end-to-end test and scripts/capture_screens.py:
 
 * ``build_demo_store``: a run store with fixed, realistic content (fixed run ids, times
   relative to a given ``now``, loss curves, final xquad-r results for all 11 languages);
+* ``drive``: the app on a store under Textual's Pilot, once its run list has been read,
+  with ``settle``, ``refreshed`` and ``wait_until`` to wait on its workers and on what it
+  shows (never on fixed sleeps: the reads and the launcher run in thread workers);
 * ``Tmux``: a detached tmux session on a private server, driven with send-keys and read
   with capture-pane.
 
@@ -11,22 +14,30 @@ sys.path under pytest; the script inserts it).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import shlex
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
-from hybtui.runs import launcher
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Static
+
 from hybtui.config import RunConfig
 from hybtui.data.lareqa import LANGUAGES
 from hybtui.results import ResultRow, macro_averages
+from hybtui.runs import launcher
 from hybtui.runs.store import Store
+from hybtui.tui.app import HybtuiApp
+from hybtui.tui.screens.runs import RunsScreen
 
 #: 2026-01-06 12:00:00 UTC: the snapshot tests' "now".
 DEMO_NOW = 1767700800.0
@@ -131,6 +142,66 @@ def build_demo_store(path: str | Path, now: float = DEMO_NOW) -> dict[str, str]:
                                                                  "expected_seconds": 9000})
         store.db.table("grids").update(grid_id, {"created_at": grid_created})
     return out
+
+
+# -- the app under Pilot -------------------------------------------------------------------
+
+#: How often the app's tests re-read the store: short, so a change shows within a few frames.
+REFRESH_S = 0.1
+#: The longest ``settle`` waits for the app's thread workers (reads take milliseconds).
+SETTLE_TIMEOUT_S = 60.0
+
+
+async def settle(pilot: Pilot) -> None:
+    """Let the app handle what is pending, wait for every thread worker now started (reads,
+    the launcher, the queue), then let it handle what they posted back."""
+    await pilot.pause()
+    try:
+        await asyncio.wait_for(pilot.app.workers.wait_for_complete(), SETTLE_TIMEOUT_S)
+    except TimeoutError:
+        raise AssertionError(f"the app's workers still busy after {SETTLE_TIMEOUT_S:.0f} s: "
+                             f"{list(pilot.app.workers)}") from None
+    await pilot.pause()
+
+
+async def refreshed(pilot: Pilot) -> None:
+    """A read of the current screen started after this call, and shown."""
+    await settle(pilot)
+    pilot.app.screen.reload()
+    await settle(pilot)
+
+
+async def wait_until(pilot: Pilot, condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds, naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} on {pilot.app.screen!r}")
+        await pilot.pause()
+
+
+async def new_run_form(pilot: Pilot) -> tuple[Screen, Static]:
+    """Open the new-run form from the run list (``n``): the screen shown and its message line."""
+    await pilot.press("n")
+    screen = pilot.app.screen
+    return screen, screen.query_one("#form-message", Static)
+
+
+def drive(store_path: str | Path, scenario: Callable[[HybtuiApp, Pilot], Awaitable[Any]],
+          size: tuple[int, int] = (100, 30), refresh_s: float = REFRESH_S) -> Any:
+    """Open the app on ``store_path`` at ``size`` under Pilot, wait for its run list's first
+    read, and run ``await scenario(app, pilot)`` (pytest-asyncio is not installed); returns
+    what the scenario returns."""
+
+    async def main() -> Any:
+        app = HybtuiApp(store_path, refresh_s=refresh_s)
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.is_mounted,
+                             "the run list")
+            await settle(pilot)  # its first read, started as it was mounted
+            return await scenario(app, pilot)
+
+    return asyncio.run(main())
 
 
 # -- tmux -------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 
 from hybtui.runs import launcher
@@ -33,6 +35,12 @@ class HybtuiApp(App):
     TITLE = "hybtui"
     BINDINGS = [Binding("question_mark", "help", "Keys"),
                 Binding("ctrl+t", "toggle_theme", "Light/dark theme", show=False)]
+
+    @dataclass
+    class QueueAdvanced(Message):
+        """Why queued runs could not be started (None: the queue advanced, or had nothing to do)."""
+
+        problem: str | None
 
     def __init__(self, store_path: str | Path | None = None, refresh_s: float = 1.0) -> None:
         super().__init__()
@@ -64,11 +72,13 @@ class HybtuiApp(App):
                     problem = str(exc)
         except (HybtuiError, sqlite3.Error):
             pass
-        finally:
-            self._advancing = False
-        if problem is not None and problem != self._queue_problem:
-            self.call_from_thread(self.notify, problem, title="queued runs not started", severity="warning")
-        self._queue_problem = problem
+        self.post_message(self.QueueAdvanced(problem))
+
+    def on_hybtui_app_queue_advanced(self, message: QueueAdvanced) -> None:
+        self._advancing = False
+        if message.problem is not None and message.problem != self._queue_problem:
+            self.notify(message.problem, title="queued runs not started", severity="warning")
+        self._queue_problem = message.problem
 
     def action_help(self) -> None:
         """List the keys of the current screen (the help itself closes on ``?``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -17,6 +18,7 @@ from textual.widgets import Footer, Header, Static
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
+from hybtui.reporting.tables import comparison
 from hybtui.runs.store import Store
 from hybtui.tui.viewmodels import LOSS_KEY
 from hybtui.tui.widgets.loss_plot import LossPlot
@@ -27,14 +29,13 @@ class CompareScreen(Screen):
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
 
+    @dataclass
     class Loaded(Message):
         """The comparison tables and each run's loss curve (or why they could not be read)."""
 
-        def __init__(self, tables: list, curves: dict[str, list[tuple[int, float]]], error: str | None = None):
-            super().__init__()
-            self.tables = tables
-            self.curves = curves
-            self.error = error
+        tables: list
+        curves: dict[str, list[tuple[int, float]]]
+        error: str | None = None
 
     def __init__(self, store_path: Path, run_ids: list[str]) -> None:
         super().__init__()
@@ -54,8 +55,6 @@ class CompareScreen(Screen):
 
     @work(thread=True, group="compare-read")
     def _read(self) -> None:
-        from hybtui.reporting.compare import comparison  # imports torch (through evaluate): keep it off the UI thread
-
         try:
             with Store(self.store_path) as store:
                 runs = [store.get_run(run_id) for run_id in self.run_ids]

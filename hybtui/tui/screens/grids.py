@@ -3,7 +3,6 @@ hybrid's deltas, multi mAP per language, and the status of every run, live until
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -12,21 +11,18 @@ from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.message import Message
-from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from hybtui import inert
 from hybtui.reporting.grid_report import TABLE1, build_report
 from hybtui.runs import grid as reproduce
-from hybtui.errors import HybtuiError
 from hybtui.formatting import figure, human_duration
 from hybtui.runs.store import Store
+from hybtui.tui.screens.polled import PolledScreen
 from hybtui.tui.viewmodels import STATUS_STYLES
 from hybtui.tui.widgets.grid_bars import GridBars
 from hybtui.tui.widgets.runs_table import LiveTable
@@ -36,71 +32,10 @@ REPORT_REFRESH_S = 2.0
 #: Table 1 headings where a decrease is the improvement.
 LOWER_IS_BETTER = frozenset({"rank distance"})
 HEADINGS = tuple(heading for _, _, heading in TABLE1)
+#: The keys of both grid screens, before their own.
+BACK_AND_QUIT = (Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit"))
 #: Rules under the header only: the tables fit 80 columns, in the theme's own colours.
 TABLE_STYLE = {"box": box.SIMPLE_HEAD, "header_style": "bold"}
-
-
-class PolledScreen(Screen):
-    """Re-reads the store every ``refresh_s`` in a thread worker while it is the current
-    screen, one read at a time. Subclasses say what to read (``read``, off the UI thread)
-    and how to show it (``show``); ``heading`` names what is shown in the sub-title."""
-
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
-
-    class Loaded(Message):
-        """What ``read`` returned (or why the store could not be read)."""
-
-        def __init__(self, data: Any, error: str | None = None) -> None:
-            super().__init__()
-            self.data = data
-            self.error = error
-
-    def __init__(self, store_path: Path, refresh_s: float) -> None:
-        super().__init__()
-        self.store_path = store_path
-        self.refresh_s = refresh_s
-        self.polling: Timer | None = None
-        self._loading = False
-
-    @property
-    def heading(self) -> str:
-        raise NotImplementedError
-
-    def read(self, store: Store) -> Any:
-        raise NotImplementedError
-
-    def show(self, data: Any) -> None:
-        raise NotImplementedError
-
-    def on_mount(self) -> None:  # Textual runs it after a subclass's own on_mount
-        self.sub_title = self.heading
-        self.reload()
-        self.polling = self.set_interval(self.refresh_s, self.reload)
-
-    def reload(self) -> None:
-        """Start a read unless one is in flight or another screen covers this one."""
-        if self._loading or not self.is_current:
-            return
-        self._loading = True
-        self._read()
-
-    @work(thread=True, group="polled-read")
-    def _read(self) -> None:
-        try:
-            with Store(self.store_path) as store:
-                data = self.read(store)
-        except (HybtuiError, sqlite3.Error) as exc:
-            self.post_message(self.Loaded(None, error=str(exc)))
-            return
-        self.post_message(self.Loaded(data))
-
-    def on_polled_screen_loaded(self, message: Loaded) -> None:
-        self._loading = False
-        if message.error is not None:
-            self.sub_title = inert.visible(f"{self.heading}: {message.error}")
-            return
-        self.sub_title = self.heading
-        self.show(message.data)
 
 
 class GridRow(NamedTuple):
@@ -132,6 +67,7 @@ class GridsTable(LiveTable):
 class GridsScreen(PolledScreen):
     """The grids, re-read like the run list (their runs finish as it is shown)."""
 
+    BINDINGS = list(BACK_AND_QUIT)
     heading = "grids of `hybtui reproduce`"
 
     def compose(self) -> ComposeResult:
@@ -205,8 +141,8 @@ def summary(rep: dict[str, Any], done: bool) -> Text:
 class GridReportScreen(PolledScreen):
     """The report of `hybtui reproduce` for one grid, re-read until every run has ended."""
 
-    BINDINGS = [Binding("1", "tab('tab-table1')", "Table 1"), Binding("2", "tab('tab-languages')", "Languages"),
-                Binding("3", "tab('tab-runs')", "Runs")]
+    BINDINGS = [*BACK_AND_QUIT, Binding("1", "tab('tab-table1')", "Table 1"),
+                Binding("2", "tab('tab-languages')", "Languages"), Binding("3", "tab('tab-runs')", "Runs")]
 
     def __init__(self, store_path: Path, grid_id: str, refresh_s: float = REPORT_REFRESH_S) -> None:
         super().__init__(store_path, refresh_s)

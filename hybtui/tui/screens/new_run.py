@@ -5,6 +5,7 @@ launched through the launcher."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
@@ -69,13 +70,19 @@ class NewRunScreen(Screen):
 
     BINDINGS = [Binding("ctrl+s", "launch", "Launch", priority=True), Binding("escape", "app.pop_screen", "Cancel")]
 
+    @dataclass
     class Checked(Message):
         """The outcome of checking ``config`` against the data (error None: ready to launch)."""
 
-        def __init__(self, config: RunConfig, error: str | None) -> None:
-            super().__init__()
-            self.config = config
-            self.error = error
+        config: RunConfig
+        error: str | None
+
+    @dataclass
+    class Submitted(Message):
+        """The id of the run the launcher recorded (or why it could not be launched)."""
+
+        run_id: str | None
+        error: str | None = None
 
     def __init__(self, store_path: Path, refresh_s: float) -> None:
         super().__init__()
@@ -98,8 +105,8 @@ class NewRunScreen(Screen):
             for kind, spec in (("train", defaults.train[0]), ("eval", defaults.eval[0])):
                 bench, chosen = split_spec(spec)
                 yield _row(f"{kind} data" if kind == "train" else "evaluation",
-                           Select([(b, b) for b in BENCHMARKS[kind]], value=bench, allow_blank=False, id=f"{kind}-bench",
-                                  compact=True))
+                           Select([(b, b) for b in BENCHMARKS[kind]], value=bench, allow_blank=False,
+                                  id=f"{kind}-bench", compact=True))
                 yield _row("", SelectionList(*_language_options(bench, chosen), id=f"{kind}-langs",
                                              classes="langs", compact=True))
             for field, label, _ in NUMBERS:
@@ -218,6 +225,13 @@ class NewRunScreen(Screen):
             with Store(self.store_path) as store:
                 run_id = launcher.submit(store, config)
         except (HybtuiError, sqlite3.Error, OSError) as exc:
-            self.app.call_from_thread(self._show, f"cannot launch: {exc}", False)
+            self.post_message(self.Submitted(None, str(exc)))
             return
-        self.app.call_from_thread(self.app.switch_screen, RunDetailScreen(self.store_path, run_id, self.refresh_s))
+        self.post_message(self.Submitted(run_id))
+
+    def on_new_run_screen_submitted(self, message: Submitted) -> None:
+        """The launched run's detail replaces the form; a refused launch is told on the form."""
+        if message.run_id is None:
+            self._show(f"cannot launch: {message.error}", False)
+            return
+        self.app.switch_screen(RunDetailScreen(self.store_path, message.run_id, self.refresh_s))

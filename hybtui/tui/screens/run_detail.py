@@ -9,19 +9,19 @@ from pathlib import Path
 
 from rich.console import Group
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.formatting import human_duration
+from hybtui.reporting.tables import cross_heatmap
+from hybtui.results import ResultRow
 from hybtui.runs.records import TERMINAL_STATUSES
 from hybtui.runs.store import Store
+from hybtui.tui.screens.polled import PolledScreen
 from hybtui.tui.viewmodels import (
     LOSS_KEY,
     LR_KEY,
@@ -42,10 +42,7 @@ ETA_SAMPLES = 200
 
 
 def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
-    """Every benchmark's X×Y mAP matrix (rendered off the UI thread: it imports the evaluator)."""
-    from hybtui.results import ResultRow
-    from hybtui.reporting.tables import cross_heatmap
-
+    """Every benchmark's X×Y mAP matrix (rendered with the read, off the UI thread)."""
     rows = [ResultRow.from_dict(r) for r in results]
     benches = sorted({r.bench for r in rows if r.setting == "cross"})
     if not benches:
@@ -65,37 +62,29 @@ def _config_text(snap: DetailSnapshot) -> Text:
     return text
 
 
-class RunDetailScreen(Screen):
+class RunDetailScreen(PolledScreen):
     """Reads only what is new (metrics after the last id, log bytes after the last offset,
-    results until the run has ended and they are in) every ``refresh_s`` in a thread worker,
-    one read at a time."""
+    results until the run has ended and they are in) every ``refresh_s``, also while another
+    screen covers it."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         *(Binding(key, f"show_tab('{tab}')", tab.capitalize()) for tab, key in TABS),
         Binding("q", "app.quit", "Quit"),
     ]
-
-    class Loaded(Message):
-        """What changed for the run since the last read (or why it could not be read)."""
-
-        def __init__(self, snapshot: DetailSnapshot | None, heatmaps: Group | Text | None = None,
-                     error: str | None = None) -> None:
-            super().__init__()
-            self.snapshot = snapshot
-            self.heatmaps = heatmaps
-            self.error = error
+    READ_ERRORS = (HybtuiError, sqlite3.Error, OSError)
 
     def __init__(self, store_path: Path, run_id: str, refresh_s: float) -> None:
-        super().__init__()
-        self.store_path = store_path
+        super().__init__(store_path, refresh_s)
         self.run_id = run_id
-        self.refresh_s = refresh_s
         self._last_id = 0
         self._log_end = -1
-        self._loading = False
         self._results_final = False
         self._samples: list[tuple[int, float]] = []
+
+    @property
+    def heading(self) -> str:
+        return inert.visible(self.run_id)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -112,40 +101,27 @@ class RunDetailScreen(Screen):
                 yield VerticalScroll(Static("", id="config"))
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.sub_title = inert.visible(self.run_id)
-        self.reload()
-        self.set_interval(self.refresh_s, self.reload)
-
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = f"{tab}-tab"
 
-    def reload(self) -> None:
-        if not self._loading:
-            self._loading = True
-            self._read(self._last_id, self._log_end, not self._results_final)
+    def wants_read(self) -> bool:
+        return True
 
-    @work(thread=True, group="detail-read")
-    def _read(self, after_id: int, log_offset: int, with_results: bool) -> None:
-        try:
-            with Store(self.store_path) as store:
-                snapshot = read_detail(store, self.run_id, after_id, log_offset, with_results)
-            heatmaps = _heatmaps(snapshot.results) if snapshot.results is not None else None
-            self.post_message(self.Loaded(snapshot, heatmaps))
-        except (HybtuiError, sqlite3.Error, OSError) as exc:
-            self.post_message(self.Loaded(None, error=str(exc)))
+    def read(self, store: Store) -> tuple[DetailSnapshot, Group | Text | None]:
+        """What is new since the last read; the read state is the UI thread's, left alone
+        while a read is in flight (never two at once)."""
+        snapshot = read_detail(store, self.run_id, self._last_id, self._log_end, not self._results_final)
+        return snapshot, _heatmaps(snapshot.results) if snapshot.results is not None else None
 
-    def on_run_detail_screen_loaded(self, message: Loaded) -> None:
-        self._loading = False
-        status = self.query_one("#run-status", Static)
-        if message.snapshot is None:
-            status.update(inert.text(f"run {self.run_id}: {message.error}"))
-            return
-        snap = message.snapshot
+    def show_error(self, error: str) -> None:
+        self.query_one("#run-status", Static).update(inert.text(f"run {self.run_id}: {error}"))
+
+    def show(self, data: tuple[DetailSnapshot, Group | Text | None]) -> None:
+        snap, heatmaps = data
         run = snap.run
         self._last_id = snap.last_id
         self._samples = (self._samples + [(step, t) for step, _, t in snap.series[LOSS_KEY]])[-ETA_SAMPLES:]
-        status.update(self._header(run))
+        self.query_one("#run-status", Static).update(self._header(run))
         plot = self.query_one(LossPlot)
         plot.extend(tuple((step, value) for step, value, _ in snap.series[LOSS_KEY]))
         plot.extend(tuple((step, value) for step, value, _ in snap.series[LR_KEY]), label="lr", side="right")
@@ -156,7 +132,7 @@ class RunDetailScreen(Screen):
         if snap.results is not None:
             benches = {r["bench"] for r in snap.results}
             self.query_one(LanguageTable).show(snap.results, headline_bench(benches))
-            self.query_one("#heatmap", Static).update(message.heatmaps)
+            self.query_one("#heatmap", Static).update(heatmaps)
         self.query_one("#config", Static).update(_config_text(snap))
         self._show_log(snap)
 

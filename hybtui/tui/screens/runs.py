@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
 from hybtui import inert
@@ -23,6 +23,7 @@ from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
 from hybtui.tui.screens.grids import GridsScreen
 from hybtui.tui.screens.new_run import NewRunScreen
+from hybtui.tui.screens.polled import PolledScreen
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.viewmodels import RunRow, read_runs
 from hybtui.tui.widgets.runs_table import RunsTable, SortOrder, sort_rows
@@ -44,8 +45,8 @@ SORTS = (SortOrder("newest first"), SortOrder("name", "name"), SortOrder("status
 EXPORT_FORMATS = ("md", "csv")
 
 
-class RunsScreen(Screen):
-    """The run table, re-read every ``refresh_s`` in a thread worker and applied in place."""
+class RunsScreen(PolledScreen):
+    """The run table, re-read every ``refresh_s`` and applied in place."""
 
     BINDINGS = [
         Binding("question_mark", "app.help", "Keys"),  # the app's, listed first so the footer shows it at 80 columns
@@ -63,22 +64,32 @@ class RunsScreen(Screen):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    class Loaded(Message):
-        """A fresh snapshot of the run list (or why it could not be read)."""
+    @dataclass
+    class Deleted(Message):
+        """The runs a delete removed, and why the others were kept."""
 
-        def __init__(self, rows: tuple[RunRow, ...], error: str | None = None) -> None:
-            super().__init__()
-            self.rows = rows
-            self.error = error
+        gone: list[str]
+        errors: list[str]
+
+    @dataclass
+    class Reported(Message):
+        """What an export or the launcher answered (paths, errors: shown literally); with
+        ``reload``, the runs are read again (their status changed)."""
+
+        text: str
+        title: str = ""
+        severity: str = "information"
+        reload: bool = False
 
     def __init__(self, store_path: Path, refresh_s: float) -> None:
-        super().__init__()
-        self.store_path = store_path
-        self.refresh_s = refresh_s
+        super().__init__(store_path, refresh_s)
         self._rows: tuple[RunRow, ...] = ()
-        self._loading = False
         self._next_read = 0.0
         self._order = 0
+
+    @property
+    def heading(self) -> str:
+        return inert.visible(f"{self.store_path} · {SORTS[self._order].label}")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -88,51 +99,33 @@ class RunsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._show_title()
         self.query_one(RunsTable).focus()
-        self.reload()
-        self.set_interval(self.refresh_s, self.reload)
 
-    def reload(self) -> None:
-        """Start a read unless one is in flight, another screen covers this one, or the last
-        read took long enough that reading again now would keep a core busy (a huge store:
-        reads are then spaced to READ_SHARE of the time)."""
-        if self._loading or not self.is_current or time.monotonic() < self._next_read:
-            return
-        self._loading = True
-        self._read_runs()
+    def wants_read(self) -> bool:
+        """Not while covered, nor while the last read's share of the time would keep a core
+        busy (a huge store: reads are then spaced to READ_SHARE of the time)."""
+        return self.is_current and time.monotonic() >= self._next_read
 
-    @work(thread=True, group="runs-read")
-    def _read_runs(self) -> None:
+    def read(self, store: Store) -> tuple[RunRow, ...]:
         started = time.monotonic()
-        try:
-            with Store(self.store_path) as store:
-                rows = read_runs(store)
-            self._next_read = started + (time.monotonic() - started) / READ_SHARE
-            self.post_message(self.Loaded(rows))
-        except (HybtuiError, sqlite3.Error) as exc:
-            self.post_message(self.Loaded(self._rows, error=str(exc)))
+        rows = read_runs(store)
+        self._next_read = started + (time.monotonic() - started) / READ_SHARE
+        return rows
 
-    def on_runs_screen_loaded(self, message: Loaded) -> None:
-        self._loading = False
-        self._show_title(message.error)
-        if not message.error:
-            self._rows = message.rows
-            self._show()
+    def show_error(self, error: str) -> None:
+        self.sub_title = inert.visible(f"{self.store_path}: {error}")
 
-    def _show_title(self, error: str | None = None, matching: int | None = None) -> None:
-        if error:
-            self.sub_title = inert.visible(f"{self.store_path}: {error}")
-            return
-        more = f" · first {MAX_SHOWN:,} of {matching:,} (/ to filter)" if matching and matching > MAX_SHOWN else ""
-        self.sub_title = inert.visible(f"{self.store_path} · {SORTS[self._order].label}{more}")
+    def show(self, data: tuple[RunRow, ...]) -> None:
+        self._rows = data
+        self._show()
 
     def _show(self) -> None:
         """The runs matching the filter, in the chosen order, at most MAX_SHOWN of them."""
         needle = self.query_one("#filter", Input).value.strip().lower()
         shown = tuple(row for row in self._rows if needle in row.search)
         self.query_one(RunsTable).apply(sort_rows(shown, SORTS[self._order])[:MAX_SHOWN])
-        self._show_title(matching=len(shown))
+        more = f" · first {MAX_SHOWN:,} of {len(shown):,} (/ to filter)" if len(shown) > MAX_SHOWN else ""
+        self.sub_title = self.heading + more
 
     def action_sort(self) -> None:
         """Next order; the cursor stays on its run."""
@@ -206,17 +199,17 @@ class RunsScreen(Screen):
                         errors.append(str(exc))
                 left = {run["id"] for run in store.list_runs()}
         except (HybtuiError, sqlite3.Error) as exc:
-            self.app.call_from_thread(self._deleted, [], [str(exc)])
+            self.post_message(self.Deleted([], [str(exc)]))
             return
-        self.app.call_from_thread(self._deleted, [run_id for run_id in run_ids if run_id not in left], errors)
+        self.post_message(self.Deleted([run_id for run_id in run_ids if run_id not in left], errors))
 
-    def _deleted(self, gone: list[str], errors: list[str]) -> None:
-        """Back on the UI thread: forget the deleted runs' marks, say what was refused."""
-        self.query_one(RunsTable).unmark(gone)
-        for error in errors:
+    def on_runs_screen_deleted(self, message: Deleted) -> None:
+        """Forget the deleted runs' marks, say what was refused."""
+        self.query_one(RunsTable).unmark(message.gone)
+        for error in message.errors:
             self.notify(inert.visible(error), title="cannot delete", severity="error", markup=False)
-        if gone:
-            self.notify(f"deleted {len(gone)} run(s)")
+        if message.gone:
+            self.notify(f"deleted {len(message.gone)} run(s)")
         self.reload()
 
     def action_export_runs(self) -> None:
@@ -242,13 +235,14 @@ class RunsScreen(Screen):
             for path, fmt in zip(paths, EXPORT_FORMATS):
                 path.write_text(report.export(runs, results, fmt))
         except (HybtuiError, sqlite3.Error, OSError) as exc:
-            self._tell(str(exc), "cannot export", "error")
+            self.post_message(self.Reported(str(exc), "cannot export", "error"))
             return
-        self._tell("\n".join(map(str, paths)), f"exported {len(runs)} run(s)")
+        self.post_message(self.Reported("\n".join(map(str, paths)), f"exported {len(runs)} run(s)"))
 
-    def _tell(self, message: str, title: str = "", severity: str = "information") -> None:
-        """Notify from a worker thread; the message (errors, paths) is shown literally."""
-        self.app.call_from_thread(self.notify, inert.lines(message), title=title, severity=severity, markup=False)
+    def on_runs_screen_reported(self, message: Reported) -> None:
+        self.notify(inert.lines(message.text), title=message.title, severity=message.severity, markup=False)
+        if message.reload:
+            self.reload()
 
     def action_cancel_run(self) -> None:
         self._act("cancel")
@@ -272,7 +266,6 @@ class RunsScreen(Screen):
                     launcher.resume(store, run_id)
                     outcome = "queued again"
         except (HybtuiError, sqlite3.Error, OSError) as exc:
-            self._tell(str(exc), f"cannot {verb}", "error")
+            self.post_message(self.Reported(str(exc), f"cannot {verb}", "error"))
             return
-        self._tell(f"run {run_id}: {outcome}")
-        self.app.call_from_thread(self.reload)
+        self.post_message(self.Reported(f"run {run_id}: {outcome}", reload=True))
