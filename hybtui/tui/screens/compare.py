@@ -18,7 +18,7 @@ from textual.widgets import Footer, Header, Static
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
-from hybtui.reporting.tables import comparison
+from hybtui.reporting.compare import comparison
 from hybtui.runs.store import Store
 from hybtui.tui.viewmodels import LOSS_KEY
 from hybtui.tui.widgets.loss_plot import LossPlot
