@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -120,9 +119,9 @@ def train_command(
         data_dir=str(root.resolve()) if root else None,
     )
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 records the run, the others only train
-        from hybtui.training.trainer import Trainer
+        from hybtui.runs.worker import train_unrecorded
 
-        Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run()
+        train_unrecorded(config)
         return
     _check_before_recording(config, root, max_parallel)
     _record_and_train(store, config, detach, max_parallel, as_json)

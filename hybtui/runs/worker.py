@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 import traceback
@@ -32,6 +33,7 @@ from pathlib import Path
 from hybtui import faults
 from hybtui.training import checkpoint as checkpoints
 from hybtui.runs import launcher
+from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, StoreError
 from hybtui.results import ResultRow
 from hybtui.runs.outcome import OutcomeRecord
@@ -189,6 +191,12 @@ def _open_outcome(run_dir: Path) -> OutcomeRecord | None:
     except OSError as exc:
         log.warning("no outcome record (%s): an end the store cannot take would be lost", exc)
         return None
+
+
+def train_unrecorded(config: RunConfig) -> None:
+    """A data-parallel rank other than 0 (under torchrun): it trains in step with rank 0,
+    which records the run, and records nothing itself."""
+    Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run()
 
 
 def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> int:
