@@ -26,7 +26,9 @@ from hybtui.config import RunConfig
 from hybtui.data import sources
 from hybtui.data.training import load_training_sets
 from hybtui.training.sampling import BatchSampler
-from hybtui.training.trainer import InfoNCELoss, batch_texts, build_optimizer, loss_and_backward
+from hybtui.training.grad_cache import batch_texts, loss_and_backward
+from hybtui.training.loss import InfoNCELoss
+from hybtui.training.optimizer import build_optimizer
 
 from eval_xquad_r import machine  # noqa: E402  (same folder)
 

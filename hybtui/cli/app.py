@@ -256,7 +256,7 @@ def train_command(
     # A bad model, device, data or sampler settings are rejected before a run is recorded
     # (the model and device first: that check needs no torch and no data).
     registry.check_model_and_device(config.model, config.device)
-    from hybtui.training.trainer import prepare_data
+    from hybtui.data.checks import prepare_data
 
     prepare_data(config, root)
     if max_parallel is not None:
@@ -310,6 +310,7 @@ def sample_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per batch per line.")] = False,
 ) -> None:
     """Dry-run a sampler: the batches a training run would draw."""
+    from hybtui.data.checks import validate_sampler
     from hybtui.training import sampling
     from hybtui.data import sources
     from hybtui.data.training import load_training_sets, split_validation
@@ -318,7 +319,7 @@ def sample_command(
                          steps=steps, seed=seed)
     sets = load_training_sets(list(config.train), sources.data_dir_from_env(data_dir))
     sets = [split_validation(s, config.validation_fraction)[0] for s in sets]  # exactly what training draws from
-    sampling.validate_sampler(sets, config.sampler, config.batch_size, config.alpha)
+    validate_sampler(sets, config.sampler, config.batch_size, config.alpha)
     drawn = sampling.BatchSampler(sets, config.sampler, config.batch_size, config.seed, config.alpha)
     batches = drawn.batches(start, start + config.steps)
     if as_json:

@@ -24,7 +24,7 @@ from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.errors import HybtuiError
 from hybtui.inert import md_cell
-from hybtui.training.sampling import validate_sampler
+from hybtui.data.checks import prepare_data, validate_sampler
 from hybtui.runs.store import TERMINAL_STATUSES, Store
 
 #: Language resource classes of Joshi et al. (2020), "The State and Fate of Linguistic
@@ -142,7 +142,6 @@ def plan(
     from hybtui.modeling import registry
 
     registry.check_model_and_device(model, device)  # an unusable model or device fails before anything is queued
-    from hybtui.training.trainer import prepare_data  # torch: only for planning, not for reading reports (the app)
 
     train_sets, _ = prepare_data(base, data_dir)
     cells = [Cell(BASELINE, None, seeds[0])]
