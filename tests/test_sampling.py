@@ -1,4 +1,4 @@
-"""The batch samplers against DESIGN.md §1: every invariant as a property over generated
+"""The batch samplers as the study defines them: every invariant as a property over generated
 datasets, the statistics of the random choices, the real MLQA-R data, every bad input."""
 
 import math

@@ -1,7 +1,6 @@
 """The trainer: loss maths, GradCache and data parallelism against single-process maths,
 exact resumption, every sampler end to end, and configuration errors."""
 
-import os
 import tempfile
 from pathlib import Path
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from hybtui.evaluation import metrics
 from hybtui.evaluation import retrieval
