@@ -82,11 +82,12 @@ def write_sentence_transformers_config(path: Path, spec: EncoderSpec, dim: int, 
     which every sentence-transformers version reads), with the prefixes as prompts."""
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-    modules += [{"idx": 2 + i, "name": str(2 + i), "path": f"{2 + i}_Dense", "type": "sentence_transformers.models.Dense"}
-                for i in range(dense)]
+    modules += [{"idx": 2 + i, "name": str(2 + i), "path": f"{2 + i}_Dense",
+                 "type": "sentence_transformers.models.Dense"} for i in range(dense)]
     if spec.normalize:
         n = len(modules)
-        modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": "sentence_transformers.models.Normalize"})
+        modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
         (path / f"{n}_Normalize").mkdir(parents=True, exist_ok=True)
     (path / "1_Pooling").mkdir(parents=True, exist_ok=True)
     pooling = {"word_embedding_dimension": dim, "pooling_mode_cls_token": spec.pooling == "cls",

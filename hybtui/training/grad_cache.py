@@ -86,7 +86,8 @@ def encode_rows(encoder: Encoder, batch: dict[str, torch.Tensor], rows: torch.Te
         return encoder(batch["input_ids"][rows, :width], batch["attention_mask"][rows, :width]).float()
 
 
-def encode_groups(encoder: Encoder, side: Side, autocast: bool, states: list[RandContext] | None = None) -> torch.Tensor:
+def encode_groups(encoder: Encoder, side: Side, autocast: bool,
+                  states: list[RandContext] | None = None) -> torch.Tensor:
     """Embeddings of a whole side, group by group, back in batch order; `states` (if given)
     receives each group's RNG state before its forward."""
     batch, groups = side

@@ -8,7 +8,8 @@ from hybtui.config import RunConfig
 from hybtui.modeling.encoder import Encoder
 
 
-def build_optimizer(encoder: Encoder, config: RunConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(encoder: Encoder,
+                    config: RunConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (no decay on biases and norms), linear warmup then linear decay to 0."""
     decay, no_decay = [], []
     for name, p in encoder.named_parameters():
