@@ -43,7 +43,8 @@ import faiss
 import numpy as np
 from environment import data_dir, machine  # same folder
 
-from hybtui.data import miracl, sources
+from hybtui.data import sources
+from hybtui.data.corpus import scan_corpus
 from hybtui.evaluation import retrieval
 from hybtui.modeling import encoder as models
 
@@ -137,7 +138,7 @@ def run_encode(work: Path, n: int, model: str, batch_size: int) -> dict:
     shard = work / "miracl-corpus-v1.0-xx/docs-0.jsonl.gz"
     shard.parent.mkdir(parents=True, exist_ok=True)
     shard.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows[:n]).encode()))
-    corpus, _ = miracl.scan_corpus((shard,), "docid", set())
+    corpus, _ = scan_corpus((shard,), "docid", set())
     encoder = models.load_encoder(models.encoder_spec(model), device="cpu")
     tokens = sum(len(ids) for chunk in corpus.texts(1000) for ids in encoder.tokenizer(
         [encoder.prefix("passage") + t for t in chunk], truncation=True,

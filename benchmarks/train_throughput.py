@@ -27,7 +27,9 @@ from hybtui.config import RunConfig
 from hybtui.data.training import load_training_sets
 from hybtui.modeling import encoder as models
 from hybtui.training.sampling import BatchSampler
-from hybtui.training.trainer import InfoNCELoss, batch_texts, build_optimizer, loss_and_backward
+from hybtui.training.grad_cache import batch_texts, loss_and_backward
+from hybtui.training.loss import InfoNCELoss
+from hybtui.training.optimizer import build_optimizer
 
 #: InfoNCE temperature τ; sentence-transformers' MNRL takes its inverse as ``scale``.
 TEMPERATURE = 0.05

@@ -18,7 +18,9 @@ from hybtui.results import ResultRow
 from hybtui.runs.schema import MIGRATIONS
 from hybtui.runs.store import Store
 from hybtui.training.checkpoint import latest_resumable as latest_checkpoint
-from hybtui.training.trainer import Trainer, build_optimizer, save_checkpoint
+from hybtui.training.optimizer import build_optimizer
+from hybtui.training.trainer import Trainer
+from hybtui.training.trainer_state import save_checkpoint
 
 CONFIG = RunConfig(model="tiny", train=("mlqa-r:en,de",), eval=(), steps=2, batch_size=8, max_length=32,
                    warmup_steps=1, device="cpu")

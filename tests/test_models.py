@@ -1,8 +1,5 @@
 """The registry, checkpoint loading rules and sentence-transformers compatibility."""
 
-import json
-import shutil
-
 import numpy as np
 import pytest
 import torch

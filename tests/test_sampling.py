@@ -1,4 +1,4 @@
-"""The batch samplers against DESIGN.md §1: every invariant as a property over generated
+"""The batch samplers as the study defines them: every invariant as a property over generated
 datasets, the statistics of the random choices, the real MLQA-R data, every bad input."""
 
 import math
@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from hybtui.data.training import ParallelItem, TrainingSet, load_training_sets
 from hybtui.errors import HybtuiError
-from hybtui.training.sampling import Batch, BatchSampler, Pair, batch_to_json, shard, summarize, validate_sampler
+from hybtui.data.checks import validate_sampler
+from hybtui.training.sampling import Batch, BatchSampler, Pair, batch_to_json, shard, summarize
 
 LANGS = ("de", "en", "fr", "sw")
 PROPERTY = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

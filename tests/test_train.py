@@ -1,7 +1,6 @@
 """The trainer: loss maths, GradCache and data parallelism against single-process maths,
 exact resumption, every sampler end to end, and configuration errors."""
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -13,7 +12,11 @@ import torch.multiprocessing as mp
 from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.training.trainer import BatchTexts, DistContext, Events, InfoNCELoss, Trainer, length_chunks, loss_and_backward
+from hybtui.training.callbacks import Events
+from hybtui.training.distributed import DistContext
+from hybtui.training.grad_cache import BatchTexts, length_chunks, loss_and_backward
+from hybtui.training.loss import InfoNCELoss
+from hybtui.training.trainer import Trainer
 
 QUERIES = ["Wer gewann?", "Who won the game?", "¿Quién ganó?", "Кто победил?", "谁赢了？", "Ai thắng?"]
 PASSAGES = ["Die Broncos gewannen.", "The Broncos won the game.", "Los Broncos ganaron.",

@@ -19,7 +19,7 @@ from rich.progress import (
 
 from hybtui.inert import visible
 from hybtui.results import ResultRow, summary
-from hybtui.training.trainer import Events, StepReport
+from hybtui.training.callbacks import Events, StepReport
 
 stderr = Console(stderr=True)
 

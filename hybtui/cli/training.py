@@ -134,7 +134,7 @@ def _check_before_recording(config: RunConfig, root: Path | None, max_parallel: 
     from hybtui.runs import launcher
 
     registry.check_model_and_device(config.model, config.device)
-    from hybtui.training.trainer import prepare_data
+    from hybtui.data.checks import prepare_data
 
     prepare_data(config, root)
     if max_parallel is not None:
@@ -195,6 +195,7 @@ def sample_command(
 ) -> None:
     """Dry-run a sampler: the batches a training run would draw."""
     from hybtui.data import sources
+    from hybtui.data.checks import validate_sampler
     from hybtui.data.training import load_training_sets, split_validation
     from hybtui.training import sampling
 
@@ -202,7 +203,7 @@ def sample_command(
                          steps=steps, seed=seed)
     sets = load_training_sets(list(config.train), sources.data_dir_from_env(data_dir))
     sets = [split_validation(s, config.validation_fraction)[0] for s in sets]  # exactly what training draws from
-    sampling.validate_sampler(sets, config.sampler, config.batch_size, config.alpha)
+    validate_sampler(sets, config.sampler, config.batch_size, config.alpha)
     drawn = sampling.BatchSampler(sets, config.sampler, config.batch_size, config.seed, config.alpha)
     batches = drawn.batches(start, start + config.steps)
     if as_json:

@@ -2,10 +2,8 @@
 
 MIRACL (Zhang et al., TACL 2023) asks, per language, for the Wikipedia passages relevant to
 each query within that language's whole corpus (132 k passages in sw, 33 M in en), so a
-corpus is never held in memory. Loading *scans* it once — validating every line, finding
-the rows of the judged passages, hashing the files (the corpus identity that keys
-embedding caches) — so bad data is reported before a model loads; evaluation then
-streams it again in chunks (`Corpus.texts`).
+corpus stays on disk (`hybtui.data.corpus`); this module joins it with the queries and
+their graded judgments (qrels).
 
 MIRACL (`--eval miracl[:LANG,...]`, the dev split). Each file of language LANG is looked up
 under DIR/miracl/ and DIR (DIR: --data-dir / HYBTUI_DATA_DIR), then the user cache
@@ -41,18 +39,14 @@ benchmark's warnings. Passages are encoded as "title text".
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import re
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hybtui.data import sources
+from hybtui.data.corpus import Corpus, jsonl_rows, scan_corpus, text_lines
 from hybtui.data.lareqa import check_languages, hashed_subsets
 from hybtui.errors import HybtuiError
 
@@ -63,35 +57,6 @@ LANGUAGES = ("ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "
 SPLIT = "dev"
 UNDETERMINED = "und"
 HUB_TOPICS, HUB_CORPUS = "miracl/miracl", "miracl/miracl-corpus"
-
-
-def passage_text(row: dict) -> str:
-    """What the encoder sees of a passage: its title, then its text."""
-    title = row.get("title") or ""
-    return f"{title} {row['text']}" if title else row["text"]
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """A corpus on disk: its files in reading order and what the loading scan found."""
-
-    files: tuple[Path, ...]
-    #: the document id field of a line: "docid" (MIRACL) or "_id" (BEIR)
-    id_field: str
-    size: int
-    #: sha256 over the files' sha256s, in order: the corpus identity
-    sha256: str
-
-    def texts(self, chunk: int) -> Iterator[list[str]]:
-        """The passages' texts in corpus order, `chunk` at a time (one chunk in memory)."""
-        batch: list[str] = []
-        for _, row in _jsonl(self.files, (self.id_field, "text")):
-            batch.append(passage_text(row))
-            if len(batch) == chunk:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
 
 @dataclass(frozen=True)
@@ -132,54 +97,13 @@ class CorpusBenchmark:
         return CorpusBenchmark(self.name, hashed_subsets(self.splits, n), self.warnings)
 
 
-# ---------------------------------------------------------------- reading files
-
-
-def _lines(path: Path) -> Iterator[tuple[str, str]]:
-    """(location `PATH:LINE`, text) per non-blank line of a text or gzipped file."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                where = f"{path}:{number}"
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise HybtuiError(f"{where}: not UTF-8 text: {exc}") from exc
-                if line.strip():
-                    yield where, line
-    except FileNotFoundError as exc:
-        raise HybtuiError(f"{path}: file not found") from exc
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise HybtuiError(f"{path}: not a readable gzip file (truncated or corrupt?): {exc}") from exc
-    except OSError as exc:
-        raise HybtuiError(f"{path}: cannot be read: {exc}") from exc
-
-
-def _jsonl(files: tuple[Path, ...], required: tuple[str, ...]) -> Iterator[tuple[str, dict]]:
-    """(location, object) per line, each checked to hold the `required` fields as strings
-    (and an optional string `title`)."""
-    for path in files:
-        for where, line in _lines(path):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HybtuiError(f"{where}: not valid JSON: {exc.msg} (column {exc.colno})") from exc
-            if not isinstance(row, dict):
-                raise HybtuiError(f"{where}: expected a JSON object with fields {', '.join(required)}")
-            for name in required:
-                value = row.get(name)
-                if not isinstance(value, str) or (name != "text" and not value.strip()):
-                    raise HybtuiError(f"{where}: field '{name}' is missing or not a non-empty string")
-            if not isinstance(row.get("title", ""), str | None):
-                raise HybtuiError(f"{where}: field 'title' must be a string")
-            yield where, row
+# ---------------------------------------------------------------- queries and judgments
 
 
 def _topics_tsv(path: Path) -> dict[str, str]:
     """MIRACL topics: query id → query, in file order."""
     topics: dict[str, str] = {}
-    for where, line in _lines(path):
+    for where, line in text_lines(path):
         qid, tab, query = line.partition("\t")
         if not tab or not qid.strip() or not query.strip():
             raise HybtuiError(f"{where}: expected 'query-id<TAB>query text', got {line[:60]!r}")
@@ -192,7 +116,7 @@ def _topics_tsv(path: Path) -> dict[str, str]:
 def _queries_jsonl(path: Path) -> dict[str, str]:
     """BEIR queries: query id → query, in file order."""
     queries: dict[str, str] = {}
-    for where, row in _jsonl((path,), ("_id", "text")):
+    for where, row in jsonl_rows((path,), ("_id", "text")):
         if row["_id"] in queries:
             raise HybtuiError(f"{where}: query id {row['_id']} appears twice")
         queries[row["_id"]] = row["text"]
@@ -204,7 +128,7 @@ def _qrels(path: Path, beir: bool) -> dict[str, dict[str, int]]:
     (whitespace-separated); BEIR lines are `qid<TAB>docid<TAB>score` after a header."""
     expected = "'query-id<TAB>corpus-id<TAB>score'" if beir else "'query-id Q0 doc-id relevance' (TREC qrels)"
     judged: dict[str, dict[str, int]] = {}
-    for where, line in _lines(path):
+    for where, line in text_lines(path):
         fields = line.split("\t") if beir else line.split()
         if beir and fields[0] == "query-id":  # the header
             continue
@@ -216,22 +140,6 @@ def _qrels(path: Path, beir: bool) -> dict[str, dict[str, int]]:
             raise HybtuiError(f"{where}: expected {expected}, got {line[:60]!r}") from None
         judged.setdefault(fields[0], {})[fields[-2]] = rel
     return judged
-
-
-def scan_corpus(files: tuple[Path, ...], id_field: str, wanted: set[str]) -> tuple[Corpus, dict[str, int]]:
-    """Validate every line, count the passages, hash the files, and find the row of each
-    `wanted` document id (only those are kept: a corpus's ids may not fit in memory)."""
-    rows: dict[str, int] = {}
-    size = 0
-    for size, (where, row) in enumerate(_jsonl(files, (id_field, "text")), start=1):
-        if row[id_field] in wanted:
-            if row[id_field] in rows:
-                raise HybtuiError(f"{where}: document id {row[id_field]} appears twice in the corpus")
-            rows[row[id_field]] = size - 1
-    if size == 0:
-        raise HybtuiError(f"{files[0].parent}: the corpus holds no passages")
-    identity = hashlib.sha256("\n".join(sources.sha256_of(f) for f in files).encode()).hexdigest()
-    return Corpus(files, id_field, size, identity), rows
 
 
 # ---------------------------------------------------------------- one language

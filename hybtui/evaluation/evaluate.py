@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from hybtui.evaluation import metrics
 from hybtui.evaluation import retrieval
@@ -146,9 +145,11 @@ def score_benchmark(
                 continue
             setting = "mono" if x == y else "cross"
             values = _metric_values(setting, own_ranks[has, j : j + 1], np.ones(int(has.sum()), dtype=np.int64))
-            rows += [ResultRow(bench.name, setting, x, y, m, v, seen_label({x, y}, seen_set)) for m, v in values.items()]
+            rows += [ResultRow(bench.name, setting, x, y, m, v, seen_label({x, y}, seen_set))
+                     for m, v in values.items()]
         values = _metric_values("multi", pooled_ranks, (relevant >= 0).sum(axis=1))
-        rows += [ResultRow(bench.name, "multi", x, POOL_ALL, m, v, seen_label({x}, seen_set)) for m, v in values.items()]
+        rows += [ResultRow(bench.name, "multi", x, POOL_ALL, m, v, seen_label({x}, seen_set))
+                 for m, v in values.items()]
         return rows
 
     with ThreadPoolExecutor(max_workers=min(len(langs), os.cpu_count() or 1)) as pool_executor:

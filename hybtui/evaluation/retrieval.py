@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from hybtui.data import sources
-from hybtui.data.miracl import Corpus
+from hybtui.data.corpus import Corpus
 from hybtui.errors import HybtuiError
 from hybtui.modeling.encoder import EncodeProgress, Encoder
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
+from hybtui.data.checks import prepare_data, validate_sampler
 from hybtui.data.training import TrainingSet
 from hybtui.errors import HybtuiError, RunNotFound
 from hybtui.runs import launcher
 from hybtui.runs.records import TERMINAL_STATUSES
 from hybtui.runs.store import Store
-from hybtui.training.sampling import validate_sampler
 
 #: Throughput of me5-small measured on a 2-core CPU (benchmarks/results): training pairs
 #: per second at batch 32, and texts encoded per second for evaluation. They turn a grid
@@ -127,7 +127,6 @@ def plan(
     from hybtui.modeling import registry
 
     registry.check_model_and_device(model, device)  # an unusable model or device fails before anything is queued
-    from hybtui.training.trainer import prepare_data  # torch: only for planning, not for reading reports (the app)
 
     train_sets, _ = prepare_data(base, data_dir)
     cells = [Cell(BASELINE, None, seeds[0])]

@@ -39,7 +39,8 @@ from hybtui.results import ResultRow
 from hybtui.runs.outcome import OutcomeRecord
 from hybtui.runs.records import Run
 from hybtui.runs.store import Store
-from hybtui.training.trainer import Events, StepReport, Tee, Trainer
+from hybtui.training.callbacks import Events, StepReport, Tee
+from hybtui.training.trainer import Trainer
 
 HEARTBEAT_S = 5.0
 FLUSH_S = 1.0

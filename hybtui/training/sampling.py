@@ -1,4 +1,4 @@
-"""The batch strategies of DESIGN.md §1: `mono` (X-X-mono), `cross` (X-Y) and `hybrid`.
+"""The samplers as the study defines them: `mono` (X-X-mono), `cross` (X-Y) and `hybrid`.
 
 A batch is a pure function of (seed, step), so a resumed run sees exactly the batches
 an uninterrupted one would have. Three kinds of random decisions, each from its own
@@ -32,10 +32,10 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from hybtui.data.pools import LanguagePools, batch_kinds, is_int, pooled_sets
 from hybtui.data.training import TrainingSet
 from hybtui.errors import HybtuiError
 
-STRATEGIES = ("mono", "cross", "hybrid")
 _BLOCK = 1024  # steps whose decisions are drawn together; part of the (seed, step) → batch map
 _DECISIONS, _EPOCHS, _PAIRS = 1, 2, 3  # stream tags in the seed sequences
 _CROSS = 0  # the pool key of a dataset's cross pool; mono pools are 1 + language index
@@ -68,127 +68,6 @@ class _Pool:
     members: np.ndarray  # item indices into the dataset
 
 
-class _View:
-    """A training set restricted to the selected languages, with its pools."""
-
-    def __init__(self, ts: TrainingSet, languages: frozenset[str] | None):
-        self.name = ts.name
-        keep = (lambda lang: True) if languages is None else languages.__contains__
-        item_langs = [sorted(filter(keep, item.texts)) for item in ts.items]
-        self.size = sum(1 for langs in item_langs if langs)
-        self.languages = tuple(sorted({lang for langs in item_langs for lang in langs}))
-        self.lang_pools = {
-            lang: np.array([i for i, langs in enumerate(item_langs) if lang in langs], dtype=np.int64)
-            for lang in self.languages
-        }
-        self.cross_pool = np.array([i for i, langs in enumerate(item_langs) if len(langs) >= 2], dtype=np.int64)
-        self.n_langs = np.array([len(langs) for langs in item_langs], dtype=np.int64)
-        # item × k → index into `lang_names` of the item's k-th language (vectorised pair drawing)
-        self.lang_names = np.array(self.languages, dtype=object)
-        code = {lang: c for c, lang in enumerate(self.languages)}
-        self.lang_table = np.zeros((len(item_langs), self.n_langs.max(initial=0)), dtype=np.int64)
-        for i, langs in enumerate(item_langs):
-            self.lang_table[i, : len(langs)] = [code[lang] for lang in langs]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _needs(strategy: str, alpha: float) -> tuple[bool, bool]:
-    """(draws mono batches, draws cross batches)."""
-    if strategy == "mono":
-        return True, False
-    if strategy == "cross":
-        return False, True
-    return alpha > 0, alpha < 1
-
-
-def _views(
-    datasets: list[TrainingSet], strategy: str, batch_size: int, alpha: float, languages: Iterable[str] | None
-) -> list[_View]:
-    if strategy not in STRATEGIES:
-        raise HybtuiError(f"unknown sampler '{strategy}'; available: {', '.join(STRATEGIES)}")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise HybtuiError(f"batch size must be a positive integer (got {batch_size!r})")
-    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
-        raise HybtuiError(f"alpha (the mono share of hybrid batches) must be within [0, 1] (got {alpha})")
-    if not datasets:
-        raise HybtuiError("no training data: the sampler needs at least one training set")
-    names = Counter(ts.name for ts in datasets)
-    twice = [name for name, n in names.items() if n > 1]
-    if twice:
-        raise HybtuiError(f"training set name(s) {', '.join(repr(n) for n in twice)} given twice; names must be unique")
-    selected = None if languages is None else frozenset(languages)
-    if selected is not None:
-        available = ", ".join(sorted({lang for ts in datasets for lang in ts.languages}))
-        unknown = sorted(selected.difference(*(ts.languages for ts in datasets)))
-        if not selected:
-            raise HybtuiError(f"no training language selected; available: {available}")
-        if unknown:
-            raise HybtuiError(
-                f"training language(s) {', '.join(unknown)} not in the training data; available: {available}"
-            )
-    mono, cross = _needs(strategy, alpha)
-    views = [_View(ts, selected) for ts in datasets]
-    for view in views:
-        where = f"training set '{view.name}'"
-        if not view.size:
-            raise HybtuiError(f"{where} has no items" + ("" if selected is None else " in the selected languages"))
-        if mono and max(len(pool) for pool in view.lang_pools.values()) < batch_size:
-            sizes = ", ".join(f"{lang} {len(pool)}" for lang, pool in view.lang_pools.items())
-            raise HybtuiError(
-                f"batch size {batch_size} exceeds every mono language pool of {where} ({sizes} items); "
-                f"a mono batch needs one language with at least {batch_size} items"
-            )
-        if cross:
-            if len(view.languages) < 2:
-                raise HybtuiError(
-                    f"sampler '{strategy}' draws cross-lingual batches, but {where} has the single language "
-                    f"{view.languages[0]}; use --sampler mono"
-                )
-            if not len(view.cross_pool):
-                raise HybtuiError(
-                    f"sampler '{strategy}' draws cross-lingual batches, but no item of {where} exists in two "
-                    f"languages (it has {', '.join(view.languages)}, each item in one)"
-                )
-            if len(view.cross_pool) < batch_size:
-                raise HybtuiError(
-                    f"batch size {batch_size} exceeds the cross pool of {where}: only {len(view.cross_pool)} "
-                    "items exist in two or more languages"
-                )
-    return views
-
-
-def validate_sampler(
-    datasets: list[TrainingSet],
-    strategy: str,
-    batch_size: int,
-    alpha: float = 0.5,
-    languages: Iterable[str] | None = None,
-) -> None:
-    """Raise a HybtuiError saying what is wrong before anything runs.
-
-    Stricter than what the sampler can draw from: a hybrid run needs two languages
-    whatever α is, and every selected language must fill a mono batch — a language
-    silently left out of mono batches would bias the comparison of samplers.
-    """
-    views = _views(datasets, strategy, batch_size, alpha, languages)
-    for view in views:
-        if strategy == "hybrid" and len(view.languages) < 2:
-            raise HybtuiError(
-                f"sampler 'hybrid' mixes in cross-lingual batches, but training set '{view.name}' has the single "
-                f"language {view.languages[0]}; use --sampler mono"
-            )
-        small = {lang: len(pool) for lang, pool in view.lang_pools.items() if len(pool) < batch_size}
-        if _needs(strategy, alpha)[0] and small:
-            sizes = ", ".join(f"{lang} {n}" for lang, n in small.items())
-            raise HybtuiError(
-                f"batch size {batch_size} is larger than the mono pool of {sizes} items in training set "
-                f"'{view.name}'; lower --batch-size or leave those languages out of --train"
-            )
-
-
 def _index(u: np.ndarray, n: np.ndarray | int) -> np.ndarray:
     """Uniform draws u ∈ [0, 1) → indices in [0, n)."""
     return np.minimum((u * n).astype(np.int64), np.maximum(np.asarray(n) - 1, 0))
@@ -219,11 +98,11 @@ class BatchSampler:
         alpha: float = 0.5,
         languages: Iterable[str] | None = None,
     ):
-        self._views = _views(datasets, strategy, batch_size, alpha, languages)
-        if not _is_int(seed) or seed < 0:
+        self._views: list[LanguagePools] = pooled_sets(datasets, strategy, batch_size, alpha, languages)
+        if not is_int(seed) or seed < 0:
             raise HybtuiError(f"seed must be a non-negative integer (got {seed!r})")
         self.strategy, self.batch_size, self.seed, self.alpha = strategy, int(batch_size), int(seed), alpha
-        mono, cross = _needs(strategy, alpha)
+        mono, cross = batch_kinds(strategy, alpha)
         self._mono_share = alpha if strategy == "hybrid" else float(mono)
         self._pools: list[_Pool] = []
         mono_first, n_mono, cross_id = [], [], []

@@ -21,6 +21,7 @@ from hybtui import inert
 from hybtui.runs import launcher
 from hybtui.config import SAMPLERS, RunConfig
 from hybtui.data import miracl
+from hybtui.data.checks import prepare_data
 from hybtui.data.lareqa import LANGUAGES as TRAINING_BENCHMARKS
 from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
@@ -180,8 +181,6 @@ class NewRunScreen(Screen):
     def _check(self, config: RunConfig) -> None:
         """The data rules (languages, pool sizes for the sampler) load the data, and the model and
         device are checked as the CLI checks them: off the UI thread."""
-        from hybtui.training.trainer import prepare_data  # imports torch
-
         try:
             prepare_data(config, Path(config.data_dir) if config.data_dir else None)
             check_model_and_device(config.model, config.device)

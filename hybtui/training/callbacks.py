@@ -1,0 +1,84 @@
+"""What a trainer tells the outside world: one report per step and the events around it.
+
+The trainer reports through `Events` only and never imports the store or the UI; the
+worker records the events in the store and the console displays them (`Tee` for both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybtui.results import ResultRow
+
+
+@dataclass(frozen=True)
+class StepReport:
+    step: int  # 1-based: the number of optimizer steps done
+    loss: float
+    lr: float
+    grad_norm: float
+    pairs_per_s: float
+    batch_type: str
+    dataset: str
+    #: mono: {"en": B}; cross: {"en-de": n, ...}
+    languages: dict[str, int]
+    seconds: float
+
+
+class Events:
+    """What a trainer tells the outside world; subclasses override what they need."""
+
+    def on_start(self, total_steps: int, start_step: int) -> None: ...
+
+    def on_step(self, report: StepReport) -> None: ...
+
+    def on_validation(self, step: int, loss: float) -> None: ...
+
+    def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None: ...
+
+    def before_checkpoint(self, step: int) -> None:
+        """Everything of steps ≤ `step` must be recorded before checkpoint `step` becomes
+        visible: a resume from it never recomputes those steps."""
+
+    def on_checkpoint(self, step: int, path: Path) -> None: ...
+
+    def on_checkpoint_removed(self, step: int, path: Path) -> None:
+        """Checkpoint `step` is about to be deleted (pruned): forget it before its files go."""
+
+    def on_message(self, text: str) -> None: ...
+
+
+class Tee(Events):
+    """Every event to several listeners (e.g. the store and a console display)."""
+
+    def __init__(self, *listeners: Events):
+        self.listeners = listeners
+
+    def _each(self, name: str, *args) -> None:
+        for listener in self.listeners:
+            getattr(listener, name)(*args)
+
+    def on_start(self, *args) -> None:
+        self._each("on_start", *args)
+
+    def on_step(self, *args) -> None:
+        self._each("on_step", *args)
+
+    def on_validation(self, *args) -> None:
+        self._each("on_validation", *args)
+
+    def on_eval(self, *args) -> None:
+        self._each("on_eval", *args)
+
+    def before_checkpoint(self, *args) -> None:
+        self._each("before_checkpoint", *args)
+
+    def on_checkpoint(self, *args) -> None:
+        self._each("on_checkpoint", *args)
+
+    def on_checkpoint_removed(self, *args) -> None:
+        self._each("on_checkpoint_removed", *args)
+
+    def on_message(self, *args) -> None:
+        self._each("on_message", *args)
