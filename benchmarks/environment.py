@@ -16,21 +16,35 @@ from pathlib import Path
 from hybtui.data import sources
 from hybtui.errors import HybtuiError
 
+
 def machine() -> dict:
     """CPU model, cores, torch's threads and the versions the figures were measured with."""
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def data_dir() -> Path:
     """The data directory from ``HYBTUI_DATA_DIR``; a clear exit when it is unset or missing."""
     if not os.environ.get(sources.DATA_DIR_ENV):
-        raise SystemExit(f"set {sources.DATA_DIR_ENV} to the directory holding the benchmark data "
-                         "(LAReQA's XQuAD-R and MLQA-R): the benchmarks read a local copy, never a download")
+        raise SystemExit(
+            f"set {sources.DATA_DIR_ENV} to the directory holding the benchmark data "
+            "(LAReQA's XQuAD-R and MLQA-R): the benchmarks read a local copy, never a download"
+        )
     try:
         path = sources.data_dir_from_env(None)
     except HybtuiError as exc:

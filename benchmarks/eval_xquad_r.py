@@ -58,12 +58,13 @@ def main() -> None:
     ours_encode = st_encode = 0.0
     embeddings, agreement = {}, []
     for i, (lang, split) in enumerate(bench.splits.items()):
-        for tool in (("ours", "st") if i % 2 == 0 else ("st", "ours")):
+        for tool in ("ours", "st") if i % 2 == 0 else ("st", "ours"):
             t0 = time.perf_counter()
             if tool == "ours":
                 embeddings[lang] = evaluate.EncodedSplit(
                     encoder.encode(split.queries, "query", args.batch_size),
-                    encoder.encode(split.candidates, "passage", args.batch_size))
+                    encoder.encode(split.candidates, "passage", args.batch_size),
+                )
                 ours_encode += time.perf_counter() - t0
             else:
                 st_q = st.encode(list(split.queries), prompt_name="query", batch_size=args.batch_size)
@@ -76,17 +77,26 @@ def main() -> None:
     ours_score = time.perf_counter() - t0
     print(f"hybtui encode {ours_encode:.1f} s ({n_texts / ours_encode:.1f} texts/s), score {ours_score:.2f} s")
     print(f"sentence-transformers encode {st_encode:.1f} s ({n_texts / st_encode:.1f} texts/s)")
-    print(f"throughput ratio hybtui / sentence-transformers: {st_encode / ours_encode:.2f}; "
-          f"mean cosine between the two embeddings of each query {np.mean(agreement):.6f}")
+    print(
+        f"throughput ratio hybtui / sentence-transformers: {st_encode / ours_encode:.2f}; "
+        f"mean cosine between the two embeddings of each query {np.mean(agreement):.6f}"
+    )
     summary = results_summary(rows)["xquad-r"]
     result = {
         "command": "python benchmarks/eval_xquad_r.py"
         + (f" --max-queries {args.max_queries}" if args.max_queries else ""),
-        "model": args.model, "batch_size": args.batch_size, "queries": len(queries), "candidates": len(candidates),
-        "hybtui_encode_s": round(ours_encode, 2), "hybtui_score_s": round(ours_score, 3),
-        "st_encode_s": round(st_encode, 2), "throughput_ratio": round(st_encode / ours_encode, 3),
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "queries": len(queries),
+        "candidates": len(candidates),
+        "hybtui_encode_s": round(ours_encode, 2),
+        "hybtui_score_s": round(ours_score, 3),
+        "st_encode_s": round(st_encode, 2),
+        "throughput_ratio": round(st_encode / ours_encode, 3),
         "embedding_agreement": round(float(np.mean(agreement)), 6),
-        "summary": summary, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+        "summary": summary,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

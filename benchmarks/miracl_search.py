@@ -110,13 +110,19 @@ def run_search(work: Path, kind: str) -> dict:
             start = time.perf_counter()
             _, rows = index.search(queries, K)
             search_s = time.perf_counter() - start
-            settings = ({"M": retrieval.HNSW_M, "efConstruction": index.hnsw.efConstruction,
-                         "efSearch": index.hnsw.efSearch} if kind == "hnsw" else
-                        {"lists": index.nlist, "nprobe": index.nprobe})
-    result = {"build_s": round(build_s, 2), "search_s": round(search_s, 2),
-              "queries_per_s": round(len(queries) / search_s, 1),
-              "planted_at_1": float(np.mean(rows[:, 0] == planted)),
-              "maxrss_mib": round(maxrss_mib()), "peak_anon_mib": round(anon.peak_mib)}
+            settings = (
+                {"M": retrieval.HNSW_M, "efConstruction": index.hnsw.efConstruction, "efSearch": index.hnsw.efSearch}
+                if kind == "hnsw"
+                else {"lists": index.nlist, "nprobe": index.nprobe}
+            )
+    result = {
+        "build_s": round(build_s, 2),
+        "search_s": round(search_s, 2),
+        "queries_per_s": round(len(queries) / search_s, 1),
+        "planted_at_1": float(np.mean(rows[:, 0] == planted)),
+        "maxrss_mib": round(maxrss_mib()),
+        "peak_anon_mib": round(anon.peak_mib),
+    }
     if kind != "exact":
         result["settings"] = settings
         exact = np.load(work / "exact_rows.npy")
@@ -130,19 +136,28 @@ def run_encode(work: Path, n: int, model: str, batch_size: int) -> dict:
     root = data_dir()
     rows = []
     for lang in ("en", "de", "es", "ar", "hi", "ru", "th", "zh", "el", "tr", "vi"):
-        path = next(r / "xquad-r" / f"{lang}.json" for r in sources.dataset_roots("lareqa", root)
-                    if (r / "xquad-r" / f"{lang}.json").is_file())
+        path = next(
+            r / "xquad-r" / f"{lang}.json"
+            for r in sources.dataset_roots("lareqa", root)
+            if (r / "xquad-r" / f"{lang}.json").is_file()
+        )
         for article in json.loads(path.read_text())["data"]:
-            rows += [{"docid": f"{lang}-{len(rows)}", "title": article.get("title", ""), "text": p["context"]}
-                     for p in article["paragraphs"]]
+            rows += [
+                {"docid": f"{lang}-{len(rows)}", "title": article.get("title", ""), "text": p["context"]}
+                for p in article["paragraphs"]
+            ]
     shard = work / "miracl-corpus-v1.0-xx/docs-0.jsonl.gz"
     shard.parent.mkdir(parents=True, exist_ok=True)
     shard.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows[:n]).encode()))
     corpus, _ = scan_corpus((shard,), "docid", set())
     encoder = models.load_encoder(models.encoder_spec(model), device="cpu")
-    tokens = sum(len(ids) for chunk in corpus.texts(1000) for ids in encoder.tokenizer(
-        [encoder.prefix("passage") + t for t in chunk], truncation=True,
-        max_length=encoder.spec.max_length)["input_ids"])
+    tokens = sum(
+        len(ids)
+        for chunk in corpus.texts(1000)
+        for ids in encoder.tokenizer(
+            [encoder.prefix("passage") + t for t in chunk], truncation=True, max_length=encoder.spec.max_length
+        )["input_ids"]
+    )
     baseline = PeakAnon.now_mib()
     with PeakAnon() as anon:
         start = time.perf_counter()
@@ -152,12 +167,18 @@ def run_encode(work: Path, n: int, model: str, batch_size: int) -> dict:
     start = time.perf_counter()
     _, cached = retrieval.corpus_embeddings(encoder, corpus, batch_size, cache_dir=work / "cache")
     assert cached
-    return {"model": model, "passages": corpus.size, "mean_tokens": round(tokens / corpus.size, 1),
-            "batch_size": batch_size, "encode_s": round(encode_s, 1),
-            "passages_per_s": round(corpus.size / encode_s, 1),
-            "cached_second_run_s": round(time.perf_counter() - start, 2),
-            "anon_with_model_loaded_mib": round(baseline), "peak_anon_while_encoding_mib": round(anon.peak_mib),
-            "maxrss_mib": round(maxrss_mib())}
+    return {
+        "model": model,
+        "passages": corpus.size,
+        "mean_tokens": round(tokens / corpus.size, 1),
+        "batch_size": batch_size,
+        "encode_s": round(encode_s, 1),
+        "passages_per_s": round(corpus.size / encode_s, 1),
+        "cached_second_run_s": round(time.perf_counter() - start, 2),
+        "anon_with_model_loaded_mib": round(baseline),
+        "peak_anon_while_encoding_mib": round(anon.peak_mib),
+        "maxrss_mib": round(maxrss_mib()),
+    }
 
 
 def main() -> None:
@@ -173,8 +194,11 @@ def main() -> None:
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
     if args.part:
-        result = (run_encode(args.work, args.encode_passages, args.model, args.batch_size) if args.part == "encode"
-                  else run_search(args.work, args.part))
+        result = (
+            run_encode(args.work, args.encode_passages, args.model, args.batch_size)
+            if args.part == "encode"
+            else run_search(args.work, args.part)
+        )
         print(json.dumps(result))
         return
     data_dir()  # the encoding part needs it: stop before minutes of search, not after
@@ -186,24 +210,51 @@ def main() -> None:
         print(f"{args.passages} passages × {DIM} written in {time.perf_counter() - start:.0f} s", flush=True)
         results = {}
         for part in ("exact", "ivf", "hnsw", "encode"):
-            child = subprocess.run([sys.executable, __file__, "--part", part, "--work", str(work),
-                                    "--encode-passages", str(args.encode_passages), "--model", args.model,
-                                    "--batch-size", str(args.batch_size)], capture_output=True, text=True)
+            child = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--part",
+                    part,
+                    "--work",
+                    str(work),
+                    "--encode-passages",
+                    str(args.encode_passages),
+                    "--model",
+                    args.model,
+                    "--batch-size",
+                    str(args.batch_size),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if child.returncode:
                 raise SystemExit(f"{part} failed:\n{child.stderr}")
             results[part] = json.loads(child.stdout.splitlines()[-1])
             print(part, results[part], flush=True)
     out = {
         "command": "python benchmarks/miracl_search.py"
-        + "".join(f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                  if k in ("passages", "queries", "encode_passages", "model", "batch_size")
-                  and v != parser.get_default(k)),
-        "search": {"passages": args.passages, "queries": args.queries, "dim": DIM, "k": K,
-                   "storage": "float16 memmap", "faiss_threads": 2,
-                   **{kind: results[kind] for kind in ("exact", "hnsw", "ivf")}},
+        + "".join(
+            f" --{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k in ("passages", "queries", "encode_passages", "model", "batch_size") and v != parser.get_default(k)
+        ),
+        "search": {
+            "passages": args.passages,
+            "queries": args.queries,
+            "dim": DIM,
+            "k": K,
+            "storage": "float16 memmap",
+            "faiss_threads": 2,
+            **{kind: results[kind] for kind in ("exact", "hnsw", "ivf")},
+        },
         "encode": results["encode"],
-        "machine": {**machine(), "faiss": faiss.__version__, "load_average_start": [round(x, 2) for x in load_start],
-                    "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            **machine(),
+            "faiss": faiss.__version__,
+            "load_average_start": [round(x, 2) for x in load_start],
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "date": time.strftime("%Y-%m-%d"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

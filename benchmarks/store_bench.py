@@ -68,15 +68,26 @@ def runs_ls(n: int = 10_000) -> dict:
             config = RunConfig()
             t0 = time.perf_counter()
             with store.db.conn:  # one transaction for the fixture, not for the measurement
-                rows = [{"id": f"run-{i:06d}", "name": None, "config": config.to_json(), "status": "finished",
-                         "created_at": 1.7e9 + i, "step": 1000, "total_steps": 1000} for i in range(n)]
+                rows = [
+                    {
+                        "id": f"run-{i:06d}",
+                        "name": None,
+                        "config": config.to_json(),
+                        "status": "finished",
+                        "created_at": 1.7e9 + i,
+                        "step": 1000,
+                        "total_steps": 1000,
+                    }
+                    for i in range(n)
+                ]
                 store.db.table("runs").insert_all(rows)
             fill = time.perf_counter() - t0
         timings = {}
         for args in (["runs", "ls", "--json"], ["runs", "ls", "--limit", "50"]):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "hybtui", *args, "--store", str(path)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "hybtui", *args, "--store", str(path)], check=True, capture_output=True
+            )
             timings[" ".join(args)] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import hybtui.cli.app"], check=True)
@@ -92,9 +103,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "store_bench.json")
     args = parser.parse_args()
-    result = {"command": "python benchmarks/store_bench.py", "batch": BATCH,
-              "ingestion": [ingestion(1), ingestion(4)], "runs_ls": runs_ls(),
-              "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    result = {
+        "command": "python benchmarks/store_bench.py",
+        "batch": BATCH,
+        "ingestion": [ingestion(1), ingestion(4)],
+        "runs_ls": runs_ls(),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

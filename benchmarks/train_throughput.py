@@ -26,10 +26,10 @@ from environment import data_dir, machine  # same folder
 from hybtui.config import RunConfig
 from hybtui.data.training import load_training_sets
 from hybtui.modeling import encoder as models
-from hybtui.training.sampling import BatchSampler
 from hybtui.training.grad_cache import batch_texts, loss_and_backward
 from hybtui.training.loss import InfoNCELoss
 from hybtui.training.optimizer import build_optimizer
+from hybtui.training.sampling import BatchSampler
 
 #: InfoNCE temperature τ; sentence-transformers' MNRL takes its inverse as ``scale``.
 TEMPERATURE = 0.05
@@ -82,18 +82,24 @@ def alternate(args, ours, optimizer, sampler, sets, loss_fn, st_step) -> dict:
     st_step(0)
     ours_s, st_s, drawn_s = 0.0, 0.0, 0.0
     for step in range(1, args.steps + 1):
-        for tool in (("ours", "st") if step % 2 else ("st", "ours")):
+        for tool in ("ours", "st") if step % 2 else ("st", "ours"):
             if tool == "ours":
                 seconds, drawn = hybtui_step(ours, optimizer, sampler, sets, step, loss_fn)
                 ours_s += seconds
                 drawn_s += drawn
             else:
                 st_s += st_step(step)
-        print(f"step {step}: hybtui {ours_s / step:.2f} s/step, sentence-transformers {st_s / step:.2f} s/step",
-              flush=True)
+        print(
+            f"step {step}: hybtui {ours_s / step:.2f} s/step, sentence-transformers {st_s / step:.2f} s/step",
+            flush=True,
+        )
     pairs = args.steps * args.batch_size
-    return {"hybtui_pairs_per_s": round(pairs / ours_s, 2), "st_pairs_per_s": round(pairs / st_s, 2),
-            "throughput_ratio": round(st_s / ours_s, 3), "sampler_share_of_step": round(drawn_s / ours_s, 5)}
+    return {
+        "hybtui_pairs_per_s": round(pairs / ours_s, 2),
+        "st_pairs_per_s": round(pairs / st_s, 2),
+        "throughput_ratio": round(st_s / ours_s, 3),
+        "sampler_share_of_step": round(drawn_s / ours_s, 5),
+    }
 
 
 def paper_batch(args, ours, optimizer, training_sets, sets, loss_fn) -> dict:
@@ -127,9 +133,14 @@ def main() -> None:
     optimizer, _ = build_optimizer(ours, config)
     loss_fn = InfoNCELoss(TEMPERATURE)
     st_step = sentence_transformers_step(args, config, (ours.prefix("query"), ours.prefix("passage")), sampler, sets)
-    result = {"command": "python benchmarks/train_throughput.py", "model": args.model, "batch_size": args.batch_size,
-              "max_length": args.max_length, "steps": args.steps,
-              **alternate(args, ours, optimizer, sampler, sets, loss_fn, st_step)}
+    result = {
+        "command": "python benchmarks/train_throughput.py",
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "steps": args.steps,
+        **alternate(args, ours, optimizer, sampler, sets, loss_fn, st_step),
+    }
     del st_step  # frees sentence-transformers' model and optimizer before the larger batches
     result.update(paper_batch(args, ours, optimizer, training_sets, sets, loss_fn))
     result.update(machine=machine(), date=time.strftime("%Y-%m-%d"))

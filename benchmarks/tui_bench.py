@@ -48,14 +48,31 @@ def result_rows(run_id: str, seed: int) -> list[tuple]:
     for q in XQUAD_R:
         for d in XQUAD_R:
             setting = "mono" if q == d else "cross"
-            rows += [(run_id, 1000, "xquad-r", setting, q, d, m, (seed % 97) / 100, "seen", 1)
-                     for m in ("map", "recall@1", "ndcg@10", "mrr")]
-        rows += [(run_id, 1000, "xquad-r", "multi", q, POOL_ALL, m, 0.5, "seen", 1)
-                 for m in ("map", "recall@10", "ndcg@10", "rank_distance")]
+            rows += [
+                (run_id, 1000, "xquad-r", setting, q, d, m, (seed % 97) / 100, "seen", 1)
+                for m in ("map", "recall@1", "ndcg@10", "mrr")
+            ]
+        rows += [
+            (run_id, 1000, "xquad-r", "multi", q, POOL_ALL, m, 0.5, "seen", 1)
+            for m in ("map", "recall@10", "ndcg@10", "rank_distance")
+        ]
     for setting in ("mono", "cross", "multi"):
         for seen in (None, "seen"):
-            rows += [(run_id, 1000, "xquad-r", setting, AVERAGE, POOL_ALL if setting == "multi" else AVERAGE, m,
-                      (seed % 89) / 100, seen, 1) for m in ("map", "rank_distance", "ndcg@10")]
+            rows += [
+                (
+                    run_id,
+                    1000,
+                    "xquad-r",
+                    setting,
+                    AVERAGE,
+                    POOL_ALL if setting == "multi" else AVERAGE,
+                    m,
+                    (seed % 89) / 100,
+                    seen,
+                    1,
+                )
+                for m in ("map", "rank_distance", "ndcg@10")
+            ]
     return rows
 
 
@@ -65,11 +82,13 @@ def fill_runs(store: Store) -> float:
     with store.db.conn:
         store.db.conn.executemany(
             "INSERT INTO runs (id, name, config, status, created_at, step, total_steps) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(f"run-{i:06d}", f"run {i}", config, "finished", 1.7e9 + i, 1000, 1000) for i in range(RUNS)])
+            [(f"run-{i:06d}", f"run {i}", config, "finished", 1.7e9 + i, 1000, 1000) for i in range(RUNS)],
+        )
         store.db.conn.executemany(
             "INSERT INTO results (run_id, step, bench, setting, query_lang, doc_lang, metric, value, seen, final) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (row for i in range(RUNS) for row in result_rows(f"run-{i:06d}", i)))
+            (row for i in range(RUNS) for row in result_rows(f"run-{i:06d}", i)),
+        )
     return time.perf_counter() - t0
 
 
@@ -97,8 +116,12 @@ async def runs_screen(path: Path) -> dict:
             await pilot.pause()
             refreshes.append(time.perf_counter() - t0)
         assert table.coordinate_to_cell_key((0, 0)).row_key.value == f"run-{RUNS - 1:06d}"  # newest first
-    return {"open_s": round(opened, 3), "rows_in_table": MAX_SHOWN, "filter_one_of_all_s": round(filtered, 3),
-            "refresh_median_s": round(statistics.median(refreshes), 3)}
+    return {
+        "open_s": round(opened, 3),
+        "rows_in_table": MAX_SHOWN,
+        "filter_one_of_all_s": round(filtered, 3),
+        "refresh_median_s": round(statistics.median(refreshes), 3),
+    }
 
 
 def fill_metrics(store: Store) -> str:
@@ -106,8 +129,12 @@ def fill_metrics(store: Store) -> str:
     with store.db.conn:
         store.db.conn.executemany(
             "INSERT INTO metrics (run_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)",
-            ((run_id, key, step, value, 1.7e9 + step) for step in range(1, STEPS + 1)
-             for key, value in (("loss", 3.0 / (1 + step / 1000)), ("lr", 3e-5))))
+            (
+                (run_id, key, step, value, 1.7e9 + step)
+                for step in range(1, STEPS + 1)
+                for key, value in (("loss", 3.0 / (1 + step / 1000)), ("lr", 3e-5))
+            ),
+        )
     return run_id
 
 
@@ -127,8 +154,9 @@ async def detail_screen(path: Path, run_id: str) -> dict:
         with Store(path) as writer:
             for i in range(20):
                 first = STEPS + 1 + 10 * i
-                writer.add_metrics(run_id, [(key, step, 1.0) for step in range(first, first + 10)
-                                            for key in ("loss", "lr")])
+                writer.add_metrics(
+                    run_id, [(key, step, 1.0) for step in range(first, first + 10) for key in ("loss", "lr")]
+                )
                 t0 = time.perf_counter()
                 screen.reload()
                 while screen._loading:
@@ -139,8 +167,12 @@ async def detail_screen(path: Path, run_id: str) -> dict:
                 plot.render()  # what the compositor calls: plotext builds the canvas
                 renders.append(time.perf_counter() - t1)
         assert len(plot.points) == STEPS + 200
-    return {"open_s": round(opened, 3), "refresh_median_s": round(statistics.median(refreshes), 4),
-            "refresh_max_s": round(max(refreshes), 4), "plot_render_median_s": round(statistics.median(renders), 4)}
+    return {
+        "open_s": round(opened, 3),
+        "refresh_median_s": round(statistics.median(refreshes), 4),
+        "refresh_max_s": round(max(refreshes), 4),
+        "plot_render_median_s": round(statistics.median(renders), 4),
+    }
 
 
 def main() -> None:

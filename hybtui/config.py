@@ -79,15 +79,24 @@ class RunConfig:
             problems.append(f"--sampler must be one of {', '.join(SAMPLERS)} (got '{self.sampler}')")
         if not 0.0 <= self.alpha <= 1.0:
             problems.append(f"--alpha must be within [0, 1] (got {self.alpha})")
-        for option, value in (("batch-size", self.batch_size),
-                              ("grad-accumulation", self.grad_accumulation),
-                              ("eval-max-queries", self.eval_max_queries), ("eval-batch-size", self.eval_batch_size)):
+        for option, value in (
+            ("batch-size", self.batch_size),
+            ("grad-accumulation", self.grad_accumulation),
+            ("eval-max-queries", self.eval_max_queries),
+            ("eval-batch-size", self.eval_batch_size),
+        ):
             if value < 1:
                 problems.append(f"--{option} must be at least 1 (got {value})")
-        for option, value in (("steps", self.steps), ("final-eval-max-queries", self.final_eval_max_queries),
-                              ("warmup-steps", self.warmup_steps), ("eval-every", self.eval_every),
-                              ("checkpoint-every", self.checkpoint_every), ("grad-cache-chunk", self.grad_cache_chunk),
-                              ("forward-chunk", self.forward_chunk), ("keep-checkpoints", self.keep_checkpoints)):
+        for option, value in (
+            ("steps", self.steps),
+            ("final-eval-max-queries", self.final_eval_max_queries),
+            ("warmup-steps", self.warmup_steps),
+            ("eval-every", self.eval_every),
+            ("checkpoint-every", self.checkpoint_every),
+            ("grad-cache-chunk", self.grad_cache_chunk),
+            ("forward-chunk", self.forward_chunk),
+            ("keep-checkpoints", self.keep_checkpoints),
+        ):
             if value < 0:
                 problems.append(f"--{option} must be 0 or more (got {value})")
         if self.lr <= 0:
@@ -123,8 +132,9 @@ class RunConfig:
         if self.name is not None and not isinstance(self.name, str):
             problems.append(f"--name must be text (got {visible(repr(self.name))})")
         elif self.name is not None and has_unsafe(self.name):
-            problems.append(f"--name must not hold control characters such as newline or ESC "
-                            f"(got '{visible(self.name)}')")
+            problems.append(
+                f"--name must not hold control characters such as newline or ESC (got '{visible(self.name)}')"
+            )
         return problems
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,8 +22,18 @@ import os
 import signal
 
 ENV = "HYBTUI_FAULT"
-POINTS = ("step", "before-flush", "after-flush", "checkpoint-staging", "checkpoint-switch", "checkpoint-switched",
-          "checkpoint-prune", "final-validation", "final-results", "finished-prune")
+POINTS = (
+    "step",
+    "before-flush",
+    "after-flush",
+    "checkpoint-staging",
+    "checkpoint-switch",
+    "checkpoint-switched",
+    "checkpoint-prune",
+    "final-validation",
+    "final-results",
+    "finished-prune",
+)
 
 _armed: tuple[str, int | None] | None = None
 

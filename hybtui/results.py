@@ -51,7 +51,7 @@ RESULT_COLUMNS = tuple(f.name for f in fields(ResultRow))
 
 
 def seen_label(langs: Iterable[str], seen: frozenset[str] | None) -> str | None:
-    """"seen" when training saw every one of ``langs``, "unseen" when none, else "mixed"."""
+    """ "seen" when training saw every one of ``langs``, "unseen" when none, else "mixed"."""
     if seen is None:
         return None
     flags = {lang in seen for lang in langs}
@@ -83,8 +83,11 @@ def summary(rows: Iterable[ResultRow]) -> dict[str, dict[str, dict[str, float]]]
 
 def headline(results: Sequence[Mapping]) -> dict[tuple[str, str, str], float]:
     """{(bench, setting, metric): macro-average} from a run's stored final result rows."""
-    return {(r["bench"], r["setting"], r["metric"]): r["value"]
-            for r in results if r["query_lang"] == AVERAGE and r["seen"] is None}
+    return {
+        (r["bench"], r["setting"], r["metric"]): r["value"]
+        for r in results
+        if r["query_lang"] == AVERAGE and r["seen"] is None
+    }
 
 
 def per_language(results: Sequence[Mapping], bench: str, setting: str, metric: str = "map") -> dict[str, float]:
@@ -98,5 +101,8 @@ def per_language(results: Sequence[Mapping], bench: str, setting: str, metric: s
 
 def seen_of(results: Sequence[Mapping], bench: str) -> dict[str, str | None]:
     """Query language → its seen label, from the multilingual rows."""
-    return {r["query_lang"]: r["seen"] for r in results
-            if r["bench"] == bench and r["setting"] == "multi" and r["query_lang"] != AVERAGE}
+    return {
+        r["query_lang"]: r["seen"]
+        for r in results
+        if r["bench"] == bench and r["setting"] == "multi" and r["query_lang"] != AVERAGE
+    }

@@ -70,8 +70,12 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="hybtui-capture-") as tmp:
         cwd = Path(tmp)
-        env = {"HYBTUI_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color",
-               "XDG_CACHE_HOME": str(cwd / "cache")}
+        env = {
+            "HYBTUI_DATA_DIR": str(data),
+            "HF_HUB_OFFLINE": "1",
+            "TERM": "xterm-256color",
+            "XDG_CACHE_HOME": str(cwd / "cache"),
+        }
         ids = build_demo_store(cwd / "store", now=time.time())
         newest_first = [name for name, *_ in reversed(DEMO_RUNS)]
         with tmux_session([sys.executable, "-m", "hybtui", "--store", "store"], cwd, env, size=SIZE) as tmux:
@@ -86,16 +90,20 @@ def main() -> int:
 
             finished = "hybrid-a0.5"
             tmux.send(*["Down"] * newest_first.index(finished), "Enter")
-            detail = still(tmux, lambda s: ids[finished] in s and re.search(r"^\s*en\s+seen\s+0\.\d{3}", s, re.M),
-                           f"the detail of {finished}")
+            detail = still(
+                tmux,
+                lambda s: ids[finished] in s and re.search(r"^\s*en\s+seen\s+0\.\d{3}", s, re.M),
+                f"the detail of {finished}",
+            )
             write(args.out, "run_detail", detail)
             tmux.send("Escape")
             still(tmux, lambda s: "filter by name" in s, "back on the run list")
 
             # The cursor is still on hybrid-a0.5: mark it and the run below (mono-baseline).
             tmux.send("Space", "Down", "Space", "m")
-            compare = still(tmux, lambda s: "parameters that differ" in s and ids["mono-baseline"] in s,
-                            "the comparison")
+            compare = still(
+                tmux, lambda s: "parameters that differ" in s and ids["mono-baseline"] in s, "the comparison"
+            )
             write(args.out, "compare", compare)
             tmux.send("Escape")
             still(tmux, lambda s: "filter by name" in s, "back on the run list")

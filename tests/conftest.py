@@ -42,8 +42,10 @@ def shared_data() -> Path:
         env.pop("HYBTUI_DATA_DIR", None)
         subprocess.run([sys.executable, "-m", "hybtui", "data", "fetch", "xquad-r", "mlqa-r"], env=env, check=False)
     if not _has_lareqa(SHARED_DATA):
-        pytest.fail(f"benchmark data not found at {SHARED_DATA}/lareqa and not downloadable: set HYBTUI_DATA_DIR "
-                    f"to a data directory holding lareqa/xquad-r/*.json and lareqa/mlqa-r/*.json")
+        pytest.fail(
+            f"benchmark data not found at {SHARED_DATA}/lareqa and not downloadable: set HYBTUI_DATA_DIR "
+            f"to a data directory holding lareqa/xquad-r/*.json and lareqa/mlqa-r/*.json"
+        )
     return SHARED_DATA
 
 

@@ -63,8 +63,11 @@ def violations(name: str, source: str, known: set[str]) -> list[str]:
     for target in sorted(imported_modules(source, name) & known):
         if rank(target) > rank(name):
             found.append(f"{name} imports {target} (a layer above it)")
-        if (rank(name) in (RANKS["tui"], RANKS["cli"]) and target.startswith("hybtui.training.")
-                and target not in TRAINING_PUBLIC):
+        if (
+            rank(name) in (RANKS["tui"], RANKS["cli"])
+            and target.startswith("hybtui.training.")
+            and target not in TRAINING_PUBLIC
+        ):
             found.append(f"{name} imports {target} (training internals; only {sorted(TRAINING_PUBLIC)})")
     return found
 
@@ -109,8 +112,13 @@ print(json.dumps({"imported": names, "heavy": sorted(m for m in ("torch", "trans
 
 
 def test_the_app_the_store_and_the_reports_import_no_torch():
-    proc = subprocess.run([sys.executable, "-c", TORCH_FREE], capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    proc = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+    )
     report = json.loads(proc.stdout)
     assert "hybtui.tui.app" in report["imported"] and "hybtui.tui.screens.new_run" in report["imported"]
     assert report["heavy"] == []
@@ -121,7 +129,10 @@ def test_modules_and_functions_stay_readable(path):
     source = path.read_text()
     lines = len(source.splitlines())
     assert lines <= MAX_MODULE_LINES, f"{path.name} has {lines} lines"
-    long = [f"{node.name} ({node.end_lineno - node.lineno + 1} lines)" for node in ast.walk(ast.parse(source))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
     assert long == []

@@ -10,20 +10,21 @@ import pytest
 import sqlite_utils
 import torch
 
-from hybtui.runs.disk import run_disk_usage
-from hybtui.training import checkpoint as checkpoints
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.results import ResultRow
+from hybtui.runs.disk import run_disk_usage
 from hybtui.runs.schema import MIGRATIONS
 from hybtui.runs.store import Store
+from hybtui.training import checkpoint as checkpoints
 from hybtui.training.checkpoint import latest_resumable as latest_checkpoint
 from hybtui.training.optimizer import build_optimizer
 from hybtui.training.trainer import Trainer
 from hybtui.training.trainer_state import save_checkpoint
 
-CONFIG = RunConfig(model="tiny", train=("mlqa-r:en,de",), eval=(), steps=2, batch_size=8, max_length=32,
-                   warmup_steps=1, device="cpu")
+CONFIG = RunConfig(
+    model="tiny", train=("mlqa-r:en,de",), eval=(), steps=2, batch_size=8, max_length=32, warmup_steps=1, device="cpu"
+)
 
 
 def hybtui(*args):
@@ -134,12 +135,30 @@ def test_migration_to_v5_keeps_the_last_of_each_duplicate(tmp_path):
         migration(db)
     db.execute("PRAGMA user_version = 4")
     db["runs"].insert({"id": "r1", "config": CONFIG.to_json(), "status": "finished", "created_at": 1.0})
-    db["metrics"].insert_all([{"run_id": "r1", "key": "loss", "step": s, "value": v, "time": 1.0}
-                              for s, v in ((1, 0.9), (2, 0.8), (1, 0.7), (2, 0.6), (3, 0.5))])
-    row = {"run_id": "r1", "bench": "xquad-r", "setting": "mono", "query_lang": "en", "doc_lang": "en",
-           "metric": "map", "seen": None, "final": 1}
-    db["results"].insert_all([{**row, "step": 3, "value": 0.1}, {**row, "step": 3, "value": 0.2},
-                              {**row, "step": None, "value": 0.3}, {**row, "step": None, "value": 0.4}])
+    db["metrics"].insert_all(
+        [
+            {"run_id": "r1", "key": "loss", "step": s, "value": v, "time": 1.0}
+            for s, v in ((1, 0.9), (2, 0.8), (1, 0.7), (2, 0.6), (3, 0.5))
+        ]
+    )
+    row = {
+        "run_id": "r1",
+        "bench": "xquad-r",
+        "setting": "mono",
+        "query_lang": "en",
+        "doc_lang": "en",
+        "metric": "map",
+        "seen": None,
+        "final": 1,
+    }
+    db["results"].insert_all(
+        [
+            {**row, "step": 3, "value": 0.1},
+            {**row, "step": 3, "value": 0.2},
+            {**row, "step": None, "value": 0.3},
+            {**row, "step": None, "value": 0.4},
+        ]
+    )
     db.conn.commit()
     db.conn.close()
     with Store(tmp_path / "old") as store:
@@ -235,8 +254,17 @@ def test_runs_prune_frees_ended_runs_and_never_a_resume_point(tmp_path):
 
 
 def test_keep_checkpoints_is_validated_before_anything_is_written(shared_data, tmp_path):
-    proc = hybtui("train", "--model", "tiny", "--keep-checkpoints", "-1", "--store", str(tmp_path / "store"),
-                  "--data-dir", str(shared_data))
+    proc = hybtui(
+        "train",
+        "--model",
+        "tiny",
+        "--keep-checkpoints",
+        "-1",
+        "--store",
+        str(tmp_path / "store"),
+        "--data-dir",
+        str(shared_data),
+    )
     assert proc.returncode == 2 and "--keep-checkpoints must be 0 or more (got -1)" in proc.stderr
     assert not (tmp_path / "store").exists()
 

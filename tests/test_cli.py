@@ -12,16 +12,28 @@ RESULT_COLUMNS = {"bench", "setting", "query_lang", "doc_lang", "metric", "value
 
 def hybtui(*args, env_extra=None, check=False):
     env = {**os.environ, **(env_extra or {})}
-    proc = subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True, env=env, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"hybtui {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
 
 
 def test_eval_json_rows_follow_the_contract(shared_data, tmp_path):
-    proc = hybtui("eval", "--model", "tiny", "--eval", "xquad-r:en,de,mlqa-r:en,zh", "--max-queries", "8",
-                  "--seen", "en", "--json", "--data-dir", str(shared_data), check=True)
+    proc = hybtui(
+        "eval",
+        "--model",
+        "tiny",
+        "--eval",
+        "xquad-r:en,de,mlqa-r:en,zh",
+        "--max-queries",
+        "8",
+        "--seen",
+        "en",
+        "--json",
+        "--data-dir",
+        str(shared_data),
+        check=True,
+    )
     payload = json.loads(proc.stdout)
     rows = payload["results"]
     assert rows and all(set(r) == RESULT_COLUMNS for r in rows)
@@ -32,8 +44,17 @@ def test_eval_json_rows_follow_the_contract(shared_data, tmp_path):
 
 
 def test_eval_table_for_people(shared_data):
-    proc = hybtui("eval", "--model", "tiny", "--eval", "xquad-r:en,th", "--max-queries", "5",
-                  env_extra={"HYBTUI_DATA_DIR": str(shared_data), "COLUMNS": "120"}, check=True)
+    proc = hybtui(
+        "eval",
+        "--model",
+        "tiny",
+        "--eval",
+        "xquad-r:en,th",
+        "--max-queries",
+        "5",
+        env_extra={"HYBTUI_DATA_DIR": str(shared_data), "COLUMNS": "120"},
+        check=True,
+    )
     assert "mono" in proc.stdout and "rank" in proc.stdout and "query language" in proc.stdout
     assert "th" in proc.stdout
 
@@ -41,7 +62,10 @@ def test_eval_table_for_people(shared_data):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--eval", "xquad-r:en,xx"], "unknown language(s) 'xx'; available: ar, de, el, en, es, hi, ru, th, tr, vi, zh"),
+        (
+            ["--eval", "xquad-r:en,xx"],
+            "unknown language(s) 'xx'; available: ar, de, el, en, es, hi, ru, th, tr, vi, zh",
+        ),
         (["--eval", "xquad-r:"], "empty language list"),
         (["--eval", "mlqa-r:th"], "unknown language(s) 'th'; available: ar, de, en, es, hi, vi, zh"),
         (["--model", "/nonexistent/checkpoint"], "model path /nonexistent/checkpoint does not exist"),
@@ -91,15 +115,41 @@ def test_data_ls_and_verify(shared_data):
 def test_models_ls_json():
     entries = json.loads(hybtui("models", "ls", "--json", check=True).stdout)
     names = {e["name"] for e in entries}
-    assert {"me5-small", "tiny", "xlm-roberta-base", "xlm-roberta-large", "labse", "mbert",
-            "multilingual-e5-small", "multilingual-e5-base", "multilingual-e5-large"} <= names
+    assert {
+        "me5-small",
+        "tiny",
+        "xlm-roberta-base",
+        "xlm-roberta-large",
+        "labse",
+        "mbert",
+        "multilingual-e5-small",
+        "multilingual-e5-base",
+        "multilingual-e5-large",
+    } <= names
     labse = next(e for e in entries if e["name"] == "labse")
     assert labse["status"] == "needs download" and labse["pooling"] == "cls"
 
 
 def test_sample_json_is_one_batch_per_line(shared_data):
-    proc = hybtui("sample", "--sampler", "hybrid", "--alpha", "0.5", "--train", "mlqa-r:en,de,zh", "--batch-size",
-                  "16", "--steps", "40", "--seed", "3", "--json", "--data-dir", str(shared_data), check=True)
+    proc = hybtui(
+        "sample",
+        "--sampler",
+        "hybrid",
+        "--alpha",
+        "0.5",
+        "--train",
+        "mlqa-r:en,de,zh",
+        "--batch-size",
+        "16",
+        "--steps",
+        "40",
+        "--seed",
+        "3",
+        "--json",
+        "--data-dir",
+        str(shared_data),
+        check=True,
+    )
     batches = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [b["step"] for b in batches] == list(range(40))
     assert all(set(b) == {"step", "type", "dataset", "pairs"} and len(b["pairs"]) == 16 for b in batches)
@@ -110,8 +160,25 @@ def test_sample_json_is_one_batch_per_line(shared_data):
         else:
             assert all(q != p for q, p in langs)
         assert len({p["item"] for p in b["pairs"]}) == 16
-    again = hybtui("sample", "--sampler", "hybrid", "--train", "mlqa-r:en,de,zh", "--batch-size", "16", "--steps",
-                   "5", "--start", "35", "--seed", "3", "--json", "--data-dir", str(shared_data), check=True)
+    again = hybtui(
+        "sample",
+        "--sampler",
+        "hybrid",
+        "--train",
+        "mlqa-r:en,de,zh",
+        "--batch-size",
+        "16",
+        "--steps",
+        "5",
+        "--start",
+        "35",
+        "--seed",
+        "3",
+        "--json",
+        "--data-dir",
+        str(shared_data),
+        check=True,
+    )
     assert [json.loads(line) for line in again.stdout.splitlines()] == batches[35:]
 
 
@@ -140,16 +207,30 @@ def test_train_rejects_invalid_configurations_before_running(shared_data, tmp_pa
 
 def test_train_foreground_with_a_toml_config(shared_data, tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text('model = "tiny"\nsampler = "hybrid"\ntrain = ["mlqa-r:en,de"]\neval = ["xquad-r:en,el"]\n'
-                      "steps = 2\nbatch_size = 8\nmax_length = 32\nwarmup_steps = 1\n")
-    proc = hybtui("train", "--config", str(config), "--steps", "3", "--store", str(tmp_path / "store"),
-                  "--data-dir", str(shared_data), "--json", check=True)
+    config.write_text(
+        'model = "tiny"\nsampler = "hybrid"\ntrain = ["mlqa-r:en,de"]\neval = ["xquad-r:en,el"]\n'
+        "steps = 2\nbatch_size = 8\nmax_length = 32\nwarmup_steps = 1\n"
+    )
+    proc = hybtui(
+        "train",
+        "--config",
+        str(config),
+        "--steps",
+        "3",
+        "--store",
+        str(tmp_path / "store"),
+        "--data-dir",
+        str(shared_data),
+        "--json",
+        check=True,
+    )
     payload = json.loads(proc.stdout)
     assert payload["status"] == "finished" and payload["step"] == 3
     assert set(payload["summary"]["xquad-r"]) == {"mono", "cross", "multi"}
     run_dir = tmp_path / "store/runs" / payload["id"]
     assert (run_dir / "checkpoints/step-0000003/model.safetensors").is_file()
-    shown = json.loads(hybtui("runs", "show", payload["id"], "--store", str(tmp_path / "store"), "--json",
-                              check=True).stdout)
+    shown = json.loads(
+        hybtui("runs", "show", payload["id"], "--store", str(tmp_path / "store"), "--json", check=True).stdout
+    )
     assert shown["run"]["status"] == "finished" and shown["run"]["config"]["steps"] == 3
     assert shown["latest_metrics"]["loss"]["step"] == 3

@@ -12,7 +12,7 @@ from hybtui.errors import HybtuiError
 def test_xquad_r_is_eleven_way_parallel(shared_data):
     bench = lareqa.load("xquad-r", data_dir=shared_data, allow_download=False)
     assert bench.languages == lareqa.LANGUAGES["xquad-r"]
-    for lang, split in bench.splits.items():
+    for _lang, split in bench.splits.items():
         assert len(split.queries) == 1190
         assert 852 <= len(split.candidates) <= 1276
     assert set(bench.splits["en"].query_ids) == set(bench.splits["th"].query_ids)
@@ -22,9 +22,7 @@ def test_xquad_r_is_eleven_way_parallel(shared_data):
 def test_relevant_candidate_holds_the_answer(shared_data):
     bench = lareqa.load("xquad-r", ["en", "de"], data_dir=shared_data / "lareqa", allow_download=False)
     doc = json.loads((shared_data / "lareqa/xquad-r/de.json").read_text())
-    answers = {
-        qa["id"]: qa["answers"][0]["text"] for a in doc["data"] for p in a["paragraphs"] for qa in p["qas"]
-    }
+    answers = {qa["id"]: qa["answers"][0]["text"] for a in doc["data"] for p in a["paragraphs"] for qa in p["qas"]}
     de = bench.splits["de"]
     rel = bench.relevant_in("en", "de")
     en = bench.splits["en"]

@@ -21,26 +21,43 @@ from pathlib import Path
 import pytest
 from test_runs import wait_for
 
-from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
+from hybtui.modeling import encoder as models
 from hybtui.runs.outcome import read_outcome
 from hybtui.runs.records import pid_alive
 from hybtui.runs.store import Store
 
-TINY = ["--model", "tiny", "--train", "mlqa-r:en,de,es", "--eval", "xquad-r:en", "--batch-size", "8",
-        "--max-length", "32", "--warmup-steps", "1"]
+TINY = [
+    "--model",
+    "tiny",
+    "--train",
+    "mlqa-r:en,de,es",
+    "--eval",
+    "xquad-r:en",
+    "--batch-size",
+    "8",
+    "--max-length",
+    "32",
+    "--warmup-steps",
+    "1",
+]
 
 
 def hybtui(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "hybtui", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def submit(*extra: str) -> str:
     proc = hybtui("train", "--detach", "--json", *TINY, *extra)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)["id"]
-
 
 
 @pytest.fixture
@@ -65,8 +82,21 @@ def finished_run(store_dir: Path) -> str:
     with Store(store_dir) as store:
         run_id = store.create_run(RunConfig(model="tiny", steps=2), name="earlier", status="running")
         store.add_metrics(run_id, [("loss", step, 1.0 / step) for step in (1, 2)])
-        store.add_results(run_id, [{"bench": "xquad-r", "setting": "mono", "query_lang": "en", "doc_lang": "en",
-                                    "metric": "map", "value": 0.5}], step=2, final=True)
+        store.add_results(
+            run_id,
+            [
+                {
+                    "bench": "xquad-r",
+                    "setting": "mono",
+                    "query_lang": "en",
+                    "doc_lang": "en",
+                    "metric": "map",
+                    "value": 0.5,
+                }
+            ],
+            step=2,
+            final=True,
+        )
         store.set_status(run_id, "finished", exit_code=0, step=2)
     return run_id
 
@@ -74,9 +104,16 @@ def finished_run(store_dir: Path) -> str:
 def rows_of(store_dir: Path, run_id: str) -> dict[str, list[tuple]]:
     conn = sqlite3.connect(store_dir / "hybtui.db")
     try:
-        return {table: conn.execute(f"SELECT * FROM {table} WHERE {key} = ? ORDER BY rowid", [run_id]).fetchall()
-                for table, key in (("runs", "id"), ("metrics", "run_id"), ("results", "run_id"),
-                                   ("events", "run_id"), ("artifacts", "run_id"))}
+        return {
+            table: conn.execute(f"SELECT * FROM {table} WHERE {key} = ? ORDER BY rowid", [run_id]).fetchall()
+            for table, key in (
+                ("runs", "id"),
+                ("metrics", "run_id"),
+                ("results", "run_id"),
+                ("events", "run_id"),
+                ("artifacts", "run_id"),
+            )
+        }
     finally:
         conn.close()
 
@@ -110,7 +147,7 @@ def fill(directory: Path) -> Path:
                 assert exc.errno == errno.ENOSPC
                 if len(chunk) == 1:
                     break
-                chunk = chunk[:len(chunk) // 2]
+                chunk = chunk[: len(chunk) // 2]
     return filler
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hybtui.evaluation import evaluate
 from hybtui.data import lareqa
+from hybtui.evaluation import evaluate
 from hybtui.evaluation.evaluate import EncodedSplit, score_benchmark
 from hybtui.results import summary
 
@@ -38,9 +38,13 @@ def _items_with_their_own_answer_sentence(bench):
         values, counts = np.unique(split.answer, return_counts=True)
         dup = set(values[counts > 1].tolist())
         shared |= {q for q, a in zip(split.query_ids, split.answer.tolist()) if a in dup}
-    return lareqa.Benchmark(bench.name, {
-        lang: s.subset(np.array([i for i, q in enumerate(s.query_ids) if q not in shared], dtype=np.int64))
-        for lang, s in bench.splits.items()})
+    return lareqa.Benchmark(
+        bench.name,
+        {
+            lang: s.subset(np.array([i for i, q in enumerate(s.query_ids) if q not in shared], dtype=np.int64))
+            for lang, s in bench.splits.items()
+        },
+    )
 
 
 def test_perfect_embeddings_score_one_and_rank_distance_k_minus_one(shared_data):
@@ -92,20 +96,26 @@ def test_matches_trec_eval_on_partially_parallel_mlqa_r(shared_data):
             setting = "mono" if x == y else "cross"
             assert ours[(setting, x, y, "map")] == pytest.approx(np.mean([v["map"] for v in res.values()]), abs=1e-6)
             assert ours[(setting, x, y, "recall@1")] == pytest.approx(
-                np.mean([v["recall_1"] for v in res.values()]), abs=1e-6)
+                np.mean([v["recall_1"] for v in res.values()]), abs=1e-6
+            )
         pool = np.concatenate([pools[y] for y in langs])
         offsets = np.cumsum([0] + [len(pools[y]) for y in langs])
         qrels, run = {}, {}
         for i in range(len(split.queries)):
-            qrels[str(i)] = {str(offsets[j] + bench.relevant_in(x, y)[i]): 1
-                             for j, y in enumerate(langs) if bench.relevant_in(x, y)[i] >= 0}
+            qrels[str(i)] = {
+                str(offsets[j] + bench.relevant_in(x, y)[i]): 1
+                for j, y in enumerate(langs)
+                if bench.relevant_in(x, y)[i] >= 0
+            }
             run[str(i)] = {str(c): float(s) for c, s in enumerate(pool @ emb[x].queries[i])}
         res = pytrec_eval.RelevanceEvaluator(qrels, {"map", "recall_10", "ndcg_cut_10"}).evaluate(run)
         assert ours[("multi", x, "all", "map")] == pytest.approx(np.mean([v["map"] for v in res.values()]), abs=1e-6)
         assert ours[("multi", x, "all", "recall@10")] == pytest.approx(
-            np.mean([v["recall_10"] for v in res.values()]), abs=1e-6)
+            np.mean([v["recall_10"] for v in res.values()]), abs=1e-6
+        )
         assert ours[("multi", x, "all", "ndcg@10")] == pytest.approx(
-            np.mean([v["ndcg_cut_10"] for v in res.values()]), abs=1e-6)
+            np.mean([v["ndcg_cut_10"] for v in res.values()]), abs=1e-6
+        )
 
 
 def test_evaluate_with_a_real_model_encodes_once(shared_data, tiny_encoder, monkeypatch):

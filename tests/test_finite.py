@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Button, Input
+from tui_fixtures import drive, new_run_form, wait_until
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
@@ -23,19 +24,33 @@ from hybtui.runs.records import UNREADABLE
 from hybtui.runs.store import Store
 from hybtui.tui.screens.runs import RunsScreen
 from hybtui.tui.widgets.runs_table import RunsTable
-from tui_fixtures import drive, new_run_form, wait_until
 
 #: The float options of `hybtui train` and the float fields a configuration file may set.
 CLI_FLOATS = ("alpha", "lr", "weight-decay", "temperature", "validation-fraction")
 FILE_FLOATS = tuple(f.name for f in fields(RunConfig) if f.type == "float")
 NOT_FINITE = ("nan", "inf", "-inf")
-TINY = ("--model", "tiny", "--train", "mlqa-r:en,de,es", "--eval", "xquad-r:en", "--batch-size", "8",
-        "--max-length", "32")
+TINY = (
+    "--model",
+    "tiny",
+    "--train",
+    "mlqa-r:en,de,es",
+    "--eval",
+    "xquad-r:en",
+    "--batch-size",
+    "8",
+    "--max-length",
+    "32",
+)
 
 
 def hybtui(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hybtui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "hybtui", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def finished(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
@@ -71,8 +86,14 @@ def assert_refused(outcome: tuple[int, str, str], options: list[str]) -> None:
 def test_each_float_option_of_train_refuses_nan_and_infinities_and_writes_nothing(store, shared_data):
     before = dump(store)
     cases = [(option, value) for option in CLI_FLOATS for value in NOT_FINITE]
-    outcomes = finished([hybtui("train", "--store", str(store), "--data-dir", str(shared_data), "--detach", *TINY,
-                                f"--{option}", value) for option, value in cases])
+    outcomes = finished(
+        [
+            hybtui(
+                "train", "--store", str(store), "--data-dir", str(shared_data), "--detach", *TINY, f"--{option}", value
+            )
+            for option, value in cases
+        ]
+    )
     for (option, value), outcome in zip(cases, outcomes):
         assert_refused(outcome, [option])
         assert f"(got {value})" in outcome[2]
@@ -92,8 +113,12 @@ def test_a_config_file_with_nan_or_infinity_names_each_option_and_the_file(store
         else:  # Python's JSON reader takes NaN and Infinity, as other tools write them
             path.write_text(json.dumps({name: float(value) for name in FILE_FLOATS}))
         files.append(path)
-    outcomes = finished([hybtui("train", "--store", str(store), "--data-dir", str(shared_data), "--detach",
-                                "--config", str(path)) for path in files])
+    outcomes = finished(
+        [
+            hybtui("train", "--store", str(store), "--data-dir", str(shared_data), "--detach", "--config", str(path))
+            for path in files
+        ]
+    )
     for path, outcome in zip(files, outcomes):
         assert_refused(outcome, [name.replace("_", "-") for name in FILE_FLOATS])
         assert outcome[2].startswith(f"hybtui: error: {path}: ")
@@ -102,13 +127,37 @@ def test_a_config_file_with_nan_or_infinity_names_each_option_and_the_file(store
 
 def test_reproduce_and_sample_refuse_non_finite_floats(store, shared_data):
     before = dump(store)
-    outcomes = finished([
-        hybtui("reproduce", "--quick", "--model", "tiny", "--store", str(store), "--data-dir", str(shared_data),
-               "--lr", "nan"),
-        hybtui("reproduce", "--quick", "--model", "tiny", "--store", str(store), "--data-dir", str(shared_data),
-               "--alpha", "0.5", "--alpha", "inf"),
-        hybtui("sample", "--data-dir", str(shared_data), "--train", "mlqa-r:en,de", "--alpha", "-inf"),
-    ])
+    outcomes = finished(
+        [
+            hybtui(
+                "reproduce",
+                "--quick",
+                "--model",
+                "tiny",
+                "--store",
+                str(store),
+                "--data-dir",
+                str(shared_data),
+                "--lr",
+                "nan",
+            ),
+            hybtui(
+                "reproduce",
+                "--quick",
+                "--model",
+                "tiny",
+                "--store",
+                str(store),
+                "--data-dir",
+                str(shared_data),
+                "--alpha",
+                "0.5",
+                "--alpha",
+                "inf",
+            ),
+            hybtui("sample", "--data-dir", str(shared_data), "--train", "mlqa-r:en,de", "--alpha", "-inf"),
+        ]
+    )
     for outcome, option in zip(outcomes, ("lr", "alpha", "alpha")):
         assert_refused(outcome, [option])
     assert dump(store) == before
@@ -132,8 +181,10 @@ def test_config_json_is_strict_and_sqlite_reads_it(tmp_path):
     assert "NaN" not in config.to_json() and json.loads(config.to_json())["lr"] == 1e-300
     with Store(tmp_path / "store") as store:
         run_id = store.create_run(config)
-        assert store.db.execute("SELECT json_extract(config, '$.lr') FROM runs WHERE id = ?",
-                                [run_id]).fetchone()[0] == 1e-300
+        assert (
+            store.db.execute("SELECT json_extract(config, '$.lr') FROM runs WHERE id = ?", [run_id]).fetchone()[0]
+            == 1e-300
+        )
         with pytest.raises(HybtuiError, match="grid g: cannot store a value that is not a finite number"):
             store.create_grid("g", {"expected_seconds": math.inf})
         assert store.list_grids() == []
@@ -146,8 +197,21 @@ def bad_rows_store(path: Path) -> dict[str, str]:
     with Store(path) as store:
         for name in ("good-1", "nan-config", "good-2", "not-json", "good-3"):
             ids[name] = store.create_run(RunConfig(model="tiny", sampler="mono", name=name))
-        store.add_results(ids["good-2"], [{"bench": "xquad-r", "setting": "mono", "query_lang": "avg",
-                                           "doc_lang": "avg", "metric": "map", "value": 0.5}], step=1, final=True)
+        store.add_results(
+            ids["good-2"],
+            [
+                {
+                    "bench": "xquad-r",
+                    "setting": "mono",
+                    "query_lang": "avg",
+                    "doc_lang": "avg",
+                    "metric": "map",
+                    "value": 0.5,
+                }
+            ],
+            step=1,
+            final=True,
+        )
     with sqlite3.connect(path / "hybtui.db") as conn:  # as another program would write them
         conn.execute("UPDATE runs SET config = ? WHERE id = ?", ['{"model": "tiny", "lr": NaN}', ids["nan-config"]])
         conn.execute("UPDATE runs SET config = ? WHERE id = ?", ["{truncated", ids["not-json"]])
@@ -167,10 +231,14 @@ def test_an_unreadable_config_row_hides_no_other_run(tmp_path):
         assert overview["good-2"]["figures"] == {"xquad-r": {("mono", "map"): 0.5}}
         assert len(store.list_runs()) == 5
 
-    outcomes = finished([hybtui("runs", "ls", "--store", str(path)),
-                         hybtui("runs", "ls", "--json", "--store", str(path)),
-                         hybtui("runs", "export", "--format", "md", "--store", str(path)),
-                         hybtui("runs", "show", ids["not-json"], "--store", str(path))])
+    outcomes = finished(
+        [
+            hybtui("runs", "ls", "--store", str(path)),
+            hybtui("runs", "ls", "--json", "--store", str(path)),
+            hybtui("runs", "export", "--format", "md", "--store", str(path)),
+            hybtui("runs", "show", ids["not-json"], "--store", str(path)),
+        ]
+    )
     assert all(code == 0 for code, _, _ in outcomes), [err for _, _, err in outcomes]
     table, listing, markdown, shown = (out for _, out, _ in outcomes)
     assert all(name in table for name in ids) and table.count(UNREADABLE) == 2
@@ -186,14 +254,22 @@ def test_the_app_lists_every_run_beside_an_unreadable_one(tmp_path):
     ids = bad_rows_store(path)
 
     async def scenario(app, pilot):
-        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen)
-                         and app.screen.query_one(RunsTable).row_count == len(ids), "every run listed")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(RunsTable).row_count == len(ids),
+            "every run listed",
+        )
         table = app.screen.query_one(RunsTable)
         assert table.row_count == len(ids), app.screen.sub_title
         assert "malformed" not in app.screen.sub_title
         models = {str(table.get_row(ids[name])[1]): str(table.get_row(ids[name])[2]) for name in ids}
-        assert models == {"good-1": "tiny", "nan-config": UNREADABLE, "good-2": "tiny", "not-json": UNREADABLE,
-                          "good-3": "tiny"}
+        assert models == {
+            "good-1": "tiny",
+            "nan-config": UNREADABLE,
+            "good-2": "tiny",
+            "not-json": UNREADABLE,
+            "good-3": "tiny",
+        }
 
     drive(path, scenario, size=(160, 30))
 
@@ -206,8 +282,11 @@ def test_the_app_form_refuses_nan(tmp_path, shared_data, monkeypatch):
         screen, message = await new_run_form(pilot)
         for field, value in (("lr", "nan"), ("temperature", "inf"), ("alpha", "-inf")):
             screen.query_one(f"#{field}", Input).value = value
-            await wait_until(pilot, lambda: f"--{field} must be a finite number" in str(message.content),
-                             f"--{field} refused")
+            await wait_until(
+                pilot,
+                lambda field=field: f"--{field} must be a finite number" in str(message.content),
+                f"--{field} refused",
+            )
             assert f"--{field} must be a finite number" in str(message.content), str(message.content)
             assert screen.query_one("#launch", Button).disabled
             screen.query_one(f"#{field}", Input).value = "0.5"

@@ -14,8 +14,8 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from typer.testing import CliRunner
 from tui_fixtures import DEMO_GRID, DEMO_NOW, build_demo_store
+from typer.testing import CliRunner
 
 from hybtui.cli.app import app
 

@@ -19,22 +19,36 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from tui_fixtures import tmux_session
 
 from hybtui import inert
-from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.results import ResultRow
+from hybtui.runs import launcher
 from hybtui.runs.store import Store
-from tui_fixtures import tmux_session
 
 #: Accepted on input, shown as typed.
 SAFE_NAMES = ("[/]", "[bold red]x[/]", "a|b")
 #: Refused on input; a store may still hold them: (stored name, how it is shown).
-HOSTILE_NAMES = (("e\x1b[2Jx", "e\\x1b[2Jx"), ("t\x1b]0;p\x07", "t\\x1b]0;p\\x07"), ("nl\nrow", "nl\\nrow"),
-                 ("c1\x9b31m", "c1\\x9b31m"))
-TINY = ("--model", "tiny", "--train", "mlqa-r:en,de,es", "--eval", "xquad-r:en", "--batch-size", "8",
-        "--max-length", "32")
+HOSTILE_NAMES = (
+    ("e\x1b[2Jx", "e\\x1b[2Jx"),
+    ("t\x1b]0;p\x07", "t\\x1b]0;p\\x07"),
+    ("nl\nrow", "nl\\nrow"),
+    ("c1\x9b31m", "c1\\x9b31m"),
+)
+TINY = (
+    "--model",
+    "tiny",
+    "--train",
+    "mlqa-r:en,de,es",
+    "--eval",
+    "xquad-r:en",
+    "--batch-size",
+    "8",
+    "--max-length",
+    "32",
+)
 EVENT = "event [bold]y[/] \x1b[31mred\x1b[0m"
 ERROR = "RuntimeError: [red]boom[/] \x1b]0;title\x07"
 LOG = "log line [/] [bold red]z[/]\n\x1b[2Jcleared?\ttab\r\nlast\n"
@@ -48,8 +62,15 @@ def hybtui(*args: str) -> subprocess.CompletedProcess:
 
 def hybtui_all(commands: list[tuple[str, ...]]) -> list[subprocess.CompletedProcess]:
     """Run the commands at once (each is a fresh interpreter that may import torch)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "hybtui", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "250"}) for args in commands]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hybtui", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "250"},
+        )
+        for args in commands
+    ]
     done = []
     for args, proc in zip(commands, procs):
         out, err = proc.communicate(timeout=300)
@@ -73,8 +94,7 @@ def dump(store: Path) -> list[str]:
 
 
 def test_visible_escapes_every_control_character_and_keeps_the_rest():
-    assert inert.visible("a\x1b[2Jb\x00\x7f\x9b\u202e\u2028ok é 中") == \
-        "a\\x1b[2Jb\\x00\\x7f\\x9b\\u202e\\u2028ok é 中"
+    assert inert.visible("a\x1b[2Jb\x00\x7f\x9b\u202e\u2028ok é 中") == "a\\x1b[2Jb\\x00\\x7f\\x9b\\u202e\\u2028ok é 中"
     assert inert.visible("a\nb\tc\r") == "a\\nb\\tc\\r"
     assert inert.visible("a\nb\x1b", keep="\n") == "a\nb\\x1b"
     assert inert.lines("one\r\ntwo\rthree\x1b[0m\tx") == "one\ntwo\nthree\\x1b[0m    x"  # tab stops as shown
@@ -121,24 +141,41 @@ def hostile_store(path: Path) -> dict[str, str]:
     as an older version or another program could have), each with final results; the newest
     run also carries an error, an event and a worker log with markup and ESC sequences; a
     grid whose name holds markup, a pipe and ESC. Returns {name: run id}."""
-    rows = [ResultRow("xquad-r", setting, lang, lang if setting == "mono" else "all", "map", value, None)
-            for setting, value in (("mono", 0.8), ("multi", 0.6)) for lang in ("en", "avg")]
+    rows = [
+        ResultRow("xquad-r", setting, lang, lang if setting == "mono" else "all", "map", value, None)
+        for setting, value in (("mono", 0.8), ("multi", 0.6))
+        for lang in ("en", "avg")
+    ]
     ids = {}
     with Store(path) as store:
         for name in (*SAFE_NAMES, *(name for name, _ in HOSTILE_NAMES)):
             run_id = ids[name] = store.create_run(RunConfig(model="tiny", name="placeholder", steps=3))
             # finished: a queued run would be started by the first command that opens the store
-            store.db.execute("UPDATE runs SET name = ?, status = 'finished', created_at = created_at + ? WHERE id = ?",
-                             [name, len(ids), run_id])
+            store.db.execute(
+                "UPDATE runs SET name = ?, status = 'finished', created_at = created_at + ? WHERE id = ?",
+                [name, len(ids), run_id],
+            )
             store.add_results(run_id, rows, step=3, final=True)
         newest = ids[HOSTILE_NAMES[0][0]]
         store.db.execute("UPDATE runs SET created_at = created_at + 100, error = ? WHERE id = ?", [ERROR, newest])
         store.add_event(newest, "error", EVENT)
         launcher.log_path(store, newest).write_text(LOG)
-        cells = [{"run_id": run_id, "sampler": "mono", "alpha": None, "seed": 42, "label": f"label {name}"}
-                 for name, run_id in ids.items()]
-        options = {"quick": True, "model": "tiny", "alphas": [0.5], "seeds": [42], "lr": 3e-05, "steps": 3,
-                   "batch_size": 8, "train": ["mlqa-r"], "eval": ["xquad-r"], "final_eval_max_queries": 0}
+        cells = [
+            {"run_id": run_id, "sampler": "mono", "alpha": None, "seed": 42, "label": f"label {name}"}
+            for name, run_id in ids.items()
+        ]
+        options = {
+            "quick": True,
+            "model": "tiny",
+            "alphas": [0.5],
+            "seeds": [42],
+            "lr": 3e-05,
+            "steps": 3,
+            "batch_size": 8,
+            "train": ["mlqa-r"],
+            "eval": ["xquad-r"],
+            "final_eval_max_queries": 0,
+        }
         ids["grid"] = store.create_grid("grid [/] a|b \x1b[2J", {"options": options, "cells": cells})
     return ids
 
@@ -199,8 +236,9 @@ def test_every_export_format_keeps_names_exact_and_rows_whole(hostile):
     runs = {name: run_id for name, run_id in ids.items() if name != "grid"}
     rows = list(csv.DictReader(io.StringIO(text_of(hybtui("runs", "export", "--format", "csv", "--store", str(path))))))
     assert {row["run_name"] for row in rows} == {inert.visible(name, keep="\n") for name in runs}
-    assert {name for name in runs if "\n" not in name and "\x1b" not in name and "\x9b" not in name} \
-        <= {row["run_name"] for row in rows}
+    assert {name for name in runs if "\n" not in name and "\x1b" not in name and "\x9b" not in name} <= {
+        row["run_name"] for row in rows
+    }
     exported = json.loads(text_of(hybtui("runs", "export", "--format", "json", "--store", str(path))))
     assert {item["run"]["name"] for item in exported} == set(runs)
     markdown = text_of(hybtui("runs", "export", "--format", "md", "--store", str(path))).splitlines()
@@ -233,8 +271,10 @@ def test_train_accepts_markup_names_and_refuses_control_characters(tmp_path, sha
     config = tmp_path / "escape.toml"
     config.write_text('name = "toml\\u001b[2Jname"\n')
     common = ("--store", str(path), "--data-dir", str(shared_data), "--detach", *TINY)
-    *refused, from_file = hybtui_all([("train", *common, f"--name={name}") for name, _ in HOSTILE_NAMES]
-                                     + [("train", *common, "--config", str(config))])
+    *refused, from_file = hybtui_all(
+        [("train", *common, f"--name={name}") for name, _ in HOSTILE_NAMES]
+        + [("train", *common, "--config", str(config))]
+    )
     for proc in refused:
         err = proc.stderr.decode()
         assert proc.returncode == 2 and "--name must not hold control characters" in err, err
@@ -274,8 +314,9 @@ def test_the_app_in_tmux_shows_names_errors_and_log_literally(hostile, tmp_path)
     path, ids = hostile
     env = {"TERM": "xterm-256color", "HF_HUB_OFFLINE": "1"}
     with tmux_session([sys.executable, "-m", "hybtui", "--store", str(path)], tmp_path, env, size=(160, 30)) as tmux:
-        listing = tmux.wait_for(lambda s: all(shown(n) in s for n in ids if n != "grid"), 60,
-                                "every name shown literally in the run list")
+        listing = tmux.wait_for(
+            lambda s: all(shown(n) in s for n in ids if n != "grid"), 60, "every name shown literally in the run list"
+        )
         lines = listing.splitlines()
         assert lines[0].strip().startswith("⭘") and "hybtui" in lines[0], lines[0]  # the header is intact
         for name in ids:

@@ -92,19 +92,35 @@ class CEngine:
         shim, lib_path = workdir / "e5_shim.c", workdir / "libe5.so"
         shim.write_text(self.SHIM)
         subprocess.run(
-            [compiler, "-O2", "-fopenmp", "-shared", "-fPIC", f"-I{weights.parent}",
-             str(shim), "-o", str(lib_path), "-lm"],
-            check=True, capture_output=True, text=True,
+            [
+                compiler,
+                "-O2",
+                "-fopenmp",
+                "-shared",
+                "-fPIC",
+                f"-I{weights.parent}",
+                str(shim),
+                "-o",
+                str(lib_path),
+                "-lm",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         lib = ctypes.CDLL(str(lib_path))
         lib.e5_load.restype = ctypes.c_void_p
         lib.e5_load.argtypes = [ctypes.c_char_p]
         lib.e5_free.argtypes = [ctypes.c_void_p]
         lib.e5_dim.argtypes = [ctypes.c_void_p]
-        lib.e5_embed_batch.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p),
-                                       ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
-        lib.e5_test_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
-                                         ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        lib.e5_embed_batch.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_char_p),
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        ]
+        lib.e5_test_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
         self.lib = lib
         self.handle = lib.e5_load(str(weights).encode())
         assert self.handle, "e5_load failed"
@@ -113,8 +129,7 @@ class CEngine:
         """The engine prepends the E5 prefix itself, so ``texts`` are raw."""
         out = np.zeros((len(texts), self.lib.e5_dim(self.handle)), np.float32)
         array = (ctypes.c_char_p * len(texts))(*(t.encode() for t in texts))
-        assert self.lib.e5_embed_batch(self.handle, array, len(texts), int(is_query),
-                                       out.ctypes.data) == 0
+        assert self.lib.e5_embed_batch(self.handle, array, len(texts), int(is_query), out.ctypes.data) == 0
         return out
 
     def token_ids(self, text: str) -> list[int]:
@@ -172,9 +187,7 @@ def test_config_and_tokenizer_traps(checkpoint, tokenizer):
     assert tokenizer.pad_token_id == 1 and tokenizer.mask_token_id == 250001
     assert tokenizer("query: hi")["input_ids"][0] == 0
 
-    model, info = AutoModel.from_pretrained(
-        checkpoint, add_pooling_layer=False, output_loading_info=True
-    )
+    model, info = AutoModel.from_pretrained(checkpoint, add_pooling_layer=False, output_loading_info=True)
     assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
     assert info["mismatched_keys"] == set()
     assert model.dtype == torch.float32 and model.config.type_vocab_size == 2

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from hybtui.evaluation import evaluate
-from hybtui.evaluation import retrieval
 from hybtui.data import benchmarks, miracl
 from hybtui.errors import HybtuiError
+from hybtui.evaluation import evaluate, retrieval
 from hybtui.results import summary
 
 LANGS = ("sw", "yo")
@@ -67,8 +66,11 @@ def write_language(root, lang, seed, hub_layout=False):
         qrels["yo-0"][MISSING_DOC] = 1
     topics.append(f"{lang}-unjudged\tno judgments for this one")
     folder = root / f"miracl-v1.0-{lang}" if hub_layout else root / lang
-    tsv = (lambda kind: folder / kind / f"{kind}.miracl-v1.0-{lang}-dev.tsv") if hub_layout else \
-        (lambda kind: folder / f"{kind}.miracl-v1.0-{lang}-dev.tsv")
+    tsv = (
+        (lambda kind: folder / kind / f"{kind}.miracl-v1.0-{lang}-dev.tsv")
+        if hub_layout
+        else (lambda kind: folder / f"{kind}.miracl-v1.0-{lang}-dev.tsv")
+    )
     _write_lines(tsv("topics"), topics)
     _write_lines(tsv("qrels"), [f"{q}\tQ0\t{d}\t{r}" for q, docs in qrels.items() for d, r in docs.items()])
     corpus_dir = (root if hub_layout else folder) / f"miracl-corpus-v1.0-{lang}"
@@ -155,13 +157,19 @@ def test_beir_folders(tmp_path, miracl_data):
     beir = tmp_path / "beir-set"
     for lang in LANGS:
         split, t = bench.splits[lang], truth[lang]
-        rows = [json.dumps({"_id": d, "title": "", "text": text})
-                for d, text in zip(t.docids, (x for chunk in split.corpus.texts(500) for x in chunk))]
+        rows = [
+            json.dumps({"_id": d, "title": "", "text": text})
+            for d, text in zip(t.docids, (x for chunk in split.corpus.texts(500) for x in chunk))
+        ]
         _write_lines(beir / lang / "corpus.jsonl", rows)
-        _write_lines(beir / lang / "queries.jsonl",
-                     [json.dumps({"_id": q, "text": text}) for q, text in zip(split.query_ids, split.queries)])
-        _write_lines(beir / lang / "qrels/test.tsv", ["query-id\tcorpus-id\tscore"]
-                     + [f"{q}\t{d}\t{r}" for q, docs in t.qrels.items() for d, r in docs.items()])
+        _write_lines(
+            beir / lang / "queries.jsonl",
+            [json.dumps({"_id": q, "text": text}) for q, text in zip(split.query_ids, split.queries)],
+        )
+        _write_lines(
+            beir / lang / "qrels/test.tsv",
+            ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{r}" for q, docs in t.qrels.items() for d, r in docs.items()],
+        )
     (selection,) = benchmarks.parse_eval_spec(f"beir:{beir}:yo")
     assert (selection.path, selection.languages) == (str(beir), ("yo",))
     multi = benchmarks.load(selection, None)
@@ -177,8 +185,11 @@ def test_beir_folders(tmp_path, miracl_data):
 def test_eval_spec_grammar_for_corpora():
     got = benchmarks.parse_eval_spec(["xquad-r:en,miracl:sw,th", "beir:/data/a:en,beir:/data/b"])
     assert [(s.name, s.languages, s.path) for s in got] == [
-        ("xquad-r", ("en",), None), ("miracl", ("sw", "th"), None), ("beir", ("en",), "/data/a"),
-        ("beir", None, "/data/b")]
+        ("xquad-r", ("en",), None),
+        ("miracl", ("sw", "th"), None),
+        ("beir", ("en",), "/data/a"),
+        ("beir", None, "/data/b"),
+    ]
     assert [str(s) for s in got] == ["xquad-r:en", "miracl:sw,th", "beir:/data/a:en", "beir:/data/b"]
     assert benchmarks.parse_eval_spec("miracl")[0].languages is None
 
@@ -200,10 +211,12 @@ def test_bad_corpus_eval_specs(spec, message):
 
 def _break_line(number, old, new):
     """An edit replacing `old` by `new` in line `number` (1-based) only."""
+
     def edit(text):
         lines = text.splitlines(keepends=True)
         lines[number - 1] = lines[number - 1].replace(old, new)
         return "".join(lines)
+
     return edit
 
 
@@ -216,20 +229,34 @@ def _edit(path, edit):
 @pytest.mark.parametrize(
     ("file", "edit", "message"),
     [
-        ("sw/qrels.miracl-v1.0-sw-dev.tsv", lambda t: t.replace("\tQ0\t", " ", 1),
-         r"qrels.miracl-v1.0-sw-dev.tsv:1: expected 'query-id Q0 doc-id relevance'"),
-        ("sw/qrels.miracl-v1.0-sw-dev.tsv", lambda t: t + "sw-1 Q0 100#1 yes\n",
-         r"qrels.miracl-v1.0-sw-dev.tsv:\d+: expected"),
-        ("sw/topics.miracl-v1.0-sw-dev.tsv", _break_line(3, "\t", " "),
-         r"topics.miracl-v1.0-sw-dev.tsv:3: expected 'query-id<TAB>query text'"),
+        (
+            "sw/qrels.miracl-v1.0-sw-dev.tsv",
+            lambda t: t.replace("\tQ0\t", " ", 1),
+            r"qrels.miracl-v1.0-sw-dev.tsv:1: expected 'query-id Q0 doc-id relevance'",
+        ),
+        (
+            "sw/qrels.miracl-v1.0-sw-dev.tsv",
+            lambda t: t + "sw-1 Q0 100#1 yes\n",
+            r"qrels.miracl-v1.0-sw-dev.tsv:\d+: expected",
+        ),
+        (
+            "sw/topics.miracl-v1.0-sw-dev.tsv",
+            _break_line(3, "\t", " "),
+            r"topics.miracl-v1.0-sw-dev.tsv:3: expected 'query-id<TAB>query text'",
+        ),
         ("sw/topics.miracl-v1.0-sw-dev.tsv", lambda t: t + t.splitlines()[0] + "\n", "sw-0 appears twice"),
         ("sw/topics.miracl-v1.0-sw-dev.tsv", lambda t: "", "miracl/sw: no queries"),
-        ("sw/topics.miracl-v1.0-sw-dev.tsv", lambda t: "sw-unjudged\tonly this one\n",
-         "miracl/sw: no queries to score"),
-        ("sw/miracl-corpus-v1.0-sw/docs-1.jsonl.gz", _break_line(7, '"}', ""),
-         r"docs-1.jsonl.gz:7: not valid JSON"),
-        ("sw/miracl-corpus-v1.0-sw/docs-0.jsonl.gz", _break_line(5, '"docid"', '"id"'),
-         r"docs-0.jsonl.gz:5: field 'docid' is missing"),
+        (
+            "sw/topics.miracl-v1.0-sw-dev.tsv",
+            lambda t: "sw-unjudged\tonly this one\n",
+            "miracl/sw: no queries to score",
+        ),
+        ("sw/miracl-corpus-v1.0-sw/docs-1.jsonl.gz", _break_line(7, '"}', ""), r"docs-1.jsonl.gz:7: not valid JSON"),
+        (
+            "sw/miracl-corpus-v1.0-sw/docs-0.jsonl.gz",
+            _break_line(5, '"docid"', '"id"'),
+            r"docs-0.jsonl.gz:5: field 'docid' is missing",
+        ),
     ],
 )
 def test_bad_files_are_named_with_their_line(miracl_data, file, edit, message):
@@ -271,8 +298,9 @@ def test_known_relevance_is_found_and_scored(miracl_data):
     assert got[("yo", "recall@100", "unseen")] == pytest.approx((QUERIES - 1 + 0.5) / QUERIES)
     assert got[("yo", "mrr@10", "unseen")] == 1.0
     assert {r.setting for r in rows} == {"mono"} and all(r.doc_lang == r.query_lang for r in rows)
-    assert got[("avg", "ndcg@10", None)] == pytest.approx(np.mean([got[(x, "ndcg@10", s)] for x, s in
-                                                                  (("sw", "seen"), ("yo", "unseen"))]))
+    assert got[("avg", "ndcg@10", None)] == pytest.approx(
+        np.mean([got[(x, "ndcg@10", s)] for x, s in (("sw", "seen"), ("yo", "unseen"))])
+    )
     assert summary(rows)["miracl"]["mono"].keys() == set(evaluate.CORPUS_METRICS)
 
 
@@ -375,8 +403,12 @@ def test_cli_eval_miracl_json_then_cached_table(miracl_data, isolated_cache, mon
     rows = payload["results"]
     assert {(r["bench"], r["setting"]) for r in rows} == {("miracl", "mono")}
     assert {(r["query_lang"], r["doc_lang"], r["seen"]) for r in rows if r["metric"] == "ndcg@10"} == {
-        ("sw", "sw", "seen"), ("yo", "yo", "unseen"), ("avg", "avg", None), ("avg", "avg", "seen"),
-        ("avg", "avg", "unseen")}
+        ("sw", "sw", "seen"),
+        ("yo", "yo", "unseen"),
+        ("avg", "avg", None),
+        ("avg", "avg", "seen"),
+        ("avg", "avg", "unseen"),
+    }
     assert set(payload["summary"]["miracl"]["mono"]) == {"ndcg@10", "recall@100", "mrr@10"}
     assert set(payload["search"]["miracl"]) == {"sw", "yo"}
     ivf = payload["search"]["miracl"]["sw"]
@@ -396,10 +428,16 @@ def test_cli_rejects_bad_input_before_writing_anything(miracl_data, isolated_cac
     root, _ = miracl_data
     qrels = root / "miracl/yo/qrels.miracl-v1.0-yo-dev.tsv"
     qrels.write_text(qrels.read_text() + "yo-3 Q0\n")
-    for extra, message in ((["--eval", "miracl:sw,yo"], f"{qrels}:"), (["--eval", "miracl:sw", "--index", "flat"],
-                                                                          "unknown index 'flat'")):
-        proc = subprocess.run([sys.executable, "-m", "hybtui", "eval", "--model", "tiny", "--data-dir", str(root),
-                               *extra], capture_output=True, text=True, timeout=300)
+    for extra, message in (
+        (["--eval", "miracl:sw,yo"], f"{qrels}:"),
+        (["--eval", "miracl:sw", "--index", "flat"], "unknown index 'flat'"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "hybtui", "eval", "--model", "tiny", "--data-dir", str(root), *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stdout == "" and not (isolated_cache / "hybtui/embeddings").exists()
 
@@ -414,9 +452,31 @@ def test_training_evaluates_on_miracl_and_records_the_rows(miracl_data, shared_d
     root, _ = miracl_data
     (root / "lareqa").symlink_to(shared_data / "lareqa")
     monkeypatch.setenv("COLUMNS", "200")
-    proc = CliRunner().invoke(app, ["train", "--model", "tiny", "--train", "mlqa-r:en,de", "--eval", "miracl:sw",
-                                    "--steps", "2", "--batch-size", "4", "--max-length", "32", "--warmup-steps", "1",
-                                    "--data-dir", str(root), "--store", str(tmp_path / "store"), "--json"])
+    proc = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "tiny",
+            "--train",
+            "mlqa-r:en,de",
+            "--eval",
+            "miracl:sw",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "32",
+            "--warmup-steps",
+            "1",
+            "--data-dir",
+            str(root),
+            "--store",
+            str(tmp_path / "store"),
+            "--json",
+        ],
+    )
     assert proc.exit_code == 0, proc.output
     payload = json.loads(proc.stdout)
     assert payload["status"] == "finished"

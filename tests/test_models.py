@@ -4,12 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from hybtui.modeling import me5_small
-from hybtui.modeling import encoder as models
 from hybtui.errors import HybtuiError
+from hybtui.modeling import encoder as models
+from hybtui.modeling import me5_small
 
-TEXTS = ["Wie viele Punkte gab die Verteidigung ab?", "The Panthers defense gave up just 308 points.",
-         "นี่คือประโยคภาษาไทย", "短い文"]
+TEXTS = [
+    "Wie viele Punkte gab die Verteidigung ab?",
+    "The Panthers defense gave up just 308 points.",
+    "นี่คือประโยคภาษาไทย",
+    "短い文",
+]
 
 
 def test_unknown_name_suggests_close_names():
@@ -75,8 +79,12 @@ def test_saved_encoder_loads_in_sentence_transformers(tiny_encoder, tmp_path):
 def test_labse_style_cls_dense_normalise_round_trip(tiny_encoder, tmp_path):
     torch.manual_seed(1)
     dense = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.Tanh())
-    labse_like = models.Encoder(tiny_encoder.backbone, tiny_encoder.tokenizer,
-                                models.EncoderSpec("labse-like", "cls", "", "", 64, True), [dense])
+    labse_like = models.Encoder(
+        tiny_encoder.backbone,
+        tiny_encoder.tokenizer,
+        models.EncoderSpec("labse-like", "cls", "", "", 64, True),
+        [dense],
+    )
     labse_like.save(tmp_path / "ckpt")
     theirs = _sentence_transformers_embeddings(tmp_path / "ckpt", TEXTS, "query")
     reloaded = models.load_encoder(models.encoder_spec(str(tmp_path / "ckpt")), device="cpu")

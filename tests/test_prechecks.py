@@ -15,10 +15,10 @@ from test_tui import fill_new_run, hold_the_slot
 from textual.widgets import Button, Input
 from tui_fixtures import drive, new_run_form, settle, wait_until
 
-from hybtui.modeling import encoder as models
-from hybtui.modeling import registry
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
+from hybtui.modeling import encoder as models
+from hybtui.modeling import registry
 from hybtui.runs.store import Store
 from hybtui.tui.screens.new_run import NewRunScreen
 
@@ -53,12 +53,20 @@ CASES = [
     ("--model", pickled_model, "pytorch_model.bin is not read: hybtui loads safetensors weights only"),
     ("--model", lambda tmp_path: str(tmp_path / "missing"), "--model: model path {} does not exist"),
     ("--model", lambda _: "me5-smal", "--model: unknown model 'me5-smal'; did you mean me5-small"),
-    ("--model", lambda _: "nobody/no-such-model", "--model: 'nobody/no-such-model' (nobody/no-such-model) is not "
-     "in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
+    (
+        "--model",
+        lambda _: "nobody/no-such-model",
+        "--model: 'nobody/no-such-model' (nobody/no-such-model) is not "
+        "in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+    ),
     ("--device", lambda _: "tpu", "--device: unknown device 'tpu' (use cpu, cuda, cuda:N, mps or auto)"),
     ("--device", lambda _: "cuda:x", "--device: unknown device 'cuda:x'"),
-    pytest.param("--device", lambda _: "cuda", "--device: cuda requested but CUDA is not available",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    pytest.param(
+        "--device",
+        lambda _: "cuda",
+        "--device: cuda requested but CUDA is not available",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+    ),
 ]
 
 
@@ -94,13 +102,22 @@ def test_train_refuses_before_recording(tmp_path, store_with_a_run, option, valu
     value = value(tmp_path)
     before = logical_contents(store_with_a_run)
     for detach in (["--detach"], []):
-        proc = hybtui("train", *detach, "--model", "tiny", option, str(value), *TINY,
-                      "--store", str(store_with_a_run), check=False)
+        proc = hybtui(
+            "train",
+            *detach,
+            "--model",
+            "tiny",
+            option,
+            str(value),
+            *TINY,
+            "--store",
+            str(store_with_a_run),
+            check=False,
+        )
         refused(proc, expected.format(value))
         assert logical_contents(store_with_a_run) == before
     fresh = tmp_path / "fresh-store"
-    proc = hybtui("train", "--detach", "--model", "tiny", option, str(value), *TINY, "--store", str(fresh),
-                  check=False)
+    proc = hybtui("train", "--detach", "--model", "tiny", option, str(value), *TINY, "--store", str(fresh), check=False)
     refused(proc, expected.format(value))
     assert not fresh.exists()
 
@@ -109,16 +126,28 @@ def test_train_refuses_before_recording(tmp_path, store_with_a_run, option, valu
 def test_reproduce_refuses_before_recording(tmp_path, store_with_a_run, option, value, expected):
     value = value(tmp_path)
     before = logical_contents(store_with_a_run)
-    proc = hybtui("reproduce", "--quick", "--detach", "--model", "tiny", option, str(value),
-                  "--store", str(store_with_a_run), check=False)
+    proc = hybtui(
+        "reproduce",
+        "--quick",
+        "--detach",
+        "--model",
+        "tiny",
+        option,
+        str(value),
+        "--store",
+        str(store_with_a_run),
+        check=False,
+    )
     refused(proc, expected.format(value))
     assert logical_contents(store_with_a_run) == before
 
 
 def test_the_check_is_torch_free_for_models_and_cpu():
     """The app checks models without loading torch: only a cuda or mps device imports it."""
-    code = ("import sys; from hybtui.modeling import registry; registry.check_model_and_device('tiny', 'cpu'); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from hybtui.modeling import registry; registry.check_model_and_device('tiny', 'cpu'); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -131,11 +160,14 @@ def test_registered_and_local_models_pass(tmp_path):
         models.checkpoint_dir(str(model_file(tmp_path)))  # loading keeps the same rules
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("model-path", model_file, "--model: {} is a file, not a model directory"),
-    ("model-path", weightless_model, "--model: {} holds no model weights"),
-    ("device", lambda _: "tpu", "--device: unknown device 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("model-path", model_file, "--model: {} is a file, not a model directory"),
+        ("model-path", weightless_model, "--model: {} holds no model weights"),
+        ("device", lambda _: "tpu", "--device: unknown device 'tpu'"),
+    ],
+)
 def test_the_app_form_refuses_and_launches_nothing(tmp_path, store_with_a_run, field, value, expected):
     value = str(value(tmp_path))
     expected = expected.format(value)

@@ -15,8 +15,21 @@ from tests.test_runs import hybtui, store_dir  # noqa: F401 - fixture
 
 
 def test_quick_grid_runs_end_to_end_and_reports_every_cell(store_dir):  # noqa: F811
-    proc = hybtui("reproduce", "--quick", "--model", "tiny", "--steps", "2", "--batch-size", "8",
-                  "--eval", "xquad-r:en,ru", "--max-parallel", "2", "--json")
+    proc = hybtui(
+        "reproduce",
+        "--quick",
+        "--model",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--eval",
+        "xquad-r:en,ru",
+        "--max-parallel",
+        "2",
+        "--json",
+    )
     rep = json.loads(proc.stdout)
     assert "expected wall time" in proc.stderr
     assert [r["status"] for r in rep["runs"]] == ["finished"] * 4
@@ -27,8 +40,9 @@ def test_quick_grid_runs_end_to_end_and_reports_every_cell(store_dir):  # noqa: 
             assert cell["n"] == 1 and math.isfinite(cell["mean"]), (label, heading)
     assert set(bench["deltas"]) == {"hybrid α=0.5 − zero-shot", "hybrid α=0.5 − X-X-mono", "hybrid α=0.5 − X-Y"}
     assert bench["languages"]["en"]["seen"] == "seen" and bench["languages"]["ru"]["seen"] == "unseen"
-    assert all(math.isfinite(v) for info in bench["languages"].values()
-               for s in info["samplers"].values() for v in s.values())
+    assert all(
+        math.isfinite(v) for info in bench["languages"].values() for s in info["samplers"].values() for v in s.values()
+    )
     grid_dir = store_dir / "grids" / rep["grid"]
     assert json.loads((grid_dir / "report.json").read_text()) == rep
     markdown = (grid_dir / "report.md").read_text()
@@ -56,14 +70,17 @@ def test_sweep_plan_has_one_baseline_and_every_sampler_per_seed(shared_data):
     assert 0 < default.expected_seconds() < 15 * 60 < grid.expected_seconds()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--alpha", "1.5"], "--alpha must be within [0, 1]"),
-    (["--steps", "0"], "--steps must be at least 1"),
-    (["--seed", "3", "--seed", "3"], "must not repeat"),
-    (["--model", "xlm-robreta-base"], "did you mean xlm-roberta-base"),
-    (["--eval", "xquad-r:xx"], "xx"),
-    (["--batch-size", "4000"], "4000"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--alpha", "1.5"], "--alpha must be within [0, 1]"),
+        (["--steps", "0"], "--steps must be at least 1"),
+        (["--seed", "3", "--seed", "3"], "must not repeat"),
+        (["--model", "xlm-robreta-base"], "did you mean xlm-roberta-base"),
+        (["--eval", "xquad-r:xx"], "xx"),
+        (["--batch-size", "4000"], "4000"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_is_queued(store_dir, args, message):  # noqa: F811
     proc = hybtui("reproduce", "--quick", "--model", "tiny", *args, check=False)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
@@ -73,21 +90,47 @@ def test_bad_input_is_refused_before_anything_is_queued(store_dir, args, message
 
 def _fake_run(store, label_config, maps):
     run_id = store.create_run(label_config)
-    store.add_results(run_id, [ResultRow("xquad-r", s, "avg", "avg" if s != "multi" else "all", "map", v, None)
-                               for s, v in maps.items()], step=1, final=True)
+    store.add_results(
+        run_id,
+        [ResultRow("xquad-r", s, "avg", "avg" if s != "multi" else "all", "map", v, None) for s, v in maps.items()],
+        step=1,
+        final=True,
+    )
     return run_id
 
 
 def test_report_averages_seeds_with_spread_and_takes_deltas(tmp_path):
     with Store(tmp_path / "store") as store:
         cells = []
-        for sampler, alpha, seed, mono in [("baseline", None, 1, 0.4), ("mono", None, 1, 0.5), ("mono", None, 2, 0.7),
-                                           ("hybrid", 0.5, 1, 0.8), ("hybrid", 0.5, 2, 0.6)]:
+        for sampler, alpha, seed, mono in [
+            ("baseline", None, 1, 0.4),
+            ("mono", None, 1, 0.5),
+            ("mono", None, 2, 0.7),
+            ("hybrid", 0.5, 1, 0.8),
+            ("hybrid", 0.5, 2, 0.6),
+        ]:
             run_id = _fake_run(store, RunConfig(steps=1), {"mono": mono, "cross": mono / 2, "multi": mono / 4})
-            cells.append({"run_id": run_id, "sampler": sampler, "alpha": alpha, "seed": seed,
-                          "label": reproduce.Cell(sampler, alpha, seed).label})
-        options = {"quick": True, "model": "m", "alphas": [0.5], "seeds": [1, 2], "lr": 3e-5, "steps": 1,
-                   "batch_size": 2, "train": ["mlqa-r"], "eval": ["xquad-r"], "final_eval_max_queries": 0}
+            cells.append(
+                {
+                    "run_id": run_id,
+                    "sampler": sampler,
+                    "alpha": alpha,
+                    "seed": seed,
+                    "label": reproduce.Cell(sampler, alpha, seed).label,
+                }
+            )
+        options = {
+            "quick": True,
+            "model": "m",
+            "alphas": [0.5],
+            "seeds": [1, 2],
+            "lr": 3e-5,
+            "steps": 1,
+            "batch_size": 2,
+            "train": ["mlqa-r"],
+            "eval": ["xquad-r"],
+            "final_eval_max_queries": 0,
+        }
         grid_id = store.create_grid("g", {"options": options, "cells": cells})
         store.delete_run(cells[2]["run_id"])  # a deleted run drops out of the averages, visibly
         rep = build_report(store, grid_id)

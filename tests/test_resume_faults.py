@@ -10,16 +10,28 @@ import numpy as np
 import pytest
 
 from hybtui import faults
-from hybtui.training import checkpoint as checkpoints
-from hybtui.runs import launcher
-from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
+from hybtui.modeling import encoder as models
+from hybtui.runs import launcher
 from hybtui.runs.store import Store
+from hybtui.training import checkpoint as checkpoints
 
 #: Periodic evaluations (3, 6) and checkpoints (4), then the final checkpoint and evaluation (8).
-PERIODIC = dict(model="tiny", train=("mlqa-r:en,de,es",), eval=("xquad-r:en",), steps=8, batch_size=8,
-                max_length=32, warmup_steps=1, eval_every=3, eval_max_queries=10, final_eval_max_queries=20,
-                checkpoint_every=4, seed=7, device="cpu")
+PERIODIC = {
+    "model": "tiny",
+    "train": ("mlqa-r:en,de,es",),
+    "eval": ("xquad-r:en",),
+    "steps": 8,
+    "batch_size": 8,
+    "max_length": 32,
+    "warmup_steps": 1,
+    "eval_every": 3,
+    "eval_max_queries": 10,
+    "final_eval_max_queries": 20,
+    "checkpoint_every": 4,
+    "seed": 7,
+    "device": "cpu",
+}
 #: The default checkpoint_every 0: a resume starts from step 0.
 FINAL_ONLY = {**PERIODIC, "steps": 6, "eval_every": 0, "checkpoint_every": 0}
 #: Timing-dependent: compared by (key, step) only.
@@ -35,12 +47,29 @@ def record(store, run_id):
     """What a comparison reads: metric and result rows, checkpoint records and files, the run's end."""
     run = store.get_run(run_id)
     metrics = sorted((m["key"], m["step"], m["value"]) for m in store.metrics_since(run_id))
-    results = sorted((r["step"], r["final"], r["bench"], r["setting"], r["query_lang"], r["doc_lang"], r["metric"],
-                      str(r["seen"]), r["value"]) for r in store.results(run_id, final_only=False))
+    results = sorted(
+        (
+            r["step"],
+            r["final"],
+            r["bench"],
+            r["setting"],
+            r["query_lang"],
+            r["doc_lang"],
+            r["metric"],
+            str(r["seen"]),
+            r["value"],
+        )
+        for r in store.results(run_id, final_only=False)
+    )
     run_dir = store.run_dir(run_id)
-    return {"status": run["status"], "step": run["step"], "metrics": metrics, "results": results,
-            "artifacts": [a["step"] for a in store.artifacts(run_id, "checkpoint")],
-            "checkpoints": sorted(p.name for p in (run_dir / "checkpoints").iterdir())}
+    return {
+        "status": run["status"],
+        "step": run["step"],
+        "metrics": metrics,
+        "results": results,
+        "artifacts": [a["step"] for a in store.artifacts(run_id, "checkpoint")],
+        "checkpoints": sorted(p.name for p in (run_dir / "checkpoints").iterdir()),
+    }
 
 
 def assert_same_record(got, want):
@@ -75,6 +104,7 @@ def reference(references, store_dir, shared_data):
                 assert launcher.wait(store, run_id, TIMEOUT_S) == "finished"
                 references[spec_name] = record(store, run_id)
         return references[spec_name]
+
     return get
 
 
@@ -123,11 +153,14 @@ FAULTS = [
 DEFAULT_FAULTS = ("step:7", "checkpoint-switch:8", "final-results")
 
 
-@pytest.mark.parametrize(("spec", "fault", "resume_step"),
-                         [f if f[1] in DEFAULT_FAULTS else pytest.param(*f, marks=pytest.mark.slow) for f in FAULTS],
-                         ids=[f[1] for f in FAULTS])
-def test_killed_at_a_fault_point_resumes_to_the_uninterrupted_record(store_dir, shared_data, monkeypatch,
-                                                                     reference, spec, fault, resume_step):
+@pytest.mark.parametrize(
+    ("spec", "fault", "resume_step"),
+    [f if f[1] in DEFAULT_FAULTS else pytest.param(*f, marks=pytest.mark.slow) for f in FAULTS],
+    ids=[f[1] for f in FAULTS],
+)
+def test_killed_at_a_fault_point_resumes_to_the_uninterrupted_record(
+    store_dir, shared_data, monkeypatch, reference, spec, fault, resume_step
+):
     want = reference(spec)
     with Store(store_dir) as store:
         run_id = start_with_fault(store, monkeypatch, config(shared_data, SPECS[spec]), fault)
@@ -150,8 +183,9 @@ def random_fault(rng, spec):
 
 
 @pytest.mark.slow
-def test_killed_at_random_moments_every_run_resumes_to_the_uninterrupted_record(store_dir, shared_data,
-                                                                                monkeypatch, reference):
+def test_killed_at_random_moments_every_run_resumes_to_the_uninterrupted_record(
+    store_dir, shared_data, monkeypatch, reference
+):
     """≥ 30 trials: a random fault point, or a plain kill -9 of the process group after a random
     delay; each run is resumed (its resumes killed too, at random) until it has finished."""
     rng = random.Random(int(os.environ.get("HYBTUI_TRIAL_SEED", "12")))

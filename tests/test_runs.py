@@ -10,15 +10,16 @@ import time
 
 import pytest
 
-from hybtui.runs import launcher
 from hybtui.modeling import encoder as models
+from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.training.checkpoint import latest_resumable as latest_checkpoint
 
 
 def hybtui(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybtui", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"hybtui {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
@@ -33,8 +34,26 @@ def store_dir(tmp_path, shared_data, monkeypatch):
 
 
 def submit(*extra, steps=3):
-    args = ["train", "--detach", "--json", "--model", "tiny", "--train", "mlqa-r:en,de,es", "--eval", "xquad-r:en",
-            "--steps", str(steps), "--batch-size", "8", "--max-length", "32", "--warmup-steps", "1", *extra]
+    args = [
+        "train",
+        "--detach",
+        "--json",
+        "--model",
+        "tiny",
+        "--train",
+        "mlqa-r:en,de,es",
+        "--eval",
+        "xquad-r:en",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--warmup-steps",
+        "1",
+        *extra,
+    ]
     return json.loads(hybtui(*args).stdout)["id"]
 
 
@@ -70,8 +89,11 @@ def test_detached_run_finishes_and_reports_everything(store_dir):
 def test_kill_9_leaves_crashed_with_flushed_metrics_then_resume_has_no_gap(store_dir):
     run_id = submit("--checkpoint-every", "4", steps=400)  # long enough not to end before the kill
     with Store(store_dir) as store:
-        wait_for(lambda: len(loss_steps(store, run_id)) >= 9 and latest_checkpoint(store.run_dir(run_id)),
-                 240, "nine steps and a checkpoint")
+        wait_for(
+            lambda: len(loss_steps(store, run_id)) >= 9 and latest_checkpoint(store.run_dir(run_id)),
+            240,
+            "nine steps and a checkpoint",
+        )
         before = loss_steps(store, run_id)
         pgid = store.get_run(run_id)["pgid"]
     os.killpg(pgid, signal.SIGKILL)
@@ -113,6 +135,7 @@ def test_bad_input_changes_nothing(store_dir, tmp_path):
     run_id = submit()
     with Store(store_dir) as store:
         launcher.wait(store, run_id, 180)
+
     def contents():  # logical contents: in WAL mode the file's bytes move on checkpoints
         with sqlite3.connect(store_dir / "hybtui.db") as conn:
             return list(conn.iterdump())
@@ -140,8 +163,24 @@ def test_bad_input_changes_nothing(store_dir, tmp_path):
 def test_compare_export_and_remove(store_dir):
     ids = []
     for sampler in ("mono", "hybrid"):
-        out = hybtui("train", "--json", "--model", "tiny", "--sampler", sampler, "--train", "mlqa-r:en,de",
-                     "--eval", "xquad-r:en,el", "--steps", "2", "--batch-size", "8", "--max-length", "32")
+        out = hybtui(
+            "train",
+            "--json",
+            "--model",
+            "tiny",
+            "--sampler",
+            sampler,
+            "--train",
+            "mlqa-r:en,de",
+            "--eval",
+            "xquad-r:en,el",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-length",
+            "32",
+        )
         ids.append(json.loads(out.stdout)["id"])
     compared = json.loads(hybtui("compare", *ids, "--json").stdout)
     assert compared["differing_parameters"] == {"sampler": ["mono", "hybrid"]}
@@ -149,7 +188,10 @@ def test_compare_export_and_remove(store_dir):
     table = hybtui("compare", *ids).stdout
     assert "parameters that differ" in table and "per query language" in table
     csv_lines = hybtui("runs", "export", *ids, "--format", "csv").stdout.splitlines()
-    assert csv_lines[0] == "run_id,run_name,model,sampler,alpha,step,final,bench,setting,query_lang,doc_lang,metric,value,seen"
+    assert (
+        csv_lines[0]
+        == "run_id,run_name,model,sampler,alpha,step,final,bench,setting,query_lang,doc_lang,metric,value,seen"
+    )
     assert {line.split(",")[0] for line in csv_lines[1:]} == set(ids)
     exported = json.loads(hybtui("runs", "export", "--format", "json").stdout)
     assert {e["run"]["id"] for e in exported} == set(ids) and all(e["results"] for e in exported)

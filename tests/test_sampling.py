@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from hybtui.data.checks import validate_sampler
 from hybtui.data.training import ParallelItem, TrainingSet, load_training_sets
 from hybtui.errors import HybtuiError
-from hybtui.data.checks import validate_sampler
 from hybtui.training.sampling import Batch, BatchSampler, Pair, batch_to_json, shard, summarize
 
 LANGS = ("de", "en", "fr", "sw")
@@ -305,8 +305,14 @@ SMALL = make_set("small", [["de", "en"]] * 3 + [["en"]] * 2 + [["fr"]])
         ([MONO_ONLY], "cross", 2, 0.5, "'mono-only' has the single language en; use --sampler mono"),
         ([MONO_ONLY], "hybrid", 2, 0.5, "single language en"),
         ([UNPAIRED], "cross", 2, 0.5, "no item of training set 'unpaired' exists in two languages"),
-        ([SMALL], "mono", 6, 0.5, r"batch size 6 exceeds every mono language pool of training set 'small' "
-                                  r"\(de 3, en 5, fr 1 items\)"),
+        (
+            [SMALL],
+            "mono",
+            6,
+            0.5,
+            r"batch size 6 exceeds every mono language pool of training set 'small' "
+            r"\(de 3, en 5, fr 1 items\)",
+        ),
         ([SMALL], "cross", 4, 0.5, "batch size 4 exceeds the cross pool of training set 'small': only 3 items"),
         ([PARALLEL, SMALL], "hybrid", 4, 0.5, "cross pool of training set 'small'"),
     ],
@@ -334,7 +340,9 @@ def test_hybrid_draws_only_what_alpha_allows():
 def test_every_selected_language_must_fill_a_mono_batch():
     uneven = make_set("uneven", [["de", "en"]] * 3 + [["en"]] * 3)  # en 6 items, de 3
     assert {b.pairs[0].query_lang for b in BatchSampler([uneven], "mono", 4, 0).batches(0, 30)} == {"en"}
-    with pytest.raises(HybtuiError, match=r"batch size 4 is larger than the mono pool of de 3 items in training set 'uneven'"):
+    with pytest.raises(
+        HybtuiError, match=r"batch size 4 is larger than the mono pool of de 3 items in training set 'uneven'"
+    ):
         validate_sampler([uneven], "mono", 4)
     validate_sampler([uneven], "mono", 3)
 

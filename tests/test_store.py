@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hybtui.runs import database
-from hybtui.runs import store as store_module
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
+from hybtui.runs import database
+from hybtui.runs import store as store_module
 from hybtui.runs.records import is_stalled
 from hybtui.runs.schema import SCHEMA_VERSION
 from hybtui.runs.store import Store, store_path
@@ -34,11 +34,19 @@ def store(tmp_path):
 
 
 def result(value):
-    return {"bench": "xquad-r", "setting": "cross", "query_lang": "de", "doc_lang": "en",
-            "metric": "ap", "value": value, "seen": "seen"}
+    return {
+        "bench": "xquad-r",
+        "setting": "cross",
+        "query_lang": "de",
+        "doc_lang": "en",
+        "metric": "ap",
+        "value": value,
+        "seen": "seen",
+    }
 
 
 # -- runs -------------------------------------------------------------------------------
+
 
 def test_store_path_argument_then_environment_then_default(monkeypatch, tmp_path):
     monkeypatch.setenv("HYBTUI_STORE", str(tmp_path / "env"))
@@ -83,8 +91,12 @@ def test_create_get_list_and_delete(store):
     assert not directory.exists()
     assert [r["id"] for r in store.list_runs()] == [second]
     for table in ("metrics", "events", "runs"):
-        assert store.db.execute(f"SELECT count(*) FROM {table} WHERE "
-                                f"{'id' if table == 'runs' else 'run_id'} = ?", [first]).fetchone()[0] == 0
+        assert (
+            store.db.execute(
+                f"SELECT count(*) FROM {table} WHERE {'id' if table == 'runs' else 'run_id'} = ?", [first]
+            ).fetchone()[0]
+            == 0
+        )
 
 
 def test_unique_prefix_finds_a_run_and_an_ambiguous_one_is_refused(store):
@@ -135,6 +147,7 @@ def test_status_transitions_stamp_times_and_refuse_the_rest(store):
 
 # -- writer and reader sides -------------------------------------------------------------
 
+
 def test_incremental_metric_reads_return_only_new_rows(store):
     run_id = store.create_run(CONFIG)
     store.add_metrics(run_id, [("loss", step, 1.0 / step) for step in range(1, 6)])
@@ -158,8 +171,9 @@ def test_results_events_artifacts_round_trip(store):
 
     run_id = store.create_run(CONFIG)
     store.add_results(run_id, [result(0.25)], step=100, final=False)
-    store.add_results(run_id, [result(0.5), ResultRow("xquad-r", "mono", "en", "en", "ap", 0.75, None)],
-                      step=200, final=True)
+    store.add_results(
+        run_id, [result(0.5), ResultRow("xquad-r", "mono", "en", "en", "ap", 0.75, None)], step=200, final=True
+    )
     final = store.results(run_id)
     assert [(r["value"], r["step"], r["final"]) for r in final] == [(0.5, 200, True), (0.75, 200, True)]
     assert final[1]["seen"] is None and final[1]["setting"] == "mono"
@@ -209,9 +223,16 @@ def run_writers(path: Path, run_id: str, writers: int, rows: int = 2000, batch: 
     """Start writer processes together and poll metrics_since until they finish.
 
     Returns the rows the reader saw and each writer's elapsed seconds."""
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), run_id, f"w{i}", str(rows), str(batch)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-             for i in range(writers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), run_id, f"w{i}", str(rows), str(batch)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for i in range(writers)
+    ]
     for proc in procs:
         assert proc.stdout.readline() == "ready\n", proc.stderr.read()
     seen, last = [], 0
@@ -253,6 +274,7 @@ def test_four_writer_processes_and_a_polling_reader_lose_nothing(tmp_path):
 
 
 # -- the orphan sweep and stalled runs ---------------------------------------------------
+
 
 def sleeper() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -358,6 +380,7 @@ def test_a_database_from_a_newer_hybtui_is_refused(tmp_path):
 
 # -- bad input ---------------------------------------------------------------------------
 
+
 def test_a_store_path_under_a_regular_file_is_refused(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -387,10 +410,15 @@ def test_a_hybtui_db_that_is_not_sqlite_is_refused_and_left_alone(tmp_path, cont
 
 
 def test_unknown_runs_and_bad_rows_are_explained(store):
-    for call in (lambda: store.get_run("nope"), lambda: store.run_dir("nope"),
-                 lambda: store.set_status("nope", "running"), lambda: store.delete_run("nope"),
-                 lambda: store.heartbeat("nope"), lambda: store.add_metrics("nope", [("loss", 1, 0.5)]),
-                 lambda: store.create_run(CONFIG, parent_id="nope")):
+    for call in (
+        lambda: store.get_run("nope"),
+        lambda: store.run_dir("nope"),
+        lambda: store.set_status("nope", "running"),
+        lambda: store.delete_run("nope"),
+        lambda: store.heartbeat("nope"),
+        lambda: store.add_metrics("nope", [("loss", 1, 0.5)]),
+        lambda: store.create_run(CONFIG, parent_id="nope"),
+    ):
         with pytest.raises(HybtuiError, match="no run with id 'nope'.*hybtui runs ls"):
             call()
     run_id = store.create_run(CONFIG)
@@ -399,8 +427,9 @@ def test_unknown_runs_and_bad_rows_are_explained(store):
     with pytest.raises(HybtuiError, match="metric key must be non-empty text"):
         store.add_metrics(run_id, [("", 1, 0.5)])
     with pytest.raises(HybtuiError, match="lacks metric, value"):
-        store.add_results(run_id, [{"bench": "x", "setting": "mono", "query_lang": "en", "doc_lang": "en"}],
-                          step=1, final=True)
+        store.add_results(
+            run_id, [{"bench": "x", "setting": "mono", "query_lang": "en", "doc_lang": "en"}], step=1, final=True
+        )
     with pytest.raises(HybtuiError, match="event level must be one of"):
         store.add_event(run_id, "loud", "hi")
     with pytest.raises(HybtuiError, match="unknown run status"):
@@ -418,6 +447,7 @@ def test_a_running_run_cannot_be_deleted(store):
 
 
 # -- WAL fallback ------------------------------------------------------------------------
+
 
 def test_without_wal_the_store_falls_back_to_the_rollback_journal(tmp_path, monkeypatch):
     def refuse_wal(conn):  # what SQLite answers on a filesystem without shared memory
@@ -439,11 +469,13 @@ def test_run_overview_has_each_runs_final_headline_figures_only(store):
 
     old = store.create_run(RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",)), name="old")
     new = store.create_run(RunConfig(steps=0), name="new")
-    rows = [ResultRow("xquad-r", "mono", "avg", "avg", "map", 0.7, None),
-            ResultRow("xquad-r", "mono", "avg", "avg", "map", 0.9, "seen"),  # a seen group: not a headline
-            ResultRow("xquad-r", "mono", "en", "en", "map", 0.8, "seen"),  # one language: not a headline
-            ResultRow("xquad-r", "multi", "avg", "all", "rank_distance", math.nan, None),
-            ResultRow("xquad-r", "mono", "avg", "avg", "recall@1", 0.5, None)]  # not a shown metric
+    rows = [
+        ResultRow("xquad-r", "mono", "avg", "avg", "map", 0.7, None),
+        ResultRow("xquad-r", "mono", "avg", "avg", "map", 0.9, "seen"),  # a seen group: not a headline
+        ResultRow("xquad-r", "mono", "en", "en", "map", 0.8, "seen"),  # one language: not a headline
+        ResultRow("xquad-r", "multi", "avg", "all", "rank_distance", math.nan, None),
+        ResultRow("xquad-r", "mono", "avg", "avg", "recall@1", 0.5, None),
+    ]  # not a shown metric
     store.add_results(old, rows, step=1000, final=True)
     store.add_results(old, [ResultRow("mlqa-r", "mono", "avg", "avg", "map", 0.1, None)], step=10, final=False)
     overview = store.run_overview()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
 from hybtui.errors import StoreCorrupt, StoreReadOnly, StoreTooNew
+from hybtui.modeling import encoder as models
 from hybtui.runs.schema import SCHEMA_VERSION
 from hybtui.runs.store import Store
 
@@ -28,14 +28,23 @@ REPRODUCE = ["reproduce", "--quick", "--detach", "--model", "tiny", "--steps", "
 
 
 def hybtui(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "hybtui", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def fingerprint(directory: Path) -> dict[str, str]:
     """Every file under the store with its sha256: what "writes nothing" compares."""
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def filled_store(path: Path, runs: int = 40) -> list[str]:
@@ -53,8 +62,9 @@ def filled_store(path: Path, runs: int = 40) -> list[str]:
 def flip_middle(db: Path, length: int = 4096) -> None:
     data = bytearray(db.read_bytes())
     middle = len(data) // 2
-    data[middle - length // 2: middle + length // 2] = bytes(b ^ 0xFF for b in data[middle - length // 2:
-                                                                                    middle + length // 2])
+    data[middle - length // 2 : middle + length // 2] = bytes(
+        b ^ 0xFF for b in data[middle - length // 2 : middle + length // 2]
+    )
     db.write_bytes(bytes(data))
 
 
@@ -64,7 +74,7 @@ def flip_page_holding(db: Path, needle: bytes) -> None:
     data = bytearray(db.read_bytes())
     size = int.from_bytes(data[16:18], "big")
     start = data.index(needle) // size * size
-    data[start:start + size] = bytes(b ^ 0xFF for b in data[start:start + size])
+    data[start : start + size] = bytes(b ^ 0xFF for b in data[start : start + size])
     db.write_bytes(bytes(data))
 
 
@@ -73,8 +83,16 @@ def commands(ids: list[str], every: bool) -> list[list[str]]:
     reader, one writer and the app (the default run; each command costs seconds)."""
     if not every:
         return [["runs", "ls"], TRAIN, []]
-    return [["runs", "ls"], ["runs", "show", ids[0]], ["runs", "export", "--format", "md"],
-            ["compare", ids[0], ids[1]], TRAIN, REPRODUCE, ["grids", "ls"], []]
+    return [
+        ["runs", "ls"],
+        ["runs", "show", ids[0]],
+        ["runs", "export", "--format", "md"],
+        ["compare", ids[0], ids[1]],
+        TRAIN,
+        REPRODUCE,
+        ["grids", "ls"],
+        [],
+    ]
 
 
 @pytest.fixture
@@ -97,8 +115,11 @@ def damage(store: Path, how: str) -> None:
         conn.close()
 
 
-EXPECTED = {"corrupted": "is corrupted", "not-sqlite": "is not a SQLite database",
-            "future-schema": "was written by a newer hybtui"}
+EXPECTED = {
+    "corrupted": "is corrupted",
+    "not-sqlite": "is not a SQLite database",
+    "future-schema": "was written by a newer hybtui",
+}
 
 
 def check_refusals(store: Path, how: str, every: bool) -> None:
@@ -181,9 +202,11 @@ def test_a_read_only_store_can_be_browsed_but_not_written(read_only_store, monke
     for args in (TRAIN, ["runs", "rm", "--yes", ids[0]]):
         proc = hybtui(*args)
         assert proc.returncode == 2, (args, proc.stderr)
-        assert proc.stderr.splitlines() == [f"hybtui: error: the run store {store} is read-only "
-                                            f"({store}/hybtui.db cannot be written); it can be browsed, "
-                                            f"not changed"], args
+        assert proc.stderr.splitlines() == [
+            f"hybtui: error: the run store {store} is read-only "
+            f"({store}/hybtui.db cannot be written); it can be browsed, "
+            f"not changed"
+        ], args
     assert fingerprint(store) == before
     with Store(store) as opened:
         assert opened.read_only and {r["id"] for r in opened.list_runs()} == set(ids)
@@ -192,8 +215,9 @@ def test_a_read_only_store_can_be_browsed_but_not_written(read_only_store, monke
 
 
 def test_the_app_lists_a_read_only_store(read_only_store):
-    from hybtui.tui.widgets.runs_table import RunsTable
     from tui_fixtures import drive, wait_until
+
+    from hybtui.tui.widgets.runs_table import RunsTable
 
     store, ids = read_only_store
 

@@ -18,10 +18,10 @@ import sys
 import time
 
 import pytest
+from tui_fixtures import tmux_session
 
 from hybtui.modeling import encoder as models
 from hybtui.runs.store import Store
-from tui_fixtures import tmux_session
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
 
@@ -57,6 +57,7 @@ def quiet_form(tmux, expect: str, timeout: float = 60) -> str:
 # is highlighted when its toggle message is handled). Under load (the form's check loads the
 # training data in a thread) fixed pauses are not enough: every key below waits for its effect.
 
+
 def form_part(tmux) -> str:
     """The form with its colours (focus, highlight, selection), without the check's message."""
     lines = tmux.capture(escapes=True).splitlines()
@@ -71,8 +72,9 @@ def press_seen(tmux, key: str, what: str, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while form_part(tmux) == before:
         if time.monotonic() > deadline:
-            raise AssertionError(f"{key} ({what}) had no visible effect in {timeout} s; last capture:\n"
-                                 f"{tmux.capture()}")
+            raise AssertionError(
+                f"{key} ({what}) had no visible effect in {timeout} s; last capture:\n{tmux.capture()}"
+            )
         time.sleep(0.05)
 
 
@@ -92,8 +94,9 @@ def set_input(tmux, label: str, text: str) -> None:
     tmux.send("End", "C-u", gap_s=0.1)
     tmux.wait_for(lambda s: re.search(rf"^ {re.escape(label)}{END}", s, re.M), 10, f"{label} cleared")
     tmux.type(text, gap_s=0)
-    tmux.wait_for(lambda s: re.search(rf"^ {re.escape(label)}\s+{re.escape(text)}{END}", s, re.M), 10,
-                  f"{label} to read {text}")
+    tmux.wait_for(
+        lambda s: re.search(rf"^ {re.escape(label)}\s+{re.escape(text)}{END}", s, re.M), 10, f"{label} to read {text}"
+    )
 
 
 def focus_other(tmux, tabs: int) -> None:
@@ -118,9 +121,14 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
 
     models.prepare_tiny()  # into this session's HYBTUI_MODEL_CACHE, so the worker starts at once
     store_dir = tmp_path / "store"
-    env = {"HYBTUI_DATA_DIR": str(shared_data), "HF_HUB_OFFLINE": "1",
-           "HYBTUI_MODEL_CACHE": os.environ["HYBTUI_MODEL_CACHE"], "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"],
-           "TOKENIZERS_PARALLELISM": "false", "TERM": "xterm-256color"}
+    env = {
+        "HYBTUI_DATA_DIR": str(shared_data),
+        "HF_HUB_OFFLINE": "1",
+        "HYBTUI_MODEL_CACHE": os.environ["HYBTUI_MODEL_CACHE"],
+        "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"],
+        "TOKENIZERS_PARALLELISM": "false",
+        "TERM": "xterm-256color",
+    }
     command = [sys.executable, "-m", "hybtui", "--store", str(store_dir)]
     started = time.monotonic()
     try:
@@ -154,7 +162,9 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
 
             finished = tmux.wait_for(
                 lambda s: re.search(r"^\s*finished\b", s, re.M) and EN_ROW.search(s) and AVG_ROW.search(s),
-                RUN_TIMEOUT_S, "the run's detail to show it finished with its en and avg mAP")
+                RUN_TIMEOUT_S,
+                "the run's detail to show it finished with its en and avg mAP",
+            )
             mono, multi = (float(v) for v in EN_ROW.search(finished).groups())
             assert 0.0 < mono <= 1.0 and 0.0 < multi <= 1.0, finished
             assert NAME in finished
@@ -164,16 +174,26 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
                 assert run["status"] == "finished" and run["step"] == 3, run
                 assert run["name"] == NAME
                 config = run["config"]
-                assert (config["model"], config["steps"], config["batch_size"], config["max_length"]) == \
-                    ("tiny", 3, 8, 32)
+                assert (config["model"], config["steps"], config["batch_size"], config["max_length"]) == (
+                    "tiny",
+                    3,
+                    8,
+                    32,
+                )
                 assert config["train"] == ["mlqa-r:de,en,es"] and config["eval"] == ["xquad-r:en"], config
-                stored_mono = next(r["value"] for r in store.results(run["id"])
-                                   if (r["setting"], r["query_lang"], r["metric"]) == ("mono", "en", "map"))
+                stored_mono = next(
+                    r["value"]
+                    for r in store.results(run["id"])
+                    if (r["setting"], r["query_lang"], r["metric"]) == ("mono", "en", "map")
+                )
             assert f"{stored_mono:.3f}" == f"{mono:.3f}"
 
             tmux.send("Escape")  # back to the run list: the run's line carries its headline figures
-            tmux.wait_for(lambda s: re.search(rf"{NAME}.*finished\s+{mono:.3f}", s), 15,
-                          "the run list to show the finished run and its mono mAP")
+            tmux.wait_for(
+                lambda s: re.search(rf"{NAME}.*finished\s+{mono:.3f}", s),
+                15,
+                "the run list to show the finished run and its mono mAP",
+            )
 
             tmux.send("q")
             tmux.wait_for(lambda s: not tmux.alive(), 15, "the app to exit on q", step=0.2)

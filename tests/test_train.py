@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from hybtui.modeling import encoder as models
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
+from hybtui.modeling import encoder as models
 from hybtui.training.callbacks import Events
 from hybtui.training.distributed import DistContext
 from hybtui.training.grad_cache import BatchTexts, length_chunks, loss_and_backward
@@ -19,8 +19,14 @@ from hybtui.training.loss import InfoNCELoss
 from hybtui.training.trainer import Trainer
 
 QUERIES = ["Wer gewann?", "Who won the game?", "¿Quién ganó?", "Кто победил?", "谁赢了？", "Ai thắng?"]
-PASSAGES = ["Die Broncos gewannen.", "The Broncos won the game.", "Los Broncos ganaron.",
-            "Бронкос победили.", "野马队赢了。", "Broncos đã thắng."]
+PASSAGES = [
+    "Die Broncos gewannen.",
+    "The Broncos won the game.",
+    "Los Broncos ganaron.",
+    "Бронкос победили.",
+    "野马队赢了。",
+    "Broncos đã thắng.",
+]
 NEGATIVES = ["Ein anderer Satz.", "Another sentence entirely."]
 
 
@@ -59,7 +65,9 @@ def test_grad_cache_equals_full_batch_gradients(tiny_encoder, symmetric):
     full_grads = _gradients(encoder)
     for chunked in ({"grad_cache_chunk": 2}, {"forward_chunk": 3}):  # GradCache; length-sorted groups
         encoder.zero_grad(set_to_none=True)
-        assert loss_and_backward(encoder, texts, loss_fn, **{"forward_chunk": 0, **chunked}) == pytest.approx(full, abs=1e-6)
+        assert loss_and_backward(encoder, texts, loss_fn, **{"forward_chunk": 0, **chunked}) == pytest.approx(
+            full, abs=1e-6
+        )
         for name, grad in _gradients(encoder).items():
             torch.testing.assert_close(grad, full_grads[name], atol=1e-5, rtol=1e-4)
 
@@ -76,8 +84,10 @@ def test_grad_cache_replays_dropout_masks(tiny_encoder):
     encoder.zero_grad(set_to_none=True)
     torch.manual_seed(5)
     embeddings = []
-    for batch in (encoder.tokenize(texts.queries, "query"),
-                  encoder.tokenize(texts.passages + texts.hard_negatives, "passage")):
+    for batch in (
+        encoder.tokenize(texts.queries, "query"),
+        encoder.tokenize(texts.passages + texts.hard_negatives, "passage"),
+    ):
         parts = length_chunks(batch["attention_mask"], 4)
         chunks = [encoder(batch["input_ids"][rows, :w], batch["attention_mask"][rows, :w]) for rows, w in parts]
         order = torch.cat([rows for rows, _ in parts])
@@ -98,8 +108,9 @@ def _ddp_worker(rank, world, init_file, model_dir, out_dir):
     part = slice(rank * n, (rank + 1) * n)
     negatives = NEGATIVES[rank : rank + 1]
     ctx = DistContext(rank, world)
-    loss = loss_and_backward(encoder, BatchTexts(QUERIES[part], PASSAGES[part], negatives),
-                             InfoNCELoss(0.05, symmetric=True), ctx)
+    loss = loss_and_backward(
+        encoder, BatchTexts(QUERIES[part], PASSAGES[part], negatives), InfoNCELoss(0.05, symmetric=True), ctx
+    )
     params = [p for p in encoder.parameters() if p.requires_grad]
     ctx.average_gradients(params)
     if rank == 0:
@@ -144,8 +155,19 @@ class Recorder(Events):
 
 
 def _config(**changes):
-    base = dict(model="tiny", train=["mlqa-r:en,de,es"], eval=["xquad-r:en,de,el"], steps=3, batch_size=8,
-                warmup_steps=1, max_length=32, eval_every=0, validation_fraction=0.05, device="cpu", lr=1e-4)
+    base = {
+        "model": "tiny",
+        "train": ["mlqa-r:en,de,es"],
+        "eval": ["xquad-r:en,de,el"],
+        "steps": 3,
+        "batch_size": 8,
+        "warmup_steps": 1,
+        "max_length": 32,
+        "eval_every": 0,
+        "validation_fraction": 0.05,
+        "device": "cpu",
+        "lr": 1e-4,
+    }
     return RunConfig.from_dict({**base, **changes})
 
 
@@ -216,8 +238,18 @@ def test_data_dependent_errors_come_before_the_model_loads(shared_data, tmp_path
 @pytest.mark.slow
 def test_me5_small_loss_falls(shared_data, tmp_path):
     events = Recorder()
-    config = _config(model="me5-small", sampler="hybrid", steps=40, batch_size=16, lr=5e-5, warmup_steps=4,
-                     eval=[], freeze_embeddings=True, train=["mlqa-r"], validation_fraction=0.0)
+    config = _config(
+        model="me5-small",
+        sampler="hybrid",
+        steps=40,
+        batch_size=16,
+        lr=5e-5,
+        warmup_steps=4,
+        eval=[],
+        freeze_embeddings=True,
+        train=["mlqa-r"],
+        validation_fraction=0.0,
+    )
     Trainer(config, tmp_path, events, shared_data).run()
     losses = [r.loss for r in events.steps]
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10]), losses

@@ -16,12 +16,14 @@ import pytest
 from rich.console import Console
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Button, Input, Log, Select, SelectionList, Static
+from tui_fixtures import drive, new_run_form, refreshed, settle, wait_until
 
-from hybtui.runs import launcher
-from hybtui.modeling import encoder as models
-from hybtui.runs import grid as reproduce
 from hybtui.config import RunConfig
+from hybtui.formatting import human_duration
+from hybtui.modeling import encoder as models
 from hybtui.results import ResultRow
+from hybtui.runs import grid as reproduce
+from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
@@ -30,13 +32,11 @@ from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.screens.runs import RunsScreen
-from hybtui.formatting import human_duration
 from hybtui.tui.viewmodels import downsample, language_rows, train_languages
 from hybtui.tui.widgets.grid_bars import GridBars, language_label
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
-from tui_fixtures import drive, new_run_form, refreshed, settle, wait_until
 
 
 def result_rows(shift: float = 0.0) -> list[dict]:
@@ -45,14 +45,39 @@ def result_rows(shift: float = 0.0) -> list[dict]:
     rows = []
     for setting, base in (("mono", 0.8 + shift), ("cross", 0.6 + shift), ("multi", 0.5 + shift)):
         for i, lang in enumerate(("de", "en", "th")):
-            rows.append({"bench": "xquad-r", "setting": setting, "query_lang": lang,
-                         "doc_lang": lang if setting == "mono" else ("en" if setting == "cross" else "all"),
-                         "metric": "map", "value": base - 0.1 * i,
-                         "seen": "unseen" if lang == "th" else "seen"})
-        rows.append({"bench": "xquad-r", "setting": setting, "query_lang": "avg", "doc_lang": "avg",
-                     "metric": "map", "value": base - 0.1, "seen": None})
-    rows.append({"bench": "xquad-r", "setting": "multi", "query_lang": "avg", "doc_lang": "avg",
-                 "metric": "rank_distance", "value": 12.5, "seen": None})
+            rows.append(
+                {
+                    "bench": "xquad-r",
+                    "setting": setting,
+                    "query_lang": lang,
+                    "doc_lang": lang if setting == "mono" else ("en" if setting == "cross" else "all"),
+                    "metric": "map",
+                    "value": base - 0.1 * i,
+                    "seen": "unseen" if lang == "th" else "seen",
+                }
+            )
+        rows.append(
+            {
+                "bench": "xquad-r",
+                "setting": setting,
+                "query_lang": "avg",
+                "doc_lang": "avg",
+                "metric": "map",
+                "value": base - 0.1,
+                "seen": None,
+            }
+        )
+    rows.append(
+        {
+            "bench": "xquad-r",
+            "setting": "multi",
+            "query_lang": "avg",
+            "doc_lang": "avg",
+            "metric": "rank_distance",
+            "value": 12.5,
+            "seen": None,
+        }
+    )
     return rows
 
 
@@ -82,8 +107,7 @@ def store(tmp_path):
     with Store(tmp_path / "store") as store:
         hold_the_slot(store)
         finished_run(store, RunConfig(model="tiny", train=("mlqa-r:en,de",), steps=10), "finished-run")
-        store.create_run(RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
-                         name="queued-run")
+        store.create_run(RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10), name="queued-run")
         yield store
 
 
@@ -103,8 +127,12 @@ def test_runs_table_shows_runs_newest_first_with_headline_figures(store):
         assert [row.key.value for row in table.ordered_rows] == [queued, done, by_name(store, "elsewhere")]
         assert cell(table, done, "status") == "finished"
         assert cell(table, done, "train") == "en,de"
-        assert [cell(table, done, c) for c in ("mono", "cross", "multi", "rank_distance")] == \
-            ["0.700", "0.500", "0.400", "12.50"]
+        assert [cell(table, done, c) for c in ("mono", "cross", "multi", "rank_distance")] == [
+            "0.700",
+            "0.500",
+            "0.400",
+            "12.50",
+        ]
         assert cell(table, queued, "status") == "queued"
         assert cell(table, queued, "mono") == ""
 
@@ -195,8 +223,11 @@ def test_cancel_and_resume_go_through_the_launcher(store):
 
     async def scenario(app, pilot):
         await pilot.press("c")  # the cursor starts on the newest run: the queued one
-        await wait_until(pilot, lambda: cell(app.screen.query_one(RunsTable), queued, "status") == "cancelled",
-                         "the run shown cancelled")
+        await wait_until(
+            pilot,
+            lambda: cell(app.screen.query_one(RunsTable), queued, "status") == "cancelled",
+            "the run shown cancelled",
+        )
         assert store.get_run(queued)["status"] == "cancelled"
         assert cell(app.screen.query_one(RunsTable), queued, "status") == "cancelled"
         await pilot.press("down", "r")  # a finished run cannot be resumed
@@ -250,8 +281,9 @@ def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_da
         fill_new_run(screen, ["en", "de"], steps="3", batch_size="8", max_length="32")
         launch = screen.query_one("#launch", Button)
         # Wait for the check of the filled form (the defaults were checked, and ready, before).
-        await wait_until(pilot, lambda: "3 steps" in str(message.content) and not launch.disabled,
-                         "the filled form checked", 60)
+        await wait_until(
+            pilot, lambda: "3 steps" in str(message.content) and not launch.disabled, "the filled form checked", 60
+        )
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen), "the launched run's detail", 30)
         detail = app.screen
@@ -266,11 +298,13 @@ def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_da
             await wait_until(pilot, lambda: status_shown(detail) == "finished", "the run shown finished", 120)
             assert store.get_run(detail.run_id)["status"] == "finished", store.get_run(detail.run_id)["error"]
         await wait_until(pilot, lambda: len(detail.query_one(LossPlot).points) == 3, "the three steps plotted", 5)
-        await wait_until(pilot, lambda: detail.query_one(LanguageTable).row_count == 2,
-                         "the final results", 5)  # en, then avg
+        await wait_until(
+            pilot, lambda: detail.query_one(LanguageTable).row_count == 2, "the final results", 5
+        )  # en, then avg
         await pilot.press("escape")
-        await wait_until(pilot, lambda: app.screen.query_one(RunsTable).row_count == 2,
-                         "the run list with the new run", 5)
+        await wait_until(
+            pilot, lambda: app.screen.query_one(RunsTable).row_count == 2, "the run list with the new run", 5
+        )
 
     try:
         drive(path, scenario, size=(80, 24))
@@ -289,16 +323,18 @@ def test_new_run_form_refuses_invalid_input_and_records_nothing(tmp_path, shared
     async def scenario(app, pilot):
         screen, message = await new_run_form(pilot)
         fill_new_run(screen, ["en", "de"], alpha="1.5")
-        await wait_until(pilot, lambda: "--alpha must be within [0, 1]" in str(message.content),
-                         "the alpha refused", 10)
+        await wait_until(
+            pilot, lambda: "--alpha must be within [0, 1]" in str(message.content), "the alpha refused", 10
+        )
         assert screen.query_one("#launch", Button).disabled
         await pilot.press("ctrl+s")
         assert any(n.title == "cannot launch" for n in app._notifications)
         screen.query_one("#alpha", Input).value = "0.5"
         screen.query_one("#sampler", Select).value = "cross"
         fill_new_run(screen, ["en"])
-        await wait_until(pilot, lambda: "has the single language en" in str(message.content),
-                         "the single language refused", 60)
+        await wait_until(
+            pilot, lambda: "has the single language en" in str(message.content), "the single language refused", 60
+        )
         assert message.has_class("error") and screen.query_one("#launch", Button).disabled
         await pilot.press("ctrl+s", "escape")
         assert not isinstance(app.screen, NewRunScreen)
@@ -316,8 +352,9 @@ def text_of(renderable) -> str:
 
 def test_compare_marked_runs_shows_differences_figures_and_curves(store):
     hybrid = by_name(store, "finished-run")
-    mono = finished_run(store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
-                        "mono-run", shift=0.05)
+    mono = finished_run(
+        store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10), "mono-run", shift=0.05
+    )
 
     async def scenario(app, pilot):
         table = app.screen.query_one(RunsTable)
@@ -357,8 +394,9 @@ def shown_runs(table: RunsTable) -> list[str]:
 
 def test_sort_cycles_orders_and_keeps_the_cursor_and_marks(store):
     done, queued, slot = by_name(store, "finished-run"), by_name(store, "queued-run"), by_name(store, "elsewhere")
-    best = finished_run(store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10),
-                        "z-best", shift=0.05)
+    best = finished_run(
+        store, RunConfig(model="tiny", sampler="mono", train=("mlqa-r:en,de",), steps=10), "z-best", shift=0.05
+    )
 
     async def scenario(app, pilot):
         screen, table = app.screen, app.screen.query_one(RunsTable)
@@ -388,7 +426,8 @@ def test_delete_asks_first_refuses_running_runs_and_drops_marks(store):
         assert table.highlighted_run == queued
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen) and "delete 1 run(s)" in text_of(
-            app.screen.query_one("#confirm-question", Static).content)
+            app.screen.query_one("#confirm-question", Static).content
+        )
         await pilot.press("n")
         await settle(pilot)
         assert store.get_run(queued) and store.run_dir(queued).is_dir()
@@ -398,8 +437,9 @@ def test_delete_asks_first_refuses_running_runs_and_drops_marks(store):
         await pilot.press("up", "space", "down", "space")  # the running run and the finished one
         assert table.marked == [live, done]
         await pilot.press("d", "y")
-        await wait_until(pilot, lambda: shown_runs(table) == [live, by_name(store, "elsewhere")],
-                         "the finished run deleted", 5)
+        await wait_until(
+            pilot, lambda: shown_runs(table) == [live, by_name(store, "elsewhere")], "the finished run deleted", 5
+        )
         errors = [n.message for n in app._notifications if n.severity == "error"]
         assert any("is running" in message for message in errors)
         assert table.marked == [live] and store.get_run(live)["status"] == "running"
@@ -436,18 +476,44 @@ def grid_store(path) -> tuple[Store, str, list[dict]]:
     store = Store(path)
     hold_the_slot(store)
     cells = []
-    for sampler, alpha, seed, mono in [("baseline", None, 1, 0.4), ("mono", None, 1, 0.5), ("mono", None, 2, 0.7),
-                                       ("hybrid", 0.5, 1, 0.8), ("hybrid", 0.5, 2, 0.6)]:
+    for sampler, alpha, seed, mono in [
+        ("baseline", None, 1, 0.4),
+        ("mono", None, 1, 0.5),
+        ("mono", None, 2, 0.7),
+        ("hybrid", 0.5, 1, 0.8),
+        ("hybrid", 0.5, 2, 0.6),
+    ]:
         run_id = store.create_run(RunConfig(steps=1))
-        rows = [ResultRow("xquad-r", s, "avg", "avg" if s != "multi" else "all", "map", v, None)
-                for s, v in {"mono": mono, "cross": mono / 2, "multi": mono / 4}.items()]
-        rows += [ResultRow("xquad-r", "multi", "en", "all", "map", mono / 2, "seen"),
-                 ResultRow("xquad-r", "multi", "th", "all", "map", mono / 8, "unseen")]
+        rows = [
+            ResultRow("xquad-r", s, "avg", "avg" if s != "multi" else "all", "map", v, None)
+            for s, v in {"mono": mono, "cross": mono / 2, "multi": mono / 4}.items()
+        ]
+        rows += [
+            ResultRow("xquad-r", "multi", "en", "all", "map", mono / 2, "seen"),
+            ResultRow("xquad-r", "multi", "th", "all", "map", mono / 8, "unseen"),
+        ]
         store.add_results(run_id, rows, step=1, final=True)
-        cells.append({"run_id": run_id, "sampler": sampler, "alpha": alpha, "seed": seed,
-                      "label": reproduce.Cell(sampler, alpha, seed).label})
-    options = {"quick": True, "model": "m", "alphas": [0.5], "seeds": [1, 2], "lr": 3e-5, "steps": 1,
-               "batch_size": 2, "train": ["mlqa-r"], "eval": ["xquad-r"], "final_eval_max_queries": 0}
+        cells.append(
+            {
+                "run_id": run_id,
+                "sampler": sampler,
+                "alpha": alpha,
+                "seed": seed,
+                "label": reproduce.Cell(sampler, alpha, seed).label,
+            }
+        )
+    options = {
+        "quick": True,
+        "model": "m",
+        "alphas": [0.5],
+        "seeds": [1, 2],
+        "lr": 3e-5,
+        "steps": 1,
+        "batch_size": 2,
+        "train": ["mlqa-r"],
+        "eval": ["xquad-r"],
+        "final_eval_max_queries": 0,
+    }
     grid_id = store.create_grid("g", {"options": options, "cells": cells})
     store.delete_run(cells[2]["run_id"])
     return store, grid_id, cells
@@ -523,15 +589,25 @@ def test_command_palette_offers_the_run_list_actions(store):
         assert isinstance(app.screen, CommandPalette)
         commands = app.screen.query_one(CommandList)
         await wait_until(pilot, lambda: commands.option_count > 0, "the palette's commands", 5)
-        titles = {str(commands.get_option_at_index(i).prompt).split("\n")[0]
-                  for i in range(commands.option_count)}
-        assert {"New run", "Compare marked runs", "Grids and reproduction reports", "Delete marked runs",
-                "Export runs", "Sort runs", "Theme"} <= titles
+        titles = {str(commands.get_option_at_index(i).prompt).split("\n")[0] for i in range(commands.option_count)}
+        assert {
+            "New run",
+            "Compare marked runs",
+            "Grids and reproduction reports",
+            "Delete marked runs",
+            "Export runs",
+            "Sort runs",
+            "Theme",
+        } <= titles
         await pilot.press(*"sort runs")
         await settle(pilot)  # the palette searches in a worker
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and "name" in app.screen.sub_title,
-                         "the runs sorted by name", 5)
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, RunsScreen) and "name" in app.screen.sub_title,
+            "the runs sorted by name",
+            5,
+        )
 
     drive(store.path, scenario)
 
@@ -565,8 +641,11 @@ def test_new_run_form_offers_miracl_for_evaluation_only(store):
         assert "miracl" in [value for _, value in evaluation._options]
         assert "miracl" not in [value for _, value in training._options]
         evaluation.value = "miracl"
-        await wait_until(pilot, lambda: "sw" in [o.value for o in form.query_one("#eval-langs", SelectionList).options],
-                         "MIRACL's languages offered")
+        await wait_until(
+            pilot,
+            lambda: "sw" in [o.value for o in form.query_one("#eval-langs", SelectionList).options],
+            "MIRACL's languages offered",
+        )
         assert "sw" in [o.value for o in form.query_one("#eval-langs", SelectionList).options]
         assert form._config().eval == ("miracl",)
 
@@ -595,8 +674,16 @@ def test_cancelling_a_running_run_checkpoints_it_and_shows_cancelled(tmp_path, s
     monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
     models.prepare_tiny()
     path = tmp_path / "store"
-    config = RunConfig(model="tiny", train=("mlqa-r:en,de",), eval=("xquad-r:en",), steps=5000, batch_size=8,
-                       max_length=32, warmup_steps=1, data_dir=str(shared_data))
+    config = RunConfig(
+        model="tiny",
+        train=("mlqa-r:en,de",),
+        eval=("xquad-r:en",),
+        steps=5000,
+        batch_size=8,
+        max_length=32,
+        warmup_steps=1,
+        data_dir=str(shared_data),
+    )
     with Store(path) as store:
         run_id = launcher.submit(store, config, name="long-run")
 
@@ -606,8 +693,9 @@ def test_cancelling_a_running_run_checkpoints_it_and_shows_cancelled(tmp_path, s
             await wait_until(pilot, lambda: (store.get_run(run_id)["step"] or 0) >= 2, "two steps trained", 120)
         await wait_until(pilot, lambda: cell(table, run_id, "status").startswith("running"), "the run shown running", 5)
         await pilot.press("c")
-        await wait_until(pilot, lambda: cell(table, run_id, "status").startswith("cancelled"),
-                         "the run shown cancelled", 60)
+        await wait_until(
+            pilot, lambda: cell(table, run_id, "status").startswith("cancelled"), "the run shown cancelled", 60
+        )
         with Store(path) as store:
             run = store.get_run(run_id)
             assert run["status"] == "cancelled" and run["exit_code"] == 0

@@ -20,6 +20,7 @@ import time as real_time
 
 import pytest
 from textual.widgets import Log, Static
+from tui_fixtures import DEMO_NOW, DEMO_RUNS, build_demo_store, wait_until
 
 import hybtui
 from hybtui.tui.app import HybtuiApp
@@ -30,7 +31,6 @@ from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
-from tui_fixtures import DEMO_NOW, DEMO_RUNS, build_demo_store, wait_until
 
 SIZE = (100, 30)
 #: Long: the run list is read once at mount; nothing changes in the store meanwhile.
@@ -117,9 +117,11 @@ def test_run_detail_of_a_finished_run(demo, snap_compare):
             if not (isinstance(screen, RunDetailScreen) and screen.run_id == demo["hybrid-a0.5"]):
                 return False
             logs = screen.query(Log)  # the log may sit in a hidden tab: it is read all the same
-            return (screen.query_one(LanguageTable).row_count == 12  # 11 languages and avg
-                    and len(screen.query_one(LossPlot).points) == 200
-                    and all("training done" in "\n".join(log.lines) for log in logs))
+            return (
+                screen.query_one(LanguageTable).row_count == 12  # 11 languages and avg
+                and len(screen.query_one(LossPlot).points) == 200
+                and all("training done" in "\n".join(log.lines) for log in logs)
+            )
 
         await until(pilot, shown, "the detail of hybrid-a0.5")
 
@@ -133,8 +135,9 @@ def test_new_run_form(demo, snap_compare):
 
         def checked() -> bool:  # the defaults checked against the data (this imports torch)
             screen = pilot.app.screen
-            return (isinstance(screen, NewRunScreen)
-                    and str(screen.query_one("#form-message", Static).content).startswith("ready"))
+            return isinstance(screen, NewRunScreen) and str(
+                screen.query_one("#form-message", Static).content
+            ).startswith("ready")
 
         await until(pilot, checked, "the form's check", timeout=120)
 
@@ -148,9 +151,11 @@ def test_compare_two_runs(demo, snap_compare):
 
         def shown() -> bool:
             screen = pilot.app.screen
-            return (isinstance(screen, CompareScreen)
-                    and len(screen.query("#compare-tables Static")) > 3
-                    and len(screen.query_one(LossPlot).series) == 2)
+            return (
+                isinstance(screen, CompareScreen)
+                and len(screen.query("#compare-tables Static")) > 3
+                and len(screen.query_one(LossPlot).series) == 2
+            )
 
         await until(pilot, shown, "the comparison", timeout=60)
 
@@ -180,8 +185,9 @@ def test_grid_report_screen(demo, snap_compare):
 
         def shown() -> bool:
             screen = pilot.app.screen
-            return (isinstance(screen, GridReportScreen)
-                    and "2/3 runs finished." in str(screen.query_one("#grid-summary", Static).content))
+            return isinstance(screen, GridReportScreen) and "2/3 runs finished." in str(
+                screen.query_one("#grid-summary", Static).content
+            )
 
         await until(pilot, shown, "the grid's report")
 

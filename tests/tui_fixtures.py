@@ -44,30 +44,64 @@ DEMO_NOW = 1767700800.0
 #: Languages the demo runs trained on (mlqa-r's), so xquad-r shows seen and unseen ones.
 MLQA = LANGUAGES["mlqa-r"]
 #: A made-up retrieval quality per query language (higher: easier).
-QUALITY = {"ar": 0.62, "de": 0.74, "el": 0.58, "en": 0.81, "es": 0.76, "hi": 0.60, "ru": 0.66,
-           "th": 0.49, "tr": 0.57, "vi": 0.69, "zh": 0.67}
+QUALITY = {
+    "ar": 0.62,
+    "de": 0.74,
+    "el": 0.58,
+    "en": 0.81,
+    "es": 0.76,
+    "hi": 0.60,
+    "ru": 0.66,
+    "th": 0.49,
+    "tr": 0.57,
+    "vi": 0.69,
+    "zh": 0.67,
+}
 
 # (name, config, status, created minutes before now, minutes run, step reached, quality shift)
 DEMO_RUNS = (
     ("mono-baseline", RunConfig(name="mono-baseline", sampler="mono", steps=1000), "finished", 300, 41, 1000, -0.06),
-    ("hybrid-a0.5", RunConfig(name="hybrid-a0.5", sampler="hybrid", alpha=0.5, steps=1000), "finished", 240, 43,
-     1000, 0.0),
-    ("cross-en-de", RunConfig(name="cross-en-de", sampler="cross", train=("mlqa-r:de,en",), steps=1000),
-     "crashed", 180, 30, 700, 0.0),
-    ("hybrid-a0.3", RunConfig(name="hybrid-a0.3", sampler="hybrid", alpha=0.3, steps=1000), "running", 75, 75,
-     400, 0.0),
+    (
+        "hybrid-a0.5",
+        RunConfig(name="hybrid-a0.5", sampler="hybrid", alpha=0.5, steps=1000),
+        "finished",
+        240,
+        43,
+        1000,
+        0.0,
+    ),
+    (
+        "cross-en-de",
+        RunConfig(name="cross-en-de", sampler="cross", train=("mlqa-r:de,en",), steps=1000),
+        "crashed",
+        180,
+        30,
+        700,
+        0.0,
+    ),
+    (
+        "hybrid-a0.3",
+        RunConfig(name="hybrid-a0.3", sampler="hybrid", alpha=0.3, steps=1000),
+        "running",
+        75,
+        75,
+        400,
+        0.0,
+    ),
     ("hybrid-a0.7", RunConfig(name="hybrid-a0.7", sampler="hybrid", alpha=0.7, steps=1000), "queued", 70, 0, 0, 0.0),
 )
 # Ages are whole hours and minutes (the run list shows seconds only below an hour), so a
 # capture taken within a minute of building the store reads the same every time.
 DEMO_GRID = "reproduce-quick"
-CRASH_ERROR = ("worker process 31337 on gpu-node-2 is gone without recording an exit; marked crashed "
-               "(resume it with `hybtui runs resume {id}`)")
+CRASH_ERROR = (
+    "worker process 31337 on gpu-node-2 is gone without recording an exit; marked crashed "
+    "(resume it with `hybtui runs resume {id}`)"
+)
 
 
 def demo_run_id(index: int, created_at: float) -> str:
     """``YYMMDD-HHMMSS-xxxx`` like the store's ids, from the creation time and a fixed suffix."""
-    return time.strftime("%y%m%d-%H%M%S-", time.gmtime(created_at)) + f"{0xa1f0 + index:04x}"
+    return time.strftime("%y%m%d-%H%M%S-", time.gmtime(created_at)) + f"{0xA1F0 + index:04x}"
 
 
 def demo_loss(step: int, shift: float = 0.0) -> float:
@@ -108,10 +142,12 @@ def build_demo_store(path: str | Path, now: float = DEMO_NOW) -> dict[str, str]:
     created = {name: now - 60 * minutes_ago for name, _, _, minutes_ago, *_ in DEMO_RUNS}
     grid_created = created["mono-baseline"] - 60
     # The ids read as if created at DEMO_NOW whatever ``now`` is: the same in every capture.
-    ids = iter([demo_run_id(i, created[name] - now + DEMO_NOW) for i, (name, *_) in enumerate(DEMO_RUNS)]
-               + [demo_run_id(len(DEMO_RUNS), grid_created - now + DEMO_NOW)])
+    ids = iter(
+        [demo_run_id(i, created[name] - now + DEMO_NOW) for i, (name, *_) in enumerate(DEMO_RUNS)]
+        + [demo_run_id(len(DEMO_RUNS), grid_created - now + DEMO_NOW)]
+    )
     out: dict[str, str] = {}
-    with Store(path) as store, mock.patch("hybtui.runs.store._new_run_id", lambda: next(ids)):
+    with Store(path) as store, mock.patch("hybtui.runs.database.random_id", lambda: next(ids)):
         for name, config, status, _, minutes_run, step, shift in DEMO_RUNS:
             run_id = out[name] = store.create_run(config)
             times = {"created_at": created[name]}
@@ -132,14 +168,29 @@ def build_demo_store(path: str | Path, now: float = DEMO_NOW) -> dict[str, str]:
                     times["ended_at"] = started + 60 * minutes_run
                 launcher.log_path(store, run_id).write_text("\n".join(log) + "\n")
             store.db.table("runs").update(run_id, times)
-        cells = [{"run_id": out[name], "sampler": sampler, "alpha": alpha, "seed": 42, "label": label}
-                 for name, sampler, alpha, label in (("mono-baseline", "mono", None, "X-X-mono"),
-                                                     ("cross-en-de", "cross", None, "X-Y"),
-                                                     ("hybrid-a0.5", "hybrid", 0.5, "hybrid α=0.5"))]
-        options = {"quick": True, "model": "me5-small", "alphas": [0.5], "seeds": [42], "lr": 3e-05, "steps": 1000,
-                   "batch_size": 100, "train": ["mlqa-r"], "eval": ["xquad-r"], "final_eval_max_queries": 0}
-        grid_id = out[DEMO_GRID] = store.create_grid(DEMO_GRID, {"options": options, "cells": cells,
-                                                                 "expected_seconds": 9000})
+        cells = [
+            {"run_id": out[name], "sampler": sampler, "alpha": alpha, "seed": 42, "label": label}
+            for name, sampler, alpha, label in (
+                ("mono-baseline", "mono", None, "X-X-mono"),
+                ("cross-en-de", "cross", None, "X-Y"),
+                ("hybrid-a0.5", "hybrid", 0.5, "hybrid α=0.5"),
+            )
+        ]
+        options = {
+            "quick": True,
+            "model": "me5-small",
+            "alphas": [0.5],
+            "seeds": [42],
+            "lr": 3e-05,
+            "steps": 1000,
+            "batch_size": 100,
+            "train": ["mlqa-r"],
+            "eval": ["xquad-r"],
+            "final_eval_max_queries": 0,
+        }
+        grid_id = out[DEMO_GRID] = store.create_grid(
+            DEMO_GRID, {"options": options, "cells": cells, "expected_seconds": 9000}
+        )
         store.db.table("grids").update(grid_id, {"created_at": grid_created})
     return out
 
@@ -159,8 +210,9 @@ async def settle(pilot: Pilot) -> None:
     try:
         await asyncio.wait_for(pilot.app.workers.wait_for_complete(), SETTLE_TIMEOUT_S)
     except TimeoutError:
-        raise AssertionError(f"the app's workers still busy after {SETTLE_TIMEOUT_S:.0f} s: "
-                             f"{list(pilot.app.workers)}") from None
+        raise AssertionError(
+            f"the app's workers still busy after {SETTLE_TIMEOUT_S:.0f} s: {list(pilot.app.workers)}"
+        ) from None
     await pilot.pause()
 
 
@@ -187,8 +239,12 @@ async def new_run_form(pilot: Pilot) -> tuple[Screen, Static]:
     return screen, screen.query_one("#form-message", Static)
 
 
-def drive(store_path: str | Path, scenario: Callable[[HybtuiApp, Pilot], Awaitable[Any]],
-          size: tuple[int, int] = (100, 30), refresh_s: float = REFRESH_S) -> Any:
+def drive(
+    store_path: str | Path,
+    scenario: Callable[[HybtuiApp, Pilot], Awaitable[Any]],
+    size: tuple[int, int] = (100, 30),
+    refresh_s: float = REFRESH_S,
+) -> Any:
     """Open the app on ``store_path`` at ``size`` under Pilot, wait for its run list's first
     read, and run ``await scenario(app, pilot)`` (pytest-asyncio is not installed); returns
     what the scenario returns."""
@@ -196,8 +252,9 @@ def drive(store_path: str | Path, scenario: Callable[[HybtuiApp, Pilot], Awaitab
     async def main() -> Any:
         app = HybtuiApp(store_path, refresh_s=refresh_s)
         async with app.run_test(size=size) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.is_mounted,
-                             "the run list")
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.is_mounted, "the run list"
+            )
             await settle(pilot)  # its first read, started as it was mounted
             return await scenario(app, pilot)
 
@@ -211,15 +268,33 @@ class Tmux:
     """One detached tmux session on its own server (``-L``), so nothing touches the user's
     tmux; ``close`` kills the server. The command's exit status is written to ``rc_file``."""
 
-    def __init__(self, command: list[str], cwd: Path, env: dict[str, str], size: tuple[int, int] = (100, 30),
-                 rc_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        size: tuple[int, int] = (100, 30),
+        rc_file: Path | None = None,
+    ) -> None:
         self.socket = f"hybtui-{uuid.uuid4().hex[:8]}"
         self.name = "hybtui"
         self.rc_file = rc_file or cwd / "tmux-command.rc"
         shell = f"{shlex.join(command)}; echo $? > {shlex.quote(str(self.rc_file))}"
         env_flags = [flag for key, value in env.items() for flag in ("-e", f"{key}={value}")]
-        self._tmux("new-session", "-d", "-s", self.name, "-x", str(size[0]), "-y", str(size[1]),
-                   "-c", str(cwd), *env_flags, shell)
+        self._tmux(
+            "new-session",
+            "-d",
+            "-s",
+            self.name,
+            "-x",
+            str(size[0]),
+            "-y",
+            str(size[1]),
+            "-c",
+            str(cwd),
+            *env_flags,
+            shell,
+        )
         # Where tmux puts a -L socket; it leaves the file behind when its server is killed.
         self._socket_path = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / self.socket
 
@@ -228,8 +303,9 @@ class Tmux:
         # readline set without os.environ knowing (under pytest it does), and the server
         # started here would hand them to the app, which would then draw at 80x24.
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check,
-                              timeout=30, env=env)
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check, timeout=30, env=env
+        )
 
     def send(self, *keys: str, gap_s: float = 0.15) -> None:
         """tmux key names (``Tab``, ``Enter``, ``C-s``, ``Space``, ``Escape``, ``Down``), one at

@@ -19,8 +19,7 @@ from hybtui.errors import HybtuiError
 app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
-    help="Train and evaluate multilingual dense retrievers with hybrid batch sampling. "
-    "With no command: open the app.",
+    help="Train and evaluate multilingual dense retrievers with hybrid batch sampling. With no command: open the app.",
     pretty_exceptions_enable=False,
 )
 # The help lists the commands, then the groups, each in the order they are registered here.

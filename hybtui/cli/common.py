@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,12 +13,12 @@ if TYPE_CHECKING:
     from hybtui.runs.store import Store
 
 DataDirOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data-dir", help="Directory holding the benchmark files (env HYBTUI_DATA_DIR)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 StoreOption = Annotated[
-    Optional[Path], typer.Option("--store", help="The run store directory (env HYBTUI_STORE, default ./store).")
+    Path | None, typer.Option("--store", help="The run store directory (env HYBTUI_STORE, default ./store).")
 ]
 
 

@@ -68,7 +68,6 @@ def progress_bars(enabled: bool = True) -> Iterator[ProgressBars]:
         yield ProgressBars(progress)
 
 
-
 def _headline(metrics: dict[str, float]) -> tuple[str, ...]:
     """The metrics a progress line shows: mAP (LAReQA), else MIRACL's nDCG@10 and Recall@100."""
     return ("map",) if "map" in metrics else tuple(m for m in ("ndcg@10", "recall@100") if m in metrics)
@@ -105,10 +104,13 @@ class TrainingProgress(Events):
 
     def on_step(self, report: StepReport) -> None:
         self._smoothed = report.loss if self._smoothed is None else 0.9 * self._smoothed + 0.1 * report.loss
-        languages = (",".join(sorted(report.languages)) if report.batch_type == "mono"
-                     else f"{len(report.languages)} pairs")
-        status = (f"loss {self._smoothed:.3f} lr {report.lr:.1e} {report.pairs_per_s:.0f} pairs/s "
-                  f"{report.batch_type}:{languages}")
+        languages = (
+            ",".join(sorted(report.languages)) if report.batch_type == "mono" else f"{len(report.languages)} pairs"
+        )
+        status = (
+            f"loss {self._smoothed:.3f} lr {report.lr:.1e} {report.pairs_per_s:.0f} pairs/s "
+            f"{report.batch_type}:{languages}"
+        )
         self._progress.update(self._task, completed=report.step, status=status)
 
     def on_validation(self, step: int, loss: float) -> None:
@@ -120,7 +122,8 @@ class TrainingProgress(Events):
             bias = settings.get("multi", {}).get("rank_distance")
             self._progress.console.print(
                 f"step {step} {'final' if final else 'quick'} eval {bench}: {figures}"
-                + (f" rank distance {bias:.1f}" if bias is not None else ""))
+                + (f" rank distance {bias:.1f}" if bias is not None else "")
+            )
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         self._progress.console.print(visible(f"checkpoint {path}"), style="dim", markup=False)
@@ -137,9 +140,15 @@ def watch_grid(store_path: Path, grid_id: str, poll_s: float = 1.0, enabled: boo
     from hybtui.runs.grid import grid_runs, is_done
     from hybtui.runs.store import Store
 
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(), console=stderr,
-                        disable=not enabled)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}", markup=False),
+        TimeElapsedColumn(),
+        console=stderr,
+        disable=not enabled,
+    )
     tasks: dict[str, TaskID] = {}
     with progress, Store(store_path) as store:
         while True:
@@ -158,4 +167,3 @@ def watch_grid(store_path: Path, grid_id: str, poll_s: float = 1.0, enabled: boo
             if is_done(runs):
                 return
             time.sleep(poll_s)
-

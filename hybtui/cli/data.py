@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -42,7 +42,7 @@ def data_ls(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None
 
 @data_app.command("fetch")
 def data_fetch(
-    bench: Annotated[Optional[list[str]], typer.Argument(help="Benchmarks to fetch (default: all).")] = None,
+    bench: Annotated[list[str] | None, typer.Argument(help="Benchmarks to fetch (default: all).")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Download missing benchmark files into the user cache (checksums verified)."""
@@ -60,7 +60,7 @@ def data_fetch(
 
 @data_app.command("verify")
 def data_verify(
-    bench: Annotated[Optional[list[str]], typer.Argument(help="Benchmarks to verify (default: all).")] = None,
+    bench: Annotated[list[str] | None, typer.Argument(help="Benchmarks to verify (default: all).")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Check every present benchmark file against its pinned sha256; exit 1 on any problem."""
@@ -90,8 +90,17 @@ def models_ls(as_json: JsonOption = False) -> None:
     """Registry names with their source, size and whether they are ready offline."""
     from hybtui.modeling import encoder as models
 
-    entries = [{"name": e.name, "source": e.source, "params": e.params, "pooling": e.pooling,
-                "status": models.availability(e), "about": e.about} for e in models.REGISTRY.values()]
+    entries = [
+        {
+            "name": e.name,
+            "source": e.source,
+            "params": e.params,
+            "pooling": e.pooling,
+            "status": models.availability(e),
+            "about": e.about,
+        }
+        for e in models.REGISTRY.values()
+    ]
     if as_json:
         typer.echo(json.dumps(entries, indent=1))
         return

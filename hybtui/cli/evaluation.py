@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NamedTuple, Optional
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
@@ -38,24 +38,29 @@ def eval_command(
         str, typer.Option(help="Registry name (see `hybtui models ls`), Hugging Face id or local checkpoint.")
     ] = "me5-small",
     eval_spec: Annotated[
-        list[str], typer.Option("--eval", help="Benchmarks and languages, e.g. xquad-r:en,de,mlqa-r, miracl:sw,th "
-                                "or beir:PATH.")
+        list[str],
+        typer.Option("--eval", help="Benchmarks and languages, e.g. xquad-r:en,de,mlqa-r, miracl:sw,th or beir:PATH."),
     ] = ["xquad-r"],  # noqa: B006 - typer needs a literal default
     max_queries: Annotated[
-        Optional[int], typer.Option(help="Evaluate a deterministic subset of N queries per language.")
+        int | None, typer.Option(help="Evaluate a deterministic subset of N queries per language.")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 64,
-    pooling: Annotated[Optional[str], typer.Option(help="mean or cls (default: the model's).")] = None,
-    query_prefix: Annotated[Optional[str], typer.Option(help='Text before each query, e.g. "query: ".')] = None,
-    passage_prefix: Annotated[Optional[str], typer.Option(help='Text before each candidate, e.g. "passage: ".')] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Maximum tokens per text.")] = None,
+    pooling: Annotated[str | None, typer.Option(help="mean or cls (default: the model's).")] = None,
+    query_prefix: Annotated[str | None, typer.Option(help='Text before each query, e.g. "query: ".')] = None,
+    passage_prefix: Annotated[str | None, typer.Option(help='Text before each candidate, e.g. "passage: ".')] = None,
+    max_length: Annotated[int | None, typer.Option(help="Maximum tokens per text.")] = None,
     seen: Annotated[
-        Optional[str], typer.Option(help="Training languages (comma-separated): rows are marked seen/unseen.")
+        str | None, typer.Option(help="Training languages (comma-separated): rows are marked seen/unseen.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     bf16: Annotated[bool, typer.Option(help="Encode under bf16 autocast.")] = False,
-    index: Annotated[str, typer.Option(help="Corpus search for miracl / beir: exact, or approximate hnsw / ivf "
-                                       "(reported with their recall against exact search).")] = "exact",
+    index: Annotated[
+        str,
+        typer.Option(
+            help="Corpus search for miracl / beir: exact, or approximate hnsw / ivf "
+            "(reported with their recall against exact search)."
+        ),
+    ] = "exact",
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -108,16 +113,30 @@ def _load_benchmarks(
     return loaded, warnings
 
 
-def _evaluate(encoder: Encoder, benches: list[Benchmark | CorpusBenchmark], seen_langs: list[str] | None,
-              batch_size: int, bf16: bool, index: str, bars: ProgressBars,
-              searches: dict[str, dict[str, SearchReport]]) -> list[ResultRow]:
+def _evaluate(
+    encoder: Encoder,
+    benches: list[Benchmark | CorpusBenchmark],
+    seen_langs: list[str] | None,
+    batch_size: int,
+    bf16: bool,
+    index: str,
+    bars: ProgressBars,
+    searches: dict[str, dict[str, SearchReport]],
+) -> list[ResultRow]:
     """The result rows; each corpus search's report lands in `searches[bench][lang]`."""
     from hybtui.evaluation import evaluate, retrieval
 
-    return evaluate.evaluate(encoder, benches, seen_langs, batch_size, bf16, progress=bars.counter, index=index,
-                             cache_dir=retrieval.embedding_cache_root(),
-                             on_search=lambda bench, lang, report: searches.setdefault(bench, {})
-                             .update({lang: report}))
+    return evaluate.evaluate(
+        encoder,
+        benches,
+        seen_langs,
+        batch_size,
+        bf16,
+        progress=bars.counter,
+        index=index,
+        cache_dir=retrieval.embedding_cache_root(),
+        on_search=lambda bench, lang, report: searches.setdefault(bench, {}).update({lang: report}),
+    )
 
 
 def _print_json(evaluation: Evaluation, spec: EncoderSpec, elapsed: float) -> None:
@@ -128,8 +147,9 @@ def _print_json(evaluation: Evaluation, spec: EncoderSpec, elapsed: float) -> No
         "wall_time_s": round(elapsed, 2),
     }
     if evaluation.searches:
-        payload["search"] = {b: {lang: r.as_dict() for lang, r in reports.items()}
-                             for b, reports in evaluation.searches.items()}
+        payload["search"] = {
+            b: {lang: r.as_dict() for lang, r in reports.items()} for b, reports in evaluation.searches.items()
+        }
     if evaluation.warnings:
         payload["warnings"] = evaluation.warnings
     typer.echo(json.dumps(payload, indent=1))
@@ -165,8 +185,11 @@ def _corpus_table(bench: CorpusBenchmark, rows: list[ResultRow], searches: dict[
     from hybtui.evaluation import evaluate
 
     table = Table("lang", "seen", *evaluate.CORPUS_METRICS, "search", title=bench.name, title_justify="left")
-    shown = {(r.query_lang, r.metric): r for r in rows if r.bench == bench.name
-             and (r.seen is None or r.query_lang != AVERAGE)}
+    shown = {
+        (r.query_lang, r.metric): r
+        for r in rows
+        if r.bench == bench.name and (r.seen is None or r.query_lang != AVERAGE)
+    }
     for lang in (*bench.languages, AVERAGE):
         figures = (f"{shown[(lang, m)].value:.3f}" for m in evaluate.CORPUS_METRICS)
         table.add_row(lang, shown[(lang, "ndcg@10")].seen or "", *figures, _search_note(searches.get(lang)))
@@ -178,5 +201,8 @@ def _search_note(report: SearchReport | None) -> str:
     if report is None:
         return ""
     return f"{report.index} {report.search_s:.2f} s" + (
-        "" if report.recall_vs_exact is None else f" (build {report.build_s:.1f} s; recall@100 vs exact "
-        f"{report.recall_vs_exact:.3f}, exact {report.exact_search_s:.2f} s)")
+        ""
+        if report.recall_vs_exact is None
+        else f" (build {report.build_s:.1f} s; recall@100 vs exact "
+        f"{report.recall_vs_exact:.3f}, exact {report.exact_search_s:.2f} s)"
+    )

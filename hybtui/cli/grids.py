@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,29 +18,36 @@ if TYPE_CHECKING:
 
 grids_app = typer.Typer(no_args_is_help=True, help="Grids of runs launched together (hybtui reproduce): list, report.")
 
+QuickOption = Annotated[
+    bool,
+    typer.Option(
+        "--quick",
+        help="A reduced budget that finishes in minutes on a CPU; a smoke test, "
+        "so its runs keep no model (results only).",
+    ),
+]
+GridEvalOption = Annotated[
+    str | None, typer.Option("--eval", help="Benchmarks (default xquad-r; --quick xquad-r:en,zh,th).")
+]
+GridMaxParallelOption = Annotated[int | None, typer.Option(help="How many runs of this store may run at once (kept).")]
+GridDetachOption = Annotated[
+    bool, typer.Option("--detach", help="Queue the grid and return; report later with `hybtui grids report`.")
+]
+
 
 def reproduce_command(
-    quick: Annotated[bool, typer.Option("--quick", help="A reduced budget that finishes in minutes on a CPU; a smoke "
-                                        "test, so its runs keep no model (results only).")] = False,
+    quick: QuickOption = False,
     model: Annotated[str, typer.Option(help="Registry name, Hugging Face id or local checkpoint.")] = "me5-small",
-    alpha: Annotated[Optional[list[float]], typer.Option("--alpha", help="Hybrid α; repeat for a sweep.")] = None,
-    seed: Annotated[Optional[list[int]], typer.Option("--seed", help="Seed; repeat for mean ± spread.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Steps per trained run (default 150; --quick 30).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 32; --quick 16).")] = None,
+    alpha: Annotated[list[float] | None, typer.Option("--alpha", help="Hybrid α; repeat for a sweep.")] = None,
+    seed: Annotated[list[int] | None, typer.Option("--seed", help="Seed; repeat for mean ± spread.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Steps per trained run (default 150; --quick 30).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default 32; --quick 16).")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate, the same for every sampler.")] = 3e-5,
-    train: Annotated[
-        Optional[str], typer.Option(help="Training data (default mlqa-r; --quick mlqa-r:en,de,zh).")
-    ] = None,
-    eval_spec: Annotated[
-        Optional[str], typer.Option("--eval", help="Benchmarks (default xquad-r; --quick xquad-r:en,zh,th).")
-    ] = None,
+    train: Annotated[str | None, typer.Option(help="Training data (default mlqa-r; --quick mlqa-r:en,de,zh).")] = None,
+    eval_spec: GridEvalOption = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
-    max_parallel: Annotated[
-        Optional[int], typer.Option(help="How many runs of this store may run at once (kept).")
-    ] = None,
-    detach: Annotated[
-        bool, typer.Option("--detach", help="Queue the grid and return; report later with `hybtui grids report`.")
-    ] = False,
+    max_parallel: GridMaxParallelOption = None,
+    detach: GridDetachOption = False,
     data_dir: DataDirOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
@@ -55,9 +62,19 @@ def reproduce_command(
     root = sources.data_dir_from_env(data_dir)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
-    grid = reproduce.plan(quick=quick, model=model, alphas=alpha or [0.5], seeds=seed or [42], steps=steps,
-                          batch_size=batch_size, lr=lr, train=_csv_specs(train), eval=_csv_specs(eval_spec),
-                          device=device, data_dir=root)
+    grid = reproduce.plan(
+        quick=quick,
+        model=model,
+        alphas=alpha or [0.5],
+        seeds=seed or [42],
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        train=_csv_specs(train),
+        eval=_csv_specs(eval_spec),
+        device=device,
+        data_dir=root,
+    )
     path = store_path(store)
     grid_id = _queue_grid(path, grid, model, quick, max_parallel)
     if detach:
@@ -81,15 +98,18 @@ def _queue_grid(path: Path, grid: GridPlan, model: str, quick: bool, max_paralle
     expected = grid.expected_seconds()
     with open_store(path) as db:
         db.check_writable()
-        stderr.print(f"{grid.name}: {len(grid.configs)} runs on {model} — expected wall time about "
-                     f"{expected / 60:.0f} min one run at a time (me5-small rates measured on a 2-core CPU; "
-                     f"scale for your hardware)" + ("; a smoke test: its runs keep their results, not their models"
-                                                    if quick else ""))
+        stderr.print(
+            f"{grid.name}: {len(grid.configs)} runs on {model} — expected wall time about "
+            f"{expected / 60:.0f} min one run at a time (me5-small rates measured on a 2-core CPU; "
+            f"scale for your hardware)"
+            + ("; a smoke test: its runs keep their results, not their models" if quick else "")
+        )
         if max_parallel is not None:
             launcher.set_max_parallel(db, max_parallel)
         grid_id = reproduce.launch(db, grid)
-    stderr.print(f"grid {grid_id} queued (store {path}); watch it in the app (`hybtui`) or with "
-                 f"`hybtui grids report {grid_id}`")
+    stderr.print(
+        f"grid {grid_id} queued (store {path}); watch it in the app (`hybtui`) or with `hybtui grids report {grid_id}`"
+    )
     return grid_id
 
 
@@ -122,9 +142,17 @@ def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
 
     with open_store(store) as db:
         listing = [(g, reproduce.grid_runs(db, g)) for g in db.list_grids()]
-    rows = [{"id": g["id"], "name": g["name"], "created_at": g["created_at"], "runs": len(runs),
-             "finished": sum(1 for _, r in runs if r and r["status"] == "finished"),
-             "done": reproduce.is_done(runs)} for g, runs in listing]
+    rows = [
+        {
+            "id": g["id"],
+            "name": g["name"],
+            "created_at": g["created_at"],
+            "runs": len(runs),
+            "finished": sum(1 for _, r in runs if r and r["status"] == "finished"),
+            "done": reproduce.is_done(runs),
+        }
+        for g, runs in listing
+    ]
     if as_json:
         typer.echo(inert.dumps(rows, indent=1))
         return
@@ -134,8 +162,12 @@ def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
     table = Table("id", "name", "runs finished", "age")
     now = time.time()
     for row in rows:
-        table.add_row(inert.text(row["id"]), inert.text(row["name"]), f"{row['finished']}/{row['runs']}",
-                      age(now - row["created_at"]))
+        table.add_row(
+            inert.text(row["id"]),
+            inert.text(row["name"]),
+            f"{row['finished']}/{row['runs']}",
+            age(now - row["created_at"]),
+        )
     Console().print(table)
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,9 +22,9 @@ runs_app = typer.Typer(no_args_is_help=True, help="Stored runs: list, show, canc
 
 @runs_app.command("ls")
 def runs_ls(
-    status: Annotated[Optional[str], typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     limit: Annotated[
-        Optional[int], typer.Option(help="At most this many, newest first (table default 50; --json: all).")
+        int | None, typer.Option(help="At most this many, newest first (table default 50; --json: all).")
     ] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
@@ -40,8 +40,22 @@ def runs_ls(
     more = shown is not None and len(runs) > shown
     runs = runs[:shown]
     if as_json:
-        keys = ("id", "name", "status", "pid", "created_at", "started_at", "ended_at", "step", "total_steps",
-                "exit_code", "error", "parent_id", "config", "config_error")
+        keys = (
+            "id",
+            "name",
+            "status",
+            "pid",
+            "created_at",
+            "started_at",
+            "ended_at",
+            "step",
+            "total_steps",
+            "exit_code",
+            "error",
+            "parent_id",
+            "config",
+            "config_error",
+        )
         typer.echo(inert.dumps([{**{k: r[k] for k in keys}, "stalled": is_stalled(r)} for r in runs], indent=1))
         return
     from rich.console import Console
@@ -51,9 +65,19 @@ def runs_ls(
     now = time.time()
     for r in runs:
         state = r["status"] + (" (stalled)" if is_stalled(r) else "")
-        table.add_row(*(inert.text(cell) for cell in (
-            r["id"], r["name"] or "", *(report.config_value(r, k) for k in ("model", "sampler", "alpha")), state,
-            f"{r['step'] or 0}/{r['total_steps']}", age(now - r["created_at"]))))
+        table.add_row(
+            *(
+                inert.text(cell)
+                for cell in (
+                    r["id"],
+                    r["name"] or "",
+                    *(report.config_value(r, k) for k in ("model", "sampler", "alpha")),
+                    state,
+                    f"{r['step'] or 0}/{r['total_steps']}",
+                    age(now - r["created_at"]),
+                )
+            )
+        )
     Console().print(table)
     if more:
         typer.echo(f"(newest {shown} shown; --limit N for more)")
@@ -76,9 +100,19 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     if as_json:
         from hybtui import inert
 
-        typer.echo(inert.dumps({"run": {**run, "stalled": is_stalled(run)}, "latest_metrics": latest,
-                                "results": rows, "events": events, "disk": dataclasses.asdict(disk),
-                                "log_tail": log_tail}, indent=1))
+        typer.echo(
+            inert.dumps(
+                {
+                    "run": {**run, "stalled": is_stalled(run)},
+                    "latest_metrics": latest,
+                    "results": rows,
+                    "events": events,
+                    "disk": dataclasses.asdict(disk),
+                    "log_tail": log_tail,
+                },
+                indent=1,
+            )
+        )
         return
     from rich.console import Console
 
@@ -153,8 +187,9 @@ PruneModelsOption = Annotated[bool, typer.Option("--models", help="Remove the fi
 
 @runs_app.command("prune")
 def runs_prune(
-    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Runs to prune (default: every finished or "
-                                                           "failed run).")] = None,
+    run_ids: Annotated[
+        list[str] | None, typer.Argument(help="Runs to prune (default: every finished or failed run).")
+    ] = None,
     with_models: PruneModelsOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -167,12 +202,17 @@ def runs_prune(
         runs = [db.get_run(r) for r in run_ids] if run_ids else [r for r in db.list_runs() if r["status"] in prunable]
         for run in runs:
             if run["status"] not in prunable:
-                raise HybtuiError(f"run {run['id']} is {run['status']}; only finished or failed runs are pruned "
-                                  f"(its checkpoint is its resume point)")
+                raise HybtuiError(
+                    f"run {run['id']} is {run['status']}; only finished or failed runs are pruned "
+                    f"(its checkpoint is its resume point)"
+                )
         total = 0
         for run in runs:
-            freed = free_ended(db.run_dir(run["id"]), with_models,
-                               lambda step, _path, run_id=run["id"]: db.remove_artifacts(run_id, "checkpoint", step))
+            freed = free_ended(
+                db.run_dir(run["id"]),
+                with_models,
+                lambda step, _path, run_id=run["id"]: db.remove_artifacts(run_id, "checkpoint", step),
+            )
             total += freed
             typer.echo(f"{run['id']}: freed {human_bytes(freed)}")
     typer.echo(f"total freed: {human_bytes(total)}")
@@ -180,7 +220,7 @@ def runs_prune(
 
 @runs_app.command("export")
 def runs_export(
-    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Runs to export (default: all).")] = None,
+    run_ids: Annotated[list[str] | None, typer.Argument(help="Runs to export (default: all).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv, json or md.")] = "csv",
     store: StoreOption = None,
 ) -> None:
@@ -211,12 +251,18 @@ def compare_command(
     if as_json:
         from hybtui import inert
 
-        typer.echo(inert.dumps({
-            "runs": [run["id"] for run in runs],
-            "differing_parameters": compare.differing_parameters([run["config"] for run in runs]),
-            "headline": {run["id"]: {" ".join(k): v for k, v in headline(results[run["id"]]).items()}
-                         for run in runs},
-        }, indent=1))
+        typer.echo(
+            inert.dumps(
+                {
+                    "runs": [run["id"] for run in runs],
+                    "differing_parameters": compare.differing_parameters([run["config"] for run in runs]),
+                    "headline": {
+                        run["id"]: {" ".join(k): v for k, v in headline(results[run["id"]]).items()} for run in runs
+                    },
+                },
+                indent=1,
+            )
+        )
         return
     from rich.console import Console
 

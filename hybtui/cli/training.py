@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,43 +17,33 @@ from hybtui.results import ResultRow, summary
 if TYPE_CHECKING:
     from hybtui.config import RunConfig
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A TOML (or JSON) run configuration.")]
-SamplerOption = Annotated[Optional[str], typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")]
-AlphaOption = Annotated[Optional[float], typer.Option(help="hybrid: probability of a monolingual batch.")]
-BatchSizeOption = Annotated[Optional[int], typer.Option(help="Global batch size (pairs per step).")]
-SeedOption = Annotated[Optional[int], typer.Option(help="Seed: batches are a pure function of seed and step.")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML (or JSON) run configuration.")]
+SamplerOption = Annotated[str | None, typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")]
+AlphaOption = Annotated[float | None, typer.Option(help="hybrid: probability of a monolingual batch.")]
+BatchSizeOption = Annotated[int | None, typer.Option(help="Global batch size (pairs per step).")]
+SeedOption = Annotated[int | None, typer.Option(help="Seed: batches are a pure function of seed and step.")]
 TrainList = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--train", help="mlqa-r[:langs] | xquad-r[:langs] | FILE.jsonl | hf:NAME (repeatable)."),
 ]
 EvalList = Annotated[
-    Optional[list[str]], typer.Option("--eval", help="Benchmarks to evaluate on, e.g. xquad-r (repeatable).")
+    list[str] | None, typer.Option("--eval", help="Benchmarks to evaluate on, e.g. xquad-r (repeatable).")
 ]
 # Options of `train` alone, named here so that its signature keeps one line per option.
-SymmetricOption = Annotated[
-    Optional[bool], typer.Option("--symmetric/--no-symmetric", help="Add the passage→query term.")
-]
-GradAccumulationOption = Annotated[
-    Optional[int], typer.Option(help="Micro-batches per step (fewer negatives each).")
-]
+SymmetricOption = Annotated[bool | None, typer.Option("--symmetric/--no-symmetric", help="Add the passage→query term.")]
+GradAccumulationOption = Annotated[int | None, typer.Option(help="Micro-batches per step (fewer negatives each).")]
 FreezeEmbeddingsOption = Annotated[
-    Optional[bool], typer.Option("--freeze-embeddings/--train-embeddings", help="Freeze the word embeddings.")
+    bool | None, typer.Option("--freeze-embeddings/--train-embeddings", help="Freeze the word embeddings.")
 ]
-EvalEveryOption = Annotated[
-    Optional[int], typer.Option(help="Quick evaluation + validation loss every N steps (0: off).")
-]
+EvalEveryOption = Annotated[int | None, typer.Option(help="Quick evaluation + validation loss every N steps (0: off).")]
 KeepCheckpointsOption = Annotated[
-    Optional[int],
+    int | None,
     typer.Option(help="Checkpoints kept: the newest N while running; N final encoders once finished (0: none)."),
 ]
-ValidationFractionOption = Annotated[
-    Optional[float], typer.Option(help="Share of items held out for validation loss.")
-]
-DetachOption = Annotated[
-    bool, typer.Option("--detach", help="Queue the run for a background worker and print its id.")
-]
+ValidationFractionOption = Annotated[float | None, typer.Option(help="Share of items held out for validation loss.")]
+DetachOption = Annotated[bool, typer.Option("--detach", help="Queue the run for a background worker and print its id.")]
 MaxParallelOption = Annotated[
-    Optional[int], typer.Option(help="With --detach: how many runs of this store may run at once (kept).")
+    int | None, typer.Option(help="With --detach: how many runs of this store may run at once (kept).")
 ]
 
 
@@ -66,38 +56,38 @@ def _run_config(config_file: Path | None, **options) -> RunConfig:
     return base.replace(**given) if given else base
 
 
+#: The options of `hybtui train` that are not RunConfig fields.
+COMMAND_OPTIONS = {"config_file", "detach", "max_parallel", "data_dir", "store", "as_json"}
+
+
 def train_command(
     config_file: ConfigOption = None,
-    name: Annotated[Optional[str], typer.Option(help="A name for the run.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Registry name, Hugging Face id or local checkpoint.")] = None,
+    name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
+    model: Annotated[str | None, typer.Option(help="Registry name, Hugging Face id or local checkpoint.")] = None,
     sampler: SamplerOption = None,
     alpha: AlphaOption = None,
     train: TrainList = None,
     eval_spec: EvalList = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
     batch_size: BatchSizeOption = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW).")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay.")] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warmup steps.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="InfoNCE temperature τ.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="Linear warmup steps.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="InfoNCE temperature τ.")] = None,
     symmetric: SymmetricOption = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Maximum tokens per text.")] = None,
-    grad_cache_chunk: Annotated[Optional[int], typer.Option(help="GradCache chunk size (0: off).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Maximum tokens per text.")] = None,
+    grad_cache_chunk: Annotated[int | None, typer.Option(help="GradCache chunk size (0: off).")] = None,
     grad_accumulation: GradAccumulationOption = None,
-    forward_chunk: Annotated[
-        Optional[int], typer.Option(help="Texts per length-sorted forward group (0: one).")
-    ] = None,
-    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast.")] = None,
+    forward_chunk: Annotated[int | None, typer.Option(help="Texts per length-sorted forward group (0: one).")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast.")] = None,
     freeze_embeddings: FreezeEmbeddingsOption = None,
     eval_every: EvalEveryOption = None,
-    eval_max_queries: Annotated[Optional[int], typer.Option(help="Queries per language in quick evaluations.")] = None,
-    checkpoint_every: Annotated[
-        Optional[int], typer.Option(help="Checkpoint every N steps (0: only at the end).")
-    ] = None,
+    eval_max_queries: Annotated[int | None, typer.Option(help="Queries per language in quick evaluations.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0: only at the end).")] = None,
     keep_checkpoints: KeepCheckpointsOption = None,
     validation_fraction: ValidationFractionOption = None,
     seed: SeedOption = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
     detach: DetachOption = False,
     max_parallel: MaxParallelOption = None,
     data_dir: DataDirOption = None,
@@ -105,19 +95,13 @@ def train_command(
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune an encoder with mono / cross / hybrid batches; every run is recorded in the store."""
+    # Every option but the command's own is the RunConfig field of its name (--eval: eval_spec).
+    fields = {k: v for k, v in locals().items() if k not in COMMAND_OPTIONS}
     from hybtui.data import sources
 
     root = sources.data_dir_from_env(data_dir)
-    config = _run_config(
-        config_file, name=name, model=model, sampler=sampler, alpha=alpha, train=train, eval=eval_spec,
-        steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-        temperature=temperature, symmetric=symmetric, max_length=max_length, grad_cache_chunk=grad_cache_chunk,
-        grad_accumulation=grad_accumulation, forward_chunk=forward_chunk, bf16=bf16,
-        freeze_embeddings=freeze_embeddings, eval_every=eval_every, eval_max_queries=eval_max_queries,
-        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-        validation_fraction=validation_fraction, seed=seed, device=device,
-        data_dir=str(root.resolve()) if root else None,
-    )
+    fields["eval"] = fields.pop("eval_spec")
+    config = _run_config(config_file, **fields, data_dir=str(root.resolve()) if root else None)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 records the run, the others only train
         from hybtui.runs.worker import train_unrecorded
 
@@ -141,8 +125,9 @@ def _check_before_recording(config: RunConfig, root: Path | None, max_parallel: 
         launcher.check_max_parallel(max_parallel)
 
 
-def _record_and_train(store: Path | None, config: RunConfig, detach: bool, max_parallel: int | None,
-                      as_json: bool) -> None:
+def _record_and_train(
+    store: Path | None, config: RunConfig, detach: bool, max_parallel: int | None, as_json: bool
+) -> None:
     """With --detach, queue the run and print its id; otherwise train it here, as the worker would."""
     from hybtui.runs import launcher
     from hybtui.runs.store import store_path
@@ -169,14 +154,25 @@ def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bo
         run = db.get_run(run_id)
         rows = db.results(run_id)
     if as_json:
-        typer.echo(json.dumps({"id": run_id, "status": run["status"], "step": run["step"], "results": rows,
-                               "summary": summary(map(ResultRow.from_dict, rows))},
-                              indent=1))
+        typer.echo(
+            json.dumps(
+                {
+                    "id": run_id,
+                    "status": run["status"],
+                    "step": run["step"],
+                    "results": rows,
+                    "summary": summary(map(ResultRow.from_dict, rows)),
+                },
+                indent=1,
+            )
+        )
     else:
         from hybtui.inert import visible
 
-        typer.echo(visible(f"run {run_id} {run['status']} at step {run['step']}")
-                   + (f": {visible(run['error'])}" if run["error"] else ""))
+        typer.echo(
+            visible(f"run {run_id} {run['status']} at step {run['step']}")
+            + (f": {visible(run['error'])}" if run["error"] else "")
+        )
     if code:
         raise typer.Exit(1)
 
@@ -187,7 +183,7 @@ def sample_command(
     alpha: AlphaOption = None,
     train: TrainList = None,
     batch_size: BatchSizeOption = None,
-    steps: Annotated[Optional[int], typer.Option(help="How many batches to draw.")] = None,
+    steps: Annotated[int | None, typer.Option(help="How many batches to draw.")] = None,
     seed: SeedOption = None,
     start: Annotated[int, typer.Option(help="First step to draw (batches are a pure function of seed and step).")] = 0,
     data_dir: DataDirOption = None,
@@ -199,8 +195,9 @@ def sample_command(
     from hybtui.data.training import load_training_sets, split_validation
     from hybtui.training import sampling
 
-    config = _run_config(config_file, sampler=sampler, alpha=alpha, train=train, batch_size=batch_size,
-                         steps=steps, seed=seed)
+    config = _run_config(
+        config_file, sampler=sampler, alpha=alpha, train=train, batch_size=batch_size, steps=steps, seed=seed
+    )
     sets = load_training_sets(list(config.train), sources.data_dir_from_env(data_dir))
     sets = [split_validation(s, config.validation_fraction)[0] for s in sets]  # exactly what training draws from
     validate_sampler(sets, config.sampler, config.batch_size, config.alpha)

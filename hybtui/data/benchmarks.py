@@ -33,8 +33,9 @@ class BenchmarkSelection:
     path: str | None = None
 
     def __str__(self) -> str:
-        return ":".join([self.name] + ([self.path] if self.path else [])
-                        + ([",".join(self.languages)] if self.languages else []))
+        return ":".join(
+            [self.name] + ([self.path] if self.path else []) + ([",".join(self.languages)] if self.languages else [])
+        )
 
 
 def parse_eval_spec(specs: str | Iterable[str]) -> list[BenchmarkSelection]:

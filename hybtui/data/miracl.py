@@ -52,8 +52,7 @@ from hybtui.errors import HybtuiError
 
 NAME = "miracl"
 BEIR = "beir"
-LANGUAGES = ("ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "ko", "ru", "sw", "te", "th",
-             "yo", "zh")
+LANGUAGES = ("ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "ko", "ru", "sw", "te", "th", "yo", "zh")
 SPLIT = "dev"
 UNDETERMINED = "und"
 HUB_TOPICS, HUB_CORPUS = "miracl/miracl", "miracl/miracl-corpus"
@@ -75,8 +74,14 @@ class CorpusSplit:
 
     def subset(self, keep: np.ndarray) -> CorpusSplit:
         """The same split with only the queries at positions `keep` (the corpus unchanged)."""
-        return CorpusSplit(self.lang, tuple(self.query_ids[i] for i in keep), tuple(self.queries[i] for i in keep),
-                           self.corpus, self.relevant[keep], self.grades[keep])
+        return CorpusSplit(
+            self.lang,
+            tuple(self.query_ids[i] for i in keep),
+            tuple(self.queries[i] for i in keep),
+            self.corpus,
+            self.relevant[keep],
+            self.grades[keep],
+        )
 
 
 @dataclass(frozen=True)
@@ -146,8 +151,13 @@ def _qrels(path: Path, beir: bool) -> dict[str, dict[str, int]]:
 
 
 def _language_split(
-    bench: str, lang: str, queries: dict[str, str], qrels: dict[str, dict[str, int]], qrels_path: Path,
-    corpus_files: tuple[Path, ...], id_field: str,
+    bench: str,
+    lang: str,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    qrels_path: Path,
+    corpus_files: tuple[Path, ...],
+    id_field: str,
 ) -> tuple[CorpusSplit, list[str]]:
     """Join queries, qrels and corpus; the split and what it had to warn about."""
     where = f"{bench}/{lang}"
@@ -156,12 +166,15 @@ def _language_split(
     relevant_of = {q: {d: rel for d, rel in qrels.get(q, {}).items() if rel > 0} for q in queries}
     judged = [q for q in queries if relevant_of[q]]
     if not judged:
-        raise HybtuiError(f"{where}: no queries to score: none of the {len(queries)} queries has a relevant "
-                          f"passage in {qrels_path}")
+        raise HybtuiError(
+            f"{where}: no queries to score: none of the {len(queries)} queries has a relevant passage in {qrels_path}"
+        )
     warnings = []
     if len(judged) < len(queries):
-        warnings.append(f"{where}: {len(queries) - len(judged)} of {len(queries)} queries have no relevant passage "
-                        "in the qrels and are not scored")
+        warnings.append(
+            f"{where}: {len(queries) - len(judged)} of {len(queries)} queries have no relevant passage "
+            "in the qrels and are not scored"
+        )
     strays = len(qrels.keys() - queries.keys())
     if strays:
         warnings.append(f"{where}: {strays} query id(s) of {qrels_path.name} are not among the queries; ignored")
@@ -169,8 +182,10 @@ def _language_split(
     corpus, rows = scan_corpus(corpus_files, id_field, wanted)
     missing = sorted(wanted - rows.keys())
     if missing:
-        warnings.append(f"{where}: {len(missing)} of {len(wanted)} relevant passages are not in the corpus "
-                        f"(e.g. {', '.join(missing[:3])}); they count as relevant and never retrieved")
+        warnings.append(
+            f"{where}: {len(missing)} of {len(wanted)} relevant passages are not in the corpus "
+            f"(e.g. {', '.join(missing[:3])}); they count as relevant and never retrieved"
+        )
     width = max(len(relevant_of[q]) for q in judged)
     relevant = np.full((len(judged), width), -1, dtype=np.int64)
     grades = np.zeros((len(judged), width), dtype=np.float64)
@@ -233,8 +248,12 @@ def _hub_roots(lang: str, need_tsv: bool, need_corpus: bool) -> list[Path]:
 
     wanted = []
     if need_tsv:
-        wanted.append((HUB_TOPICS, [f"miracl-v1.0-{lang}/{kind}/{kind}.miracl-v1.0-{lang}-{SPLIT}.tsv"
-                                    for kind in ("topics", "qrels")]))
+        wanted.append(
+            (
+                HUB_TOPICS,
+                [f"miracl-v1.0-{lang}/{kind}/{kind}.miracl-v1.0-{lang}-{SPLIT}.tsv" for kind in ("topics", "qrels")],
+            )
+        )
     if need_corpus:
         wanted.append((HUB_CORPUS, [f"miracl-corpus-v1.0-{lang}/docs-*.jsonl.gz"]))
     return [Path(snapshot_download(repo, repo_type="dataset", allow_patterns=patterns)) for repo, patterns in wanted]
@@ -254,11 +273,20 @@ def _locate(lang: str, data_dir: Path | None, allow_download: bool) -> tuple[Pat
             hub_problem = f"the Hugging Face hub was not reachable ({type(exc).__name__})"
     if topics and qrels and corpus:
         return topics, qrels, corpus
-    missing = [name for name, found in ((f"topics.miracl-v1.0-{lang}-{SPLIT}.tsv", topics),
-                                        (f"qrels.miracl-v1.0-{lang}-{SPLIT}.tsv", qrels),
-                                        (f"miracl-corpus-v1.0-{lang}/docs-*.jsonl.gz", corpus)) if not found]
-    where = (f"{data_dir}/{NAME}/{lang}/ (your data directory)" if data_dir is not None else
-             f"{sources.cache_root() / NAME / lang}/ or DIR/{NAME}/{lang}/ with --data-dir / {sources.DATA_DIR_ENV}")
+    missing = [
+        name
+        for name, found in (
+            (f"topics.miracl-v1.0-{lang}-{SPLIT}.tsv", topics),
+            (f"qrels.miracl-v1.0-{lang}-{SPLIT}.tsv", qrels),
+            (f"miracl-corpus-v1.0-{lang}/docs-*.jsonl.gz", corpus),
+        )
+        if not found
+    ]
+    where = (
+        f"{data_dir}/{NAME}/{lang}/ (your data directory)"
+        if data_dir is not None
+        else f"{sources.cache_root() / NAME / lang}/ or DIR/{NAME}/{lang}/ with --data-dir / {sources.DATA_DIR_ENV}"
+    )
     raise HybtuiError(
         f"{NAME}/{lang}: not found locally: {', '.join(missing)}. Put them under {where}; the originals are "
         f"in the Hugging Face datasets {HUB_TOPICS} (topics, qrels) and {HUB_CORPUS} (corpus)"
@@ -286,8 +314,9 @@ def _beir_part(folder: Path, where: str) -> tuple:
     corpus, queries = _beir_file(folder, "corpus"), _beir_file(folder, "queries")
     qrels = next((p for p in (folder / "qrels/test.tsv", folder / "qrels/dev.tsv") if p.is_file()), None)
     if not (corpus and queries and qrels):
-        absent = [n for n, p in (("corpus.jsonl", corpus), ("queries.jsonl", queries), ("qrels/test.tsv", qrels))
-                  if p is None]
+        absent = [
+            n for n, p in (("corpus.jsonl", corpus), ("queries.jsonl", queries), ("qrels/test.tsv", qrels)) if p is None
+        ]
         raise HybtuiError(f"{where}: {folder} lacks {', '.join(absent)} (BEIR layout)")
     return _queries_jsonl(queries), _qrels(qrels, beir=True), qrels, (corpus,), "_id"
 

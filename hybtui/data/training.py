@@ -182,9 +182,7 @@ def _from_hub(source: HubSource) -> list[TrainingSet]:
     try:
         import datasets  # optional and heavy: only hf: sources need it
     except ImportError as exc:
-        raise HybtuiError(
-            f"hf:{source.name} needs the Hugging Face `datasets` package (pip install datasets)"
-        ) from exc
+        raise HybtuiError(f"hf:{source.name} needs the Hugging Face `datasets` package (pip install datasets)") from exc
     local = Path(source.name).expanduser()
     try:
         if local.is_file():
@@ -199,8 +197,9 @@ def _from_hub(source: HubSource) -> list[TrainingSet]:
     default = local.stem if local.is_file() else source.name
     # Columns absent from a row come back as None; treat them as absent.
     cleaned = ({k: v for k, v in row.items() if v is not None} for row in rows)
-    return _from_rows(((f"hf:{source.name} row {i}", row) for i, row in enumerate(cleaned, start=1)),
-                      default, f"hf:{source.name}")
+    return _from_rows(
+        ((f"hf:{source.name} row {i}", row) for i, row in enumerate(cleaned, start=1)), default, f"hf:{source.name}"
+    )
 
 
 def _from_rows(rows: Iterable[tuple[str, object]], default_dataset: str, where: str) -> list[TrainingSet]:

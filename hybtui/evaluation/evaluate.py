@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hybtui.evaluation import metrics
-from hybtui.evaluation import retrieval
 from hybtui.data.lareqa import Benchmark
 from hybtui.data.miracl import CorpusBenchmark
+from hybtui.evaluation import metrics, retrieval
 from hybtui.modeling.encoder import EncodeProgress, Encoder
 from hybtui.results import POOL_ALL, ResultRow, macro_averages, seen_label
 
@@ -145,11 +144,13 @@ def score_benchmark(
                 continue
             setting = "mono" if x == y else "cross"
             values = _metric_values(setting, own_ranks[has, j : j + 1], np.ones(int(has.sum()), dtype=np.int64))
-            rows += [ResultRow(bench.name, setting, x, y, m, v, seen_label({x, y}, seen_set))
-                     for m, v in values.items()]
+            rows += [
+                ResultRow(bench.name, setting, x, y, m, v, seen_label({x, y}, seen_set)) for m, v in values.items()
+            ]
         values = _metric_values("multi", pooled_ranks, (relevant >= 0).sum(axis=1))
-        rows += [ResultRow(bench.name, "multi", x, POOL_ALL, m, v, seen_label({x}, seen_set))
-                 for m, v in values.items()]
+        rows += [
+            ResultRow(bench.name, "multi", x, POOL_ALL, m, v, seen_label({x}, seen_set)) for m, v in values.items()
+        ]
         return rows
 
     with ThreadPoolExecutor(max_workers=min(len(langs), os.cpu_count() or 1)) as pool_executor:
@@ -193,7 +194,8 @@ def evaluate_corpus_benchmark(
     for lang, split in bench.splits.items():
         label = f"{bench.name} {lang}"
         passages, cached = retrieval.corpus_embeddings(
-            encoder, split.corpus, batch_size, bf16, progress and progress(f"{label} passages"), cache_dir)
+            encoder, split.corpus, batch_size, bf16, progress and progress(f"{label} passages"), cache_dir
+        )
         if cached and progress:
             progress(f"{label} passages (cached)")(len(passages), len(passages))
         queries = encoder.encode(split.queries, "query", batch_size, bf16, progress and progress(f"{label} queries"))
@@ -227,8 +229,9 @@ def evaluate(
     rows: list[ResultRow] = []
     for bench in benches:
         if isinstance(bench, CorpusBenchmark):
-            rows += evaluate_corpus_benchmark(encoder, bench, seen, batch_size, bf16, progress, index, cache_dir,
-                                              on_search)
+            rows += evaluate_corpus_benchmark(
+                encoder, bench, seen, batch_size, bf16, progress, index, cache_dir, on_search
+            )
             continue
         embeddings = encode_benchmark(encoder, bench, batch_size, bf16, progress)
         rows += score_benchmark(bench, embeddings, seen)

@@ -76,8 +76,9 @@ def encoder_fingerprint(encoder: Encoder, bf16: bool) -> str:
     return digest.hexdigest()
 
 
-def _encode_into(out: np.ndarray, encoder: Encoder, corpus: Corpus, batch_size: int, bf16: bool,
-                 progress: EncodeProgress | None) -> None:
+def _encode_into(
+    out: np.ndarray, encoder: Encoder, corpus: Corpus, batch_size: int, bf16: bool, progress: EncodeProgress | None
+) -> None:
     done = 0
     for texts in corpus.texts(ENCODE_CHUNK):
         if done + len(texts) > corpus.size:
@@ -86,8 +87,10 @@ def _encode_into(out: np.ndarray, encoder: Encoder, corpus: Corpus, batch_size: 
         out[done : done + len(texts)] = encoder.encode(texts, "passage", batch_size, bf16, report)
         done += len(texts)
     if done != corpus.size:
-        raise HybtuiError(f"{corpus.files[0].parent}: the corpus changed while it was being encoded "
-                          f"({corpus.size} passages when it was loaded, not so now)")
+        raise HybtuiError(
+            f"{corpus.files[0].parent}: the corpus changed while it was being encoded "
+            f"({corpus.size} passages when it was loaded, not so now)"
+        )
 
 
 def corpus_embeddings(
@@ -192,8 +195,9 @@ def build_index(kind: str, passages: np.ndarray, k: int) -> faiss.Index:
     return index
 
 
-def search(passages: np.ndarray, queries: np.ndarray, k: int, index: str = "exact"
-           ) -> tuple[np.ndarray, np.ndarray, SearchReport]:
+def search(
+    passages: np.ndarray, queries: np.ndarray, k: int, index: str = "exact"
+) -> tuple[np.ndarray, np.ndarray, SearchReport]:
     """The top-k (scores, corpus rows) of each query with the chosen index, and its report."""
     check_index(index)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -208,8 +212,7 @@ def search(passages: np.ndarray, queries: np.ndarray, k: int, index: str = "exac
     started = time.perf_counter()
     scores, rows = approximate.search(queries, k)
     search_s = time.perf_counter() - started
-    report = SearchReport(index, len(passages), len(queries), build_s, search_s, exact_s,
-                          recall_of(rows, exact_rows))
+    report = SearchReport(index, len(passages), len(queries), build_s, search_s, exact_s, recall_of(rows, exact_rows))
     return scores, rows, report
 
 

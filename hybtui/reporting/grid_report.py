@@ -24,15 +24,35 @@ from hybtui.runs.store import Store
 #: Language resource classes of Joshi et al. (2020), "The State and Fate of Linguistic
 #: Diversity"; classes 0–3 are counted as low-resource here.
 RESOURCE_CLASS = {
-    "ar": 5, "de": 5, "en": 5, "es": 5, "fr": 5, "ja": 5, "zh": 5,
-    "fa": 4, "fi": 4, "hi": 4, "ko": 4, "ru": 4, "tr": 4, "vi": 4,
-    "bn": 3, "el": 3, "id": 3, "th": 3, "sw": 2, "yo": 2, "te": 1,
+    "ar": 5,
+    "de": 5,
+    "en": 5,
+    "es": 5,
+    "fr": 5,
+    "ja": 5,
+    "zh": 5,
+    "fa": 4,
+    "fi": 4,
+    "hi": 4,
+    "ko": 4,
+    "ru": 4,
+    "tr": 4,
+    "vi": 4,
+    "bn": 3,
+    "el": 3,
+    "id": 3,
+    "th": 3,
+    "sw": 2,
+    "yo": 2,
+    "te": 1,
 }
 LOW_RESOURCE_MAX_CLASS = 3
 
 #: (setting, metric, column heading) of the paper's Table 1 plus language bias: the headline figures.
-TABLE1 = tuple((setting, metric, heading) for (setting, metric), heading
-               in zip(HEADLINE, ("mono mAP", "cross mAP", "multi mAP", "rank distance")))
+TABLE1 = tuple(
+    (setting, metric, heading)
+    for (setting, metric), heading in zip(HEADLINE, ("mono mAP", "cross mAP", "multi mAP", "rank distance"))
+)
 #: Whether training saw a macro-average's languages (cross: mixed = one of the two).
 SEEN_GROUPS = ("seen", "unseen", "mixed")
 
@@ -41,8 +61,11 @@ def _mean_sd(values: list[float]) -> dict[str, float | int | None]:
     """Mean and sample standard deviation over seeds (none from one seed), with their count."""
     if not values:
         return {"mean": None, "sd": None, "n": 0}
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,
-            "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
 
 
 def _mean(values: list[float]) -> float | None:
@@ -68,14 +91,22 @@ def build_report(store: Store, grid_id: str) -> dict[str, Any]:
     pairs = grid_runs(store, grid)
     labels = list(dict.fromkeys(cell["label"] for cell, _ in pairs))
     results = {cell["run_id"]: store.results(run["id"]) if run else [] for cell, run in pairs}
-    by_label = {label: [results[cell["run_id"]] for cell, _ in pairs if cell["label"] == label
-                        and results[cell["run_id"]]] for label in labels}
-    status = {label: [run["status"] if run else "deleted" for cell, run in pairs if cell["label"] == label]
-              for label in labels}
-    out: dict[str, Any] = {"grid": grid["id"], "name": grid["name"], "options": grid["spec"]["options"],
-                           "runs": [{**cell, "status": run["status"] if run else "deleted",
-                                     "wall_s": _wall(run)} for cell, run in pairs],
-                           "status": status, "benchmarks": {}}
+    by_label = {
+        label: [results[cell["run_id"]] for cell, _ in pairs if cell["label"] == label and results[cell["run_id"]]]
+        for label in labels
+    }
+    status = {
+        label: [run["status"] if run else "deleted" for cell, run in pairs if cell["label"] == label]
+        for label in labels
+    }
+    out: dict[str, Any] = {
+        "grid": grid["id"],
+        "name": grid["name"],
+        "options": grid["spec"]["options"],
+        "runs": [{**cell, "status": run["status"] if run else "deleted", "wall_s": _wall(run)} for cell, run in pairs],
+        "status": status,
+        "benchmarks": {},
+    }
     for bench in sorted({r["bench"] for rows in results.values() for r in rows}):
         seen: dict[str, str | None] = {}
         for rows in results.values():
@@ -87,21 +118,50 @@ def build_report(store: Store, grid_id: str) -> dict[str, Any]:
 def _bench_report(bench: str, by_label: dict[str, list[list[dict]]], seen: dict[str, str | None]) -> dict[str, Any]:
     """One benchmark's part of the report, from each sampler's runs' result rows."""
     heads = {label: [headline(rows) for rows in runs] for label, runs in by_label.items()}
-    table1 = {label: {heading: _mean_sd([h[bench, setting, metric] for h in hs if (bench, setting, metric) in h])
-                      for setting, metric, heading in TABLE1}
-              for label, hs in heads.items()}
-    languages = {lang: {"seen": seen[lang], "resource": _resource(lang), "samplers": {
-        label: {heading: _mean([v for rows in runs if (v := per_language(rows, bench, setting, metric).get(lang))
-                                is not None])
-                for setting, metric, heading in TABLE1}
-        for label, runs in by_label.items()}} for lang in sorted(seen)}
-    groups = {label: {group: {setting: _mean([r["value"] for rows in runs for r in rows
-                                              if r["bench"] == bench and r["query_lang"] == AVERAGE
-                                              and r["seen"] == group and r["setting"] == setting
-                                              and r["metric"] == "map"])
-                              for setting in SETTINGS}
-                      for group in SEEN_GROUPS}
-              for label, runs in by_label.items()}
+    table1 = {
+        label: {
+            heading: _mean_sd([h[bench, setting, metric] for h in hs if (bench, setting, metric) in h])
+            for setting, metric, heading in TABLE1
+        }
+        for label, hs in heads.items()
+    }
+    languages = {
+        lang: {
+            "seen": seen[lang],
+            "resource": _resource(lang),
+            "samplers": {
+                label: {
+                    heading: _mean(
+                        [v for rows in runs if (v := per_language(rows, bench, setting, metric).get(lang)) is not None]
+                    )
+                    for setting, metric, heading in TABLE1
+                }
+                for label, runs in by_label.items()
+            },
+        }
+        for lang in sorted(seen)
+    }
+    groups = {
+        label: {
+            group: {
+                setting: _mean(
+                    [
+                        r["value"]
+                        for rows in runs
+                        for r in rows
+                        if r["bench"] == bench
+                        and r["query_lang"] == AVERAGE
+                        and r["seen"] == group
+                        and r["setting"] == setting
+                        and r["metric"] == "map"
+                    ]
+                )
+                for setting in SETTINGS
+            }
+            for group in SEEN_GROUPS
+        }
+        for label, runs in by_label.items()
+    }
     return {"table1": table1, "languages": languages, "seen_groups": groups, "deltas": _deltas(table1)}
 
 
@@ -111,10 +171,13 @@ def _deltas(table1: dict[str, dict[str, dict]]) -> dict[str, dict[str, float | N
     for hybrid in (label for label in table1 if label.startswith("hybrid")):
         for other in (label for label in table1 if not label.startswith("hybrid")):
             deltas[f"{hybrid} − {other}"] = {
-                heading: (table1[hybrid][heading]["mean"] - table1[other][heading]["mean"]
-                          if table1[hybrid][heading]["mean"] is not None
-                          and table1[other][heading]["mean"] is not None else None)
-                for _, _, heading in TABLE1}
+                heading: (
+                    table1[hybrid][heading]["mean"] - table1[other][heading]["mean"]
+                    if table1[hybrid][heading]["mean"] is not None and table1[other][heading]["mean"] is not None
+                    else None
+                )
+                for _, _, heading in TABLE1
+            }
     return deltas
 
 
@@ -127,16 +190,24 @@ def to_markdown(rep: dict[str, Any]) -> str:
     """The report as Markdown: Table 1, hybrid's deltas, seen/unseen, per language. Stored
     text (names, labels, options) goes through ``md_cell``: it cannot end a cell or a line."""
     opts = rep["options"]
-    lines = [f"# {md_cell(rep['name'])} — grid {md_cell(rep['grid'])}", "",
-             f"Model `{md_cell(opts['model'])}`, trained on `{md_cell(' '.join(opts['train']))}` "
-             f"for {opts['steps']} steps "
-             f"at batch {opts['batch_size']}, lr {opts['lr']:g}, seeds {', '.join(map(str, opts['seeds']))}; "
-             f"evaluated on `{md_cell(' '.join(opts['eval']))}`"
-             + (f" ({opts['final_eval_max_queries']} queries per language)." if opts["final_eval_max_queries"]
-                else " (all queries)."), ""]
+    lines = [
+        f"# {md_cell(rep['name'])} — grid {md_cell(rep['grid'])}",
+        "",
+        f"Model `{md_cell(opts['model'])}`, trained on `{md_cell(' '.join(opts['train']))}` "
+        f"for {opts['steps']} steps "
+        f"at batch {opts['batch_size']}, lr {opts['lr']:g}, seeds {', '.join(map(str, opts['seeds']))}; "
+        f"evaluated on `{md_cell(' '.join(opts['eval']))}`"
+        + (
+            f" ({opts['final_eval_max_queries']} queries per language)."
+            if opts["final_eval_max_queries"]
+            else " (all queries)."
+        ),
+        "",
+    ]
     walls = [r["wall_s"] for r in rep["runs"] if r["wall_s"]]
-    unfinished = [md_cell(f"{r['label']} seed {r['seed']}: {r['status']}") for r in rep["runs"]
-                  if r["status"] != "finished"]
+    unfinished = [
+        md_cell(f"{r['label']} seed {r['seed']}: {r['status']}") for r in rep["runs"] if r["status"] != "finished"
+    ]
     if walls:
         lines += [f"Run time: {sum(walls) / 60:.1f} min over {len(walls)} runs.", ""]
     if unfinished:
@@ -150,25 +221,47 @@ def _bench_markdown(bench: str, b: dict[str, Any]) -> list[str]:
     """One benchmark's tables: Table 1, deltas, seen / unseen groups, per query language."""
     headings = [h for _, _, h in TABLE1]
     lines = [f"## {md_cell(bench)}", "", *_head("sampler", headings)]
-    lines += [_row(label, [figure(row[h]["mean"], h, row[h]["sd"]) for h in headings])
-              for label, row in b["table1"].items()]
+    lines += [
+        _row(label, [figure(row[h]["mean"], h, row[h]["sd"]) for h in headings]) for label, row in b["table1"].items()
+    ]
     if b["deltas"]:
-        lines += ["", "Hybrid against each other sampler (rank distance: lower is better):", "",
-                  *_head("delta", headings)]
+        lines += [
+            "",
+            "Hybrid against each other sampler (rank distance: lower is better):",
+            "",
+            *_head("delta", headings),
+        ]
         lines += [_row(name, [figure(row[h], h, signed=True) for h in headings]) for name, row in b["deltas"].items()]
-    groups = [g for g in SEEN_GROUPS
-              if any(v is not None for row in b["seen_groups"].values() for v in row[g].values())]
+    groups = [
+        g for g in SEEN_GROUPS if any(v is not None for row in b["seen_groups"].values() for v in row[g].values())
+    ]
     if groups:
-        lines += ["", "mAP by whether the languages were seen in training (cross: mixed = one of the two):", "",
-                  *_head("sampler", [f"{g} {s}" for g in groups for s in SETTINGS])]
-        lines += [_row(label, [figure(row[g][s], "map") for g in groups for s in SETTINGS])
-                  for label, row in b["seen_groups"].items()]
-    lines += ["", "Per query language (multi mAP / rank distance; † unseen in training, ‡ low-resource):", "",
-              *_head("language", list(map(md_cell, b["table1"])))]
+        lines += [
+            "",
+            "mAP by whether the languages were seen in training (cross: mixed = one of the two):",
+            "",
+            *_head("sampler", [f"{g} {s}" for g in groups for s in SETTINGS]),
+        ]
+        lines += [
+            _row(label, [figure(row[g][s], "map") for g in groups for s in SETTINGS])
+            for label, row in b["seen_groups"].items()
+        ]
+    lines += [
+        "",
+        "Per query language (multi mAP / rank distance; † unseen in training, ‡ low-resource):",
+        "",
+        *_head("language", list(map(md_cell, b["table1"]))),
+    ]
     for lang, info in b["languages"].items():
-        lines.append(_row(language_label(lang, info), [f"{figure(s['multi mAP'], 'map')} / "
-                                                       f"{figure(s['rank distance'], 'rank')}"
-                                                       for s in info["samplers"].values()]))
+        lines.append(
+            _row(
+                language_label(lang, info),
+                [
+                    f"{figure(s['multi mAP'], 'map')} / {figure(s['rank distance'], 'rank')}"
+                    for s in info["samplers"].values()
+                ],
+            )
+        )
     return [*lines, ""]
 
 

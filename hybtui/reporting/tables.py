@@ -49,8 +49,17 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
     langs = sorted({r.query_lang for r in rows if r.bench == bench and r.query_lang != AVERAGE})
     seen = {r.query_lang: r.seen for r in rows if r.bench == bench and r.setting == "multi"}
     table = Table(title=inert.text(bench, style="table.title"), title_justify="left")
-    for header in ("lang", "seen", "mono mAP", "mono R@1", "cross mAP X→Y", "cross mAP Y→X", "multi mAP",
-                   "multi R@10", "rank dist."):
+    for header in (
+        "lang",
+        "seen",
+        "mono mAP",
+        "mono R@1",
+        "cross mAP X→Y",
+        "cross mAP Y→X",
+        "multi mAP",
+        "multi R@10",
+        "rank dist.",
+    ):
         table.add_column(header, justify="left" if header in ("lang", "seen") else "right")
 
     def get(setting, q, d, metric):
@@ -58,8 +67,13 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
         return r.value if r else None
 
     def cross_mean(lang: str, as_query: bool) -> float | None:
-        return _mean([r.value for (b, s, q, d, m), r in index.items()
-                      if b == bench and s == "cross" and m == "map" and (q if as_query else d) == lang])
+        return _mean(
+            [
+                r.value
+                for (b, s, q, d, m), r in index.items()
+                if b == bench and s == "cross" and m == "map" and (q if as_query else d) == lang
+            ]
+        )
 
     for lang in langs:
         table.add_row(
@@ -73,14 +87,19 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
             number(get("multi", lang, POOL_ALL, "recall@10")),
             number(get("multi", lang, POOL_ALL, "rank_distance"), 1),
         )
-    avg = {(r.setting, r.metric): r.value for r in rows
-           if r.bench == bench and r.query_lang == AVERAGE and r.seen is None}
+    avg = {
+        (r.setting, r.metric): r.value for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen is None
+    }
     table.add_section()
     table.add_row(
-        Text(AVERAGE, style="bold"), "",
-        _heat(avg.get(("mono", "map"))), number(avg.get(("mono", "recall@1"))),
-        _heat(avg.get(("cross", "map"))), _heat(avg.get(("cross", "map"))),
-        _heat(avg.get(("multi", "map"))), number(avg.get(("multi", "recall@10"))),
+        Text(AVERAGE, style="bold"),
+        "",
+        _heat(avg.get(("mono", "map"))),
+        number(avg.get(("mono", "recall@1"))),
+        _heat(avg.get(("cross", "map"))),
+        _heat(avg.get(("cross", "map"))),
+        _heat(avg.get(("multi", "map"))),
+        number(avg.get(("multi", "recall@10"))),
         number(avg.get(("multi", "rank_distance")), 1),
     )
     return table
@@ -108,15 +127,18 @@ def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:
     groups = sorted({r.seen for r in rows if r.bench == bench and r.query_lang == AVERAGE and r.seen})
     if not groups:
         return None
-    table = Table(title=inert.text(f"{bench}: generalisation to languages not seen in training", style="table.title"),
-                  title_justify="left")
+    table = Table(
+        title=inert.text(f"{bench}: generalisation to languages not seen in training", style="table.title"),
+        title_justify="left",
+    )
     table.add_column("group")
     for header in ("mono mAP", "cross mAP", "multi mAP", "rank dist."):
         table.add_column(header, justify="right")
     avg = {(r.seen, r.setting, r.metric): r.value for r in rows if r.bench == bench and r.query_lang == AVERAGE}
     for group in groups:
-        table.add_row(inert.text(group),
-                      *(figure(avg.get((group, setting, metric)), metric) for setting, metric in HEADLINE))
+        table.add_row(
+            inert.text(group), *(figure(avg.get((group, setting, metric)), metric) for setting, metric in HEADLINE)
+        )
     return table
 
 
@@ -124,9 +146,11 @@ def sample_summary(summary: dict, config) -> list:
     """What `hybtui sample` shows: batch types, datasets, mono languages, cross pairs."""
     head = inert.text(
         f"{summary['batches']} batches of {config.batch_size} · sampler {config.sampler}"
-        + (f" (α = {config.alpha})" if config.sampler == "hybrid" else "") + f" · seed {config.seed}\n"
+        + (f" (α = {config.alpha})" if config.sampler == "hybrid" else "")
+        + f" · seed {config.seed}\n"
         + " · ".join(f"{t} {f:.1%}" for t, f in summary["type_fractions"].items())
-        + " · datasets: " + ", ".join(f"{d} {n}" for d, n in summary["datasets"].items())
+        + " · datasets: "
+        + ", ".join(f"{d} {n}" for d, n in summary["datasets"].items())
     )
     out: list = [head]
     if summary["mono_languages"]:
@@ -154,13 +178,22 @@ def run_summary(run: dict, stalled: bool, latest: dict[str, dict], events: list[
     import time
 
     stamp = "%Y-%m-%d %H:%M:%S"
-    head = Text.assemble(inert.text(run["id"], style="bold"), " ", inert.text(run["name"] or ""),
-                         f" · {run['status']}" + (" (stalled)" if stalled else "")
-                         + f" · step {run['step']}/{run['total_steps']}")
+    head = Text.assemble(
+        inert.text(run["id"], style="bold"),
+        " ",
+        inert.text(run["name"] or ""),
+        f" · {run['status']}" + (" (stalled)" if stalled else "") + f" · step {run['step']}/{run['total_steps']}",
+    )
     if run["pid"]:
         head.append_text(inert.text(f" · pid {run['pid']} on {run['host']}"))
-    head.append("\n" + ", ".join(f"{k.removesuffix('_at')} {time.strftime(stamp, time.localtime(run[k]))}"
-                                 for k in ("created_at", "started_at", "ended_at") if run[k]))
+    head.append(
+        "\n"
+        + ", ".join(
+            f"{k.removesuffix('_at')} {time.strftime(stamp, time.localtime(run[k]))}"
+            for k in ("created_at", "started_at", "ended_at")
+            if run[k]
+        )
+    )
     out: list = [head]
     if run["error"]:
         out.append(inert.text(run["error"], style="red"))
@@ -169,8 +202,11 @@ def run_summary(run: dict, stalled: bool, latest: dict[str, dict], events: list[
     if run["config"]:
         out.append(inert.text(" ".join(f"{k}={v}" for k, v in sorted(run["config"].items()) if v is not None)))
     if latest:
-        out.append(inert.text("latest: " + ", ".join(f"{k} {m['value']:.4g} (step {m['step']})"
-                                                     for k, m in sorted(latest.items()))))
+        out.append(
+            inert.text(
+                "latest: " + ", ".join(f"{k} {m['value']:.4g} (step {m['step']})" for k, m in sorted(latest.items()))
+            )
+        )
     if events:
         lines = Text("events:", style="bold")
         for event in events:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sqlite3
 import urllib.parse
+from datetime import UTC, datetime
 from pathlib import Path
+
+import sqlite_utils
 
 from hybtui.errors import StoreCorrupt, StoreError, StoreReadOnly, StoreTooNew
 from hybtui.runs.schema import SCHEMA_VERSION
@@ -26,6 +30,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 #: checked before their first write in a process instead, so the app's opens (one per refresh) stay cheap.
 QUICK_CHECK_MAX_BYTES = 64 * 2**20
 BUSY_TIMEOUT_S = 10.0
+
+
 def request_wal(conn: sqlite3.Connection) -> str:
     """Ask for WAL; SQLite answers with the mode actually in use, which stays the old
     one where the filesystem cannot share memory between processes (e.g. NFS)."""
@@ -67,8 +73,9 @@ def quick_check(conn: sqlite3.Connection, db_path: Path) -> None:
         return
     findings = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
     if findings != ["ok"]:
-        raise StoreCorrupt(f"{db_path} is corrupted (quick_check: {findings[0]}); "
-                           f"restore it from a backup or move it away")
+        raise StoreCorrupt(
+            f"{db_path} is corrupted (quick_check: {findings[0]}); restore it from a backup or move it away"
+        )
     _checked_files.add(state)
 
 
@@ -91,16 +98,17 @@ def store_error(exc: sqlite3.Error, db_path: Path) -> StoreError:
     if code == sqlite3.SQLITE_READONLY:
         return StoreReadOnly(f"{db_path} is read-only: {detail}")
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return StoreError(f"{db_path} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s: {detail}; "
-                          f"try again")
+        return StoreError(f"{db_path} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s: {detail}; try again")
     if code == sqlite3.SQLITE_CANTOPEN:
         return StoreError(f"cannot open {db_path}: {detail}")
     return StoreError(f"{db_path}: {detail}")
 
 
 def too_new(db_path: Path, version: int) -> StoreTooNew:
-    return StoreTooNew(f"{db_path} was written by a newer hybtui (schema version {version}, "
-                       f"this one knows up to {SCHEMA_VERSION}); upgrade hybtui to open it")
+    return StoreTooNew(
+        f"{db_path} was written by a newer hybtui (schema version {version}, "
+        f"this one knows up to {SCHEMA_VERSION}); upgrade hybtui to open it"
+    )
 
 
 def has_database(db_path: Path) -> bool:
@@ -169,8 +177,9 @@ def connect(db_path: Path, read_only: bool) -> tuple[sqlite3.Connection, str]:
     try:
         journal_mode = request_wal(conn)
         if journal_mode != "wal":
-            log.warning("%s: WAL unavailable, using journal_mode=%s (readers will briefly "
-                        "block writers)", db_path, journal_mode)
+            log.warning(
+                "%s: WAL unavailable, using journal_mode=%s (readers will briefly block writers)", db_path, journal_mode
+            )
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
     except sqlite3.Error as exc:
@@ -178,3 +187,15 @@ def connect(db_path: Path, read_only: bool) -> tuple[sqlite3.Connection, str]:
         raise store_error(exc, db_path) from exc
     return conn, journal_mode
 
+
+def random_id() -> str:
+    """``YYMMDD-HHMMSS-xxxx`` (UTC): short, sorts by creation time, random suffix."""
+    return datetime.now(UTC).strftime("%y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def new_id(db: sqlite_utils.Database, table: str) -> str:
+    """An id no row of ``table`` has (drawn again while taken); call it inside the insert's transaction."""
+    while True:
+        candidate = random_id()
+        if not db.execute(f"SELECT 1 FROM {table} WHERE id = ?", [candidate]).fetchone():
+            return candidate

@@ -16,8 +16,14 @@ import sys
 def main() -> None:
     log, command = sys.argv[1], sys.argv[2:]
     with open(log, "ab") as out:
-        worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True, close_fds=True)
+        worker = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
     sys.stdout.write(f"{worker.pid}\n")
     sys.stdout.flush()
     os._exit(0)  # no interpreter teardown: nothing here may wait for the worker

@@ -7,6 +7,7 @@ layout (`hybtui.training.checkpoint`), which is torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -33,8 +34,10 @@ class DiskUsage:
     checkpoint_bytes: int  # bytes under checkpoints/ (leftovers included)
 
     def describe(self) -> str:
-        return (f"disk {human_bytes(self.total)} ({self.checkpoints} checkpoint"
-                f"{'' if self.checkpoints == 1 else 's'}, {human_bytes(self.checkpoint_bytes)})")
+        return (
+            f"disk {human_bytes(self.total)} ({self.checkpoints} checkpoint"
+            f"{'' if self.checkpoints == 1 else 's'}, {human_bytes(self.checkpoint_bytes)})"
+        )
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -46,10 +49,8 @@ def _files(root: Path) -> Iterator[Path]:
 def tree_bytes(root: Path) -> int:
     total = 0
     for path in _files(root):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # removed while we walk (a running run prunes)
             total += path.lstat().st_size
-        except FileNotFoundError:  # removed while we walk (a running run prunes)
-            pass
     return total
 
 

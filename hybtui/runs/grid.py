@@ -56,8 +56,14 @@ FULL = Budget(steps=150, batch_size=32, train=("mlqa-r",), eval=("xquad-r",), fi
 #: Under 15 minutes on 2 CPU cores: three training languages, three evaluation languages
 #: (th unseen in training and low-resource), 200 queries per language. A smoke test: its
 #: runs keep their results, not their models, so its store stays small.
-QUICK = Budget(steps=30, batch_size=16, train=("mlqa-r:en,de,zh",), eval=("xquad-r:en,zh,th",),
-               final_eval_max_queries=200, keep_checkpoints=0)
+QUICK = Budget(
+    steps=30,
+    batch_size=16,
+    train=("mlqa-r:en,de,zh",),
+    eval=("xquad-r:en,zh,th",),
+    final_eval_max_queries=200,
+    keep_checkpoints=0,
+)
 
 
 @dataclass(frozen=True)
@@ -109,16 +115,20 @@ def plan(
     data_dir: Path | None = None,
 ) -> GridPlan:
     """Every run of the grid, validated (data, sampler, options) before anything is written."""
-    default = QUICK if quick else FULL
-    budget = Budget(steps if steps is not None else default.steps,
-                    batch_size if batch_size is not None else default.batch_size,
-                    tuple(train) if train else default.train, tuple(eval) if eval else default.eval,
-                    default.final_eval_max_queries, default.keep_checkpoints)
+    budget = _budget(QUICK if quick else FULL, steps, batch_size, train, eval)
     _check_options(budget, alphas, seeds)
     base = RunConfig(
-        model=model, train=budget.train, eval=budget.eval, steps=budget.steps, batch_size=budget.batch_size,
-        lr=lr, warmup_steps=max(1, budget.steps // 10), seed=seeds[0], device=device,
-        final_eval_max_queries=budget.final_eval_max_queries, eval_max_queries=200,
+        model=model,
+        train=budget.train,
+        eval=budget.eval,
+        steps=budget.steps,
+        batch_size=budget.batch_size,
+        lr=lr,
+        warmup_steps=max(1, budget.steps // 10),
+        seed=seeds[0],
+        device=device,
+        final_eval_max_queries=budget.final_eval_max_queries,
+        eval_max_queries=200,
         keep_checkpoints=budget.keep_checkpoints,
         data_dir=str(data_dir.resolve()) if data_dir else None,
     )
@@ -135,10 +145,33 @@ def plan(
         cells += [Cell("hybrid", alpha, seed) for alpha in alphas]
     name = "reproduce" + ("-quick" if quick else "")
     configs = [_cell_config(base, cell, name, train_sets) for cell in cells]
-    options = {"quick": quick, "model": model, "alphas": list(alphas), "seeds": list(seeds), "lr": lr,
-               "steps": budget.steps, "batch_size": budget.batch_size, "train": list(budget.train),
-               "eval": list(budget.eval), "final_eval_max_queries": budget.final_eval_max_queries}
+    options = {
+        "quick": quick,
+        "model": model,
+        "alphas": list(alphas),
+        "seeds": list(seeds),
+        "lr": lr,
+        "steps": budget.steps,
+        "batch_size": budget.batch_size,
+        "train": list(budget.train),
+        "eval": list(budget.eval),
+        "final_eval_max_queries": budget.final_eval_max_queries,
+    }
     return GridPlan(name, budget, tuple(cells), tuple(configs), _eval_texts(budget, data_dir), options)
+
+
+def _budget(
+    default: Budget, steps: int | None, batch_size: int | None, train: Sequence[str] | None, eval: Sequence[str] | None
+) -> Budget:
+    """The default budget with the options given in its place."""
+    return Budget(
+        steps if steps is not None else default.steps,
+        batch_size if batch_size is not None else default.batch_size,
+        tuple(train) if train else default.train,
+        tuple(eval) if eval else default.eval,
+        default.final_eval_max_queries,
+        default.keep_checkpoints,
+    )
 
 
 def _check_options(budget: Budget, alphas: Sequence[float], seeds: Sequence[int]) -> None:
@@ -158,8 +191,12 @@ def _cell_config(base: RunConfig, cell: Cell, name: str, train_sets: list[Traini
     against the training data (it may not be able to fill a batch)."""
     if cell.sampler == BASELINE:
         return base.replace(steps=0, warmup_steps=0, name=f"{name} {cell.label}")
-    config = base.replace(sampler=cell.sampler, alpha=cell.alpha if cell.alpha is not None else base.alpha,
-                          seed=cell.seed, name=f"{name} {cell.label} seed {cell.seed}")
+    config = base.replace(
+        sampler=cell.sampler,
+        alpha=cell.alpha if cell.alpha is not None else base.alpha,
+        seed=cell.seed,
+        name=f"{name} {cell.label} seed {cell.seed}",
+    )
     validate_sampler(train_sets, config.sampler, config.batch_size, config.alpha)
     return config
 
@@ -180,10 +217,12 @@ def launch(store: Store, grid: GridPlan) -> str:
     cells = []
     for cell, config in zip(grid.cells, grid.configs):
         run_id = store.create_run(config)
-        cells.append({"run_id": run_id, "sampler": cell.sampler, "alpha": cell.alpha, "seed": cell.seed,
-                      "label": cell.label})
-    grid_id = store.create_grid(grid.name, {"options": grid.options, "cells": cells,
-                                            "expected_seconds": grid.expected_seconds()})
+        cells.append(
+            {"run_id": run_id, "sampler": cell.sampler, "alpha": cell.alpha, "seed": cell.seed, "label": cell.label}
+        )
+    grid_id = store.create_grid(
+        grid.name, {"options": grid.options, "cells": cells, "expected_seconds": grid.expected_seconds()}
+    )
     launcher.start_queued(store)
     return grid_id
 

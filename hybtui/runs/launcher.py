@@ -25,11 +25,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hybtui.training import checkpoint as checkpoints
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.runs.records import TERMINAL_STATUSES
 from hybtui.runs.store import Store
+from hybtui.training import checkpoint as checkpoints
 
 SETTINGS = "settings.json"
 LOG = "worker.log"
@@ -70,14 +70,32 @@ def spawn(store: Store, run_id: str) -> int:
     """Start the worker process for `run_id`, detached and not our child; returns its pid
     (which is also its process group and session id)."""
     env = {**os.environ, "HYBTUI_STORE": str(store.path)}
-    command = [sys.executable, "-I", "-S", str(DETACH), str(store.run_dir(run_id) / LOG),
-               sys.executable, "-m", "hybtui", "worker", run_id]
+    command = [
+        sys.executable,
+        "-I",
+        "-S",
+        str(DETACH),
+        str(store.run_dir(run_id) / LOG),
+        sys.executable,
+        "-m",
+        "hybtui",
+        "worker",
+        run_id,
+    ]
     try:
-        started = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-                                 timeout=DETACH_TIMEOUT_S, check=False)
+        started = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=DETACH_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
-        raise HybtuiError(f"could not start the worker of run {run_id}: its launcher did not answer within "
-                          f"{DETACH_TIMEOUT_S:.0f} s") from exc
+        raise HybtuiError(
+            f"could not start the worker of run {run_id}: its launcher did not answer within {DETACH_TIMEOUT_S:.0f} s"
+        ) from exc
     if started.returncode != 0 or not started.stdout.strip().isdigit():
         reason = (started.stderr.strip().splitlines() or [f"exit status {started.returncode}"])[-1]
         raise HybtuiError(f"could not start the worker of run {run_id}: {reason}")

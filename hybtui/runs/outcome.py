@@ -34,12 +34,18 @@ class OutcomeRecord:
 
     def record(self, status: str, step: int, exit_code: int, error: str | None = None) -> None:
         """Overwrite the record (the error is shortened to fit) and fsync it."""
-        entry = {"pid": self.pid, "status": status, "step": int(step), "exit_code": exit_code,
-                 "error": error, "time": time.time()}
+        entry = {
+            "pid": self.pid,
+            "status": status,
+            "step": int(step),
+            "exit_code": exit_code,
+            "error": error,
+            "time": time.time(),
+        }
         data = json.dumps(entry).encode()
         if len(data) > OUTCOME_BYTES and error:
             room = len(error) - (len(data) - OUTCOME_BYTES) - 64
-            entry["error"] = error[:max(room, 0)] + " …"
+            entry["error"] = error[: max(room, 0)] + " …"
             data = json.dumps(entry).encode()
         self._write(data)
 

@@ -157,8 +157,24 @@ class Run(RunState):
 
     #: The column order of the runs table (what `SELECT *` returns), then config_error.
     KEYS: ClassVar[tuple[str, ...]] = (
-        "id", "name", "config", "status", "created_at", "started_at", "ended_at", "pid", "pgid", "host",
-        "heartbeat_at", "exit_code", "error", "parent_id", "step", "total_steps", "config_error")
+        "id",
+        "name",
+        "config",
+        "status",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "pid",
+        "pgid",
+        "host",
+        "heartbeat_at",
+        "exit_code",
+        "error",
+        "parent_id",
+        "step",
+        "total_steps",
+        "config_error",
+    )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -188,8 +204,24 @@ class RunSummary(RunState):
     {bench: {(setting, metric): value}}."""
 
     KEYS: ClassVar[tuple[str, ...]] = (
-        "id", "name", "status", "created_at", "started_at", "ended_at", "heartbeat_at", "pid", "host", "step",
-        "total_steps", "model", "sampler", "alpha", "train", "config_error", "figures")
+        "id",
+        "name",
+        "status",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "heartbeat_at",
+        "pid",
+        "host",
+        "step",
+        "total_steps",
+        "model",
+        "sampler",
+        "alpha",
+        "train",
+        "config_error",
+        "figures",
+    )
 
     model: str | None
     sampler: str | None
@@ -220,8 +252,10 @@ def summary_config(readable: int, model: Any, sampler: Any, alpha: Any, train: A
         languages = json.loads(train) if train else []
     except ValueError:
         languages = []
-    return {"model": UNREADABLE if not readable else None if model is None else str(model),
-            "sampler": sampler if isinstance(sampler, str) else None,
-            "alpha": alpha if isinstance(alpha, (int, float)) and math.isfinite(alpha) else None,
-            "train": [str(spec) for spec in languages],
-            "config_error": None if readable else UNREADABLE}
+    return {
+        "model": UNREADABLE if not readable else None if model is None else str(model),
+        "sampler": sampler if isinstance(sampler, str) else None,
+        "alpha": alpha if isinstance(alpha, (int, float)) and math.isfinite(alpha) else None,
+        "train": [str(spec) for spec in languages],
+        "config_error": None if readable else UNREADABLE,
+    }

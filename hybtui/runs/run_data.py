@@ -39,8 +39,10 @@ class RunData:
     def heartbeat(self, run_id: str, step: int | None = None) -> None:
         """The worker is alive (and at ``step``): keeps the run from looking stalled."""
         with self._write() as db:
-            cursor = db.execute("UPDATE runs SET heartbeat_at = ?, step = coalesce(?, step) WHERE id = ?",
-                                [time.time(), None if step is None else int(step), run_id])
+            cursor = db.execute(
+                "UPDATE runs SET heartbeat_at = ?, step = coalesce(?, step) WHERE id = ?",
+                [time.time(), None if step is None else int(step), run_id],
+            )
         if cursor.rowcount == 0:
             self.get_run(run_id)  # raises "no run with id …"
 
@@ -52,11 +54,19 @@ class RunData:
         for item in metrics:
             try:
                 key, step, value = item
-                rows.append({"run_id": run_id, "key": _text(key, "metric key"), "step": int(step),
-                             "value": float(value), "time": now})
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "key": _text(key, "metric key"),
+                        "step": int(step),
+                        "value": float(value),
+                        "time": now,
+                    }
+                )
             except (TypeError, ValueError) as exc:
-                raise HybtuiError(f"a metric must be (key, step, value) with a text key, an integer "
-                                  f"step and a number; got {item!r}") from exc
+                raise HybtuiError(
+                    f"a metric must be (key, step, value) with a text key, an integer step and a number; got {item!r}"
+                ) from exc
         if rows:
             with self._existing_run(run_id):
                 self._upsert("metrics", rows, "run_id, key, step", ("value", "time"))
@@ -69,23 +79,32 @@ class RunData:
             data = row.as_dict() if hasattr(row, "as_dict") else dict(row)
             missing = [c for c in RESULT_COLUMNS if c not in data and c != "seen"]
             if missing:
-                raise HybtuiError(f"a result row needs {', '.join(RESULT_COLUMNS)}; "
-                                  f"{data!r} lacks {', '.join(missing)}")
+                raise HybtuiError(
+                    f"a result row needs {', '.join(RESULT_COLUMNS)}; {data!r} lacks {', '.join(missing)}"
+                )
             try:
                 value = float(data["value"])
             except (TypeError, ValueError) as exc:
                 raise HybtuiError(f"result value must be a number; got {data['value']!r}") from exc
-            records.append({"run_id": run_id, "step": None if step is None else int(step),
-                            **{c: data.get(c) for c in RESULT_COLUMNS}, "value": value,
-                            "final": bool(final)})
+            records.append(
+                {
+                    "run_id": run_id,
+                    "step": None if step is None else int(step),
+                    **{c: data.get(c) for c in RESULT_COLUMNS},
+                    "value": value,
+                    "final": bool(final),
+                }
+            )
         if records:
             with self._existing_run(run_id):
                 self._upsert("results", records, RESULT_KEY, ("value",))
 
     def _upsert(self, table: str, rows: list[dict[str, Any]], key: str, updated: tuple[str, ...]) -> None:
         columns = list(rows[0])
-        sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-               f"ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updated))
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updated)
+        )
         self._conn.executemany(sql, [[row[c] for c in columns] for row in rows])
 
     def remove_artifacts(self, run_id: str, kind: str, step: int) -> None:
@@ -112,9 +131,15 @@ class RunData:
         resolved = (directory / path).resolve()
         stored = str(resolved.relative_to(directory)) if resolved.is_relative_to(directory) else str(resolved)
         with self._existing_run(run_id) as db:
-            db.table("artifacts").insert({"run_id": run_id, "kind": _text(kind, "artifact kind"),
-                                          "path": stored, "step": None if step is None else int(step),
-                                          "time": time.time()})
+            db.table("artifacts").insert(
+                {
+                    "run_id": run_id,
+                    "kind": _text(kind, "artifact kind"),
+                    "path": stored,
+                    "step": None if step is None else int(step),
+                    "time": time.time(),
+                }
+            )
 
     @contextmanager
     def _existing_run(self, run_id: str) -> Iterator[sqlite_utils.Database]:
@@ -129,13 +154,13 @@ class RunData:
             raise
 
     def _insert_event(self, run_id: str, level: str, message: str, now: float) -> int:
-        return self.db.execute("INSERT INTO events (run_id, time, level, message) VALUES (?, ?, ?, ?)",
-                               [run_id, now, level, message]).lastrowid
+        return self.db.execute(
+            "INSERT INTO events (run_id, time, level, message) VALUES (?, ?, ?, ?)", [run_id, now, level, message]
+        ).lastrowid
 
     # -- reader side (the UI and the CLI) -------------------------------------------
 
-    def metrics_since(self, run_id: str, after_id: int = 0,
-                      keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def metrics_since(self, run_id: str, after_id: int = 0, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Metric rows with id > after_id, oldest first; pass the last id back next time.
 
         Ids grow in commit order (one writer at a time), so nothing is ever skipped."""
@@ -149,14 +174,22 @@ class RunData:
 
     def latest_metrics(self, run_id: str) -> dict[str, dict[str, Any]]:
         """The last recorded row per metric key: ``{key: {id, step, value, time}}``."""
-        rows = self._rows("SELECT id, key, step, value, time FROM metrics WHERE id IN "
-                          "(SELECT max(id) FROM metrics WHERE run_id = ? GROUP BY key) ORDER BY key", [run_id])
+        rows = self._rows(
+            "SELECT id, key, step, value, time FROM metrics WHERE id IN "
+            "(SELECT max(id) FROM metrics WHERE run_id = ? GROUP BY key) ORDER BY key",
+            [run_id],
+        )
         return {row.pop("key"): _nan(row) for row in rows}
 
     def results(self, run_id: str, final_only: bool = True) -> list[dict[str, Any]]:
         """Result rows (the §3 columns plus step and final), in the order recorded."""
-        sql = ("SELECT step, final, " + ", ".join(RESULT_COLUMNS) + " FROM results WHERE run_id = ?"
-               + (" AND final" if final_only else "") + " ORDER BY id")
+        sql = (
+            "SELECT step, final, "
+            + ", ".join(RESULT_COLUMNS)
+            + " FROM results WHERE run_id = ?"
+            + (" AND final" if final_only else "")
+            + " ORDER BY id"
+        )
         return [{**row, "final": bool(row["final"])} for row in self._rows(sql, [run_id])]
 
     def run_overview(self) -> list[RunSummary]:
@@ -169,23 +202,28 @@ class RunData:
         a partial index, so 10,000 runs with millions of result rows take a fraction of a
         second, where a per-run read takes seconds."""
         fields = ", ".join(f"json_extract(r.cfg, '$.{key}')" for key in ("model", "sampler", "alpha"))
-        sql = (f"SELECT {', '.join('r.' + c for c in OVERVIEW_COLUMNS)}, json_type(r.cfg) IS 'object', {fields}, "
-               "CASE WHEN json_type(r.cfg, '$.train') = 'array' THEN json_extract(r.cfg, '$.train') END, "
-               "h.bench, h.setting, h.metric, h.value "
-               # cfg: the configuration where it is JSON (a malformed one would fail the whole query)
-               "FROM (SELECT *, CASE WHEN json_valid(config) THEN config END AS cfg FROM runs) r "
-               "LEFT JOIN results h INDEXED BY idx_results_headline ON h.run_id = r.id "
-               f"AND h.final = 1 AND h.query_lang = '{AVERAGE}' AND h.seen IS NULL "
-               "AND h.metric IN ('map', 'rank_distance') "
-               "ORDER BY r.created_at DESC, r.id DESC")
+        sql = (
+            f"SELECT {', '.join('r.' + c for c in OVERVIEW_COLUMNS)}, json_type(r.cfg) IS 'object', {fields}, "
+            "CASE WHEN json_type(r.cfg, '$.train') = 'array' THEN json_extract(r.cfg, '$.train') END, "
+            "h.bench, h.setting, h.metric, h.value "
+            # cfg: the configuration where it is JSON (a malformed one would fail the whole query)
+            "FROM (SELECT *, CASE WHEN json_valid(config) THEN config END AS cfg FROM runs) r "
+            "LEFT JOIN results h INDEXED BY idx_results_headline ON h.run_id = r.id "
+            f"AND h.final = 1 AND h.query_lang = '{AVERAGE}' AND h.seen IS NULL "
+            "AND h.metric IN ('map', 'rank_distance') "
+            "ORDER BY r.created_at DESC, r.id DESC"
+        )
         runs: dict[str, RunSummary] = {}
         for row in self._conn.execute(sql):
             run = runs.get(row[0])
             if run is None:
                 columns = dict(zip(OVERVIEW_COLUMNS, row))
-                readable, model, sampler, alpha, train = row[len(OVERVIEW_COLUMNS):-4]
-                run = runs[row[0]] = RunSummary(**{**columns, "status": RunStatus(columns["status"])},
-                                                **summary_config(readable, model, sampler, alpha, train), figures={})
+                readable, model, sampler, alpha, train = row[len(OVERVIEW_COLUMNS) : -4]
+                run = runs[row[0]] = RunSummary(
+                    **{**columns, "status": RunStatus(columns["status"])},
+                    **summary_config(readable, model, sampler, alpha, train),
+                    figures={},
+                )
             bench, setting, metric, value = row[-4:]
             if bench is not None:
                 run.figures.setdefault(bench, {})[setting, metric] = math.nan if value is None else value
@@ -193,14 +231,15 @@ class RunData:
 
     def events(self, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
         """Event rows with id > after_id, oldest first (incremental like metrics_since)."""
-        return self._rows("SELECT id, time, level, message FROM events WHERE run_id = ? AND id > ? "
-                          "ORDER BY id", [run_id, after_id])
+        return self._rows(
+            "SELECT id, time, level, message FROM events WHERE run_id = ? AND id > ? ORDER BY id", [run_id, after_id]
+        )
 
     def artifacts(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
         """Artifact rows with ``path`` resolved against the run directory."""
         sql, params = "SELECT id, kind, path, step, time FROM artifacts WHERE run_id = ?", [run_id]
         if kind is not None:
-            sql, params = sql + " AND kind = ?", params + [kind]
+            sql, params = sql + " AND kind = ?", [*params, kind]
         directory = self.path / "runs" / run_id
         return [{**row, "path": directory / row["path"]} for row in self._rows(sql + " ORDER BY id", params)]
 

@@ -16,29 +16,60 @@ from hybtui.results import AVERAGE
 def _v1_tables(db: sqlite_utils.Database) -> None:
     """The initial schema: runs and the four tables of what they report."""
     db.table("runs").create(
-        {"id": str, "name": str, "config": str, "status": str, "created_at": float,
-         "started_at": float, "ended_at": float, "pid": int, "pgid": int, "host": str,
-         "heartbeat_at": float, "exit_code": int, "error": str, "parent_id": str,
-         "step": int, "total_steps": int},
-        pk="id", not_null={"config", "status", "created_at"}, defaults={"step": 0},
+        {
+            "id": str,
+            "name": str,
+            "config": str,
+            "status": str,
+            "created_at": float,
+            "started_at": float,
+            "ended_at": float,
+            "pid": int,
+            "pgid": int,
+            "host": str,
+            "heartbeat_at": float,
+            "exit_code": int,
+            "error": str,
+            "parent_id": str,
+            "step": int,
+            "total_steps": int,
+        },
+        pk="id",
+        not_null={"config", "status", "created_at"},
+        defaults={"step": 0},
     )
     per_run = {"foreign_keys": [("run_id", "runs", "id")], "pk": "id"}
     db.table("metrics").create(
         {"id": int, "run_id": str, "key": str, "step": int, "value": float, "time": float},
-        not_null={"run_id", "key", "step", "time"}, **per_run,
+        not_null={"run_id", "key", "step", "time"},
+        **per_run,
     )
     db.table("results").create(
-        {"id": int, "run_id": str, "step": int, "bench": str, "setting": str, "query_lang": str,
-         "doc_lang": str, "metric": str, "value": float, "seen": str, "final": bool},
-        not_null={"run_id", "bench", "setting", "query_lang", "doc_lang", "metric", "final"}, **per_run,
+        {
+            "id": int,
+            "run_id": str,
+            "step": int,
+            "bench": str,
+            "setting": str,
+            "query_lang": str,
+            "doc_lang": str,
+            "metric": str,
+            "value": float,
+            "seen": str,
+            "final": bool,
+        },
+        not_null={"run_id", "bench", "setting", "query_lang", "doc_lang", "metric", "final"},
+        **per_run,
     )
     db.table("events").create(
         {"id": int, "run_id": str, "time": float, "level": str, "message": str},
-        not_null={"run_id", "time", "level", "message"}, **per_run,
+        not_null={"run_id", "time", "level", "message"},
+        **per_run,
     )
     db.table("artifacts").create(
         {"id": int, "run_id": str, "kind": str, "path": str, "step": int, "time": float},
-        not_null={"run_id", "kind", "path", "time"}, **per_run,
+        not_null={"run_id", "kind", "path", "time"},
+        **per_run,
     )
 
 
@@ -60,20 +91,22 @@ def _v3_grids(db: sqlite_utils.Database) -> None:
     """Grids: sets of runs launched together to be reported together (`hybtui reproduce`).
 
     ``spec`` is JSON: the grid's options and its cells, each naming its run id."""
-    db.table("grids").create({"id": str, "name": str, "created_at": float, "spec": str},
-                             pk="id", not_null={"spec", "created_at"})
+    db.table("grids").create(
+        {"id": str, "name": str, "created_at": float, "spec": str}, pk="id", not_null={"spec", "created_at"}
+    )
 
 
 def _v4_headline_index(db: sqlite_utils.Database) -> None:
     """A partial index over the final macro-averages only: the run list reads the headline
     figures of every run in one query without scanning millions of per-language rows."""
-    db.execute("CREATE INDEX IF NOT EXISTS idx_results_headline ON results (run_id, bench) "
-               f"WHERE final = 1 AND query_lang = '{AVERAGE}' AND seen IS NULL")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_results_headline ON results (run_id, bench) "
+        f"WHERE final = 1 AND query_lang = '{AVERAGE}' AND seen IS NULL"
+    )
 
 
 #: What identifies a result row (NULLs made comparable: SQLite's unique indexes treat them as distinct).
-RESULT_KEY = ("run_id, ifnull(step, -1), final, bench, setting, query_lang, doc_lang, metric, "
-              "ifnull(seen, '')")
+RESULT_KEY = "run_id, ifnull(step, -1), final, bench, setting, query_lang, doc_lang, metric, ifnull(seen, '')"
 
 
 def _v5_unique_rows(db: sqlite_utils.Database) -> None:
@@ -86,6 +119,11 @@ def _v5_unique_rows(db: sqlite_utils.Database) -> None:
 
 
 #: Schema version N is reached by applying MIGRATIONS[:N] in order.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_tables, _v2_indexes, _v3_grids,
-                                                             _v4_headline_index, _v5_unique_rows]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_tables,
+    _v2_indexes,
+    _v3_grids,
+    _v4_headline_index,
+    _v5_unique_rows,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

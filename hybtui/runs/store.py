@@ -9,16 +9,13 @@ short transactions. Each process (and thread) opens its own ``Store``. Times are
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import secrets
 import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, InvalidTransition, RunNotFound, StoreCorrupt, StoreError, StoreReadOnly
 from hybtui.runs import database
 from hybtui.runs.database import DB_NAME, quick_check, raise_if_corrupt, store_error
+from hybtui.runs.grid_records import GridRecords
 from hybtui.runs.outcome import read_outcome
 from hybtui.runs.records import Run, RunStatus, pid_alive, run_status, this_host
 from hybtui.runs.run_data import RunData
@@ -45,12 +43,7 @@ def store_path(path: str | Path | None) -> Path:
     return Path(chosen).expanduser()
 
 
-def _new_run_id() -> str:
-    """``YYMMDD-HHMMSS-xxxx`` (UTC): short, sorts by creation time, random suffix."""
-    return datetime.now(timezone.utc).strftime("%y%m%d-%H%M%S-") + secrets.token_hex(2)
-
-
-class Store(RunData):
+class Store(RunData, GridRecords):
     """One connection to a run store; open one per process (and per thread).
 
     Opening refuses a foreign, damaged or too new ``hybtui.db`` before anything touches it
@@ -105,8 +98,10 @@ class Store(RunData):
         quick_check on every open, run it now (once per file state and process) — a write
         into a damaged file would spread the damage."""
         if self.read_only:
-            raise StoreReadOnly(f"the run store {self.path} is read-only ({self.db_path} cannot be written); "
-                                f"it can be browsed, not changed")
+            raise StoreReadOnly(
+                f"the run store {self.path} is read-only ({self.db_path} cannot be written); "
+                f"it can be browsed, not changed"
+            )
         if not self._checked_for_writes and self.db_path.stat().st_size > database.QUICK_CHECK_MAX_BYTES:
             try:
                 quick_check(self._conn, self.db_path)
@@ -119,8 +114,10 @@ class Store(RunData):
         if self._user_version() == SCHEMA_VERSION:
             return  # the common case takes no write lock
         if self.read_only:
-            raise StoreReadOnly(f"{self.db_path} has schema version {self._user_version()} and needs a migration "
-                                f"to version {SCHEMA_VERSION}, but the store {self.path} is read-only")
+            raise StoreReadOnly(
+                f"{self.db_path} has schema version {self._user_version()} and needs a migration "
+                f"to version {SCHEMA_VERSION}, but the store {self.path} is read-only"
+            )
         with self._write():
             version = self._user_version()  # again: another process may have migrated meanwhile
             if version > SCHEMA_VERSION:
@@ -175,8 +172,9 @@ class Store(RunData):
 
     # -- runs -----------------------------------------------------------------------
 
-    def create_run(self, config: RunConfig, name: str | None = None, parent_id: str | None = None,
-                   status: str = "queued") -> str:
+    def create_run(
+        self, config: RunConfig, name: str | None = None, parent_id: str | None = None, status: str = "queued"
+    ) -> str:
         """Record a new run and create ``runs/<id>/config.json``; returns the run id."""
         if status not in ("queued", "running"):
             raise HybtuiError(f"a new run starts as queued or running, not '{status}'")
@@ -186,15 +184,19 @@ class Store(RunData):
         if name is not None:
             config.replace(name=name)  # the configuration's rules for names (no control characters)
         now = time.time()
-        record = {"name": name, "config": config.to_json(), "status": status,
-                  "created_at": now, "parent_id": parent_id, "step": 0, "total_steps": config.steps}
+        record = {
+            "name": name,
+            "config": config.to_json(),
+            "status": status,
+            "created_at": now,
+            "parent_id": parent_id,
+            "step": 0,
+            "total_steps": config.steps,
+        }
         if status == "running":
-            record.update(started_at=now, heartbeat_at=now, pid=os.getpid(), pgid=os.getpgrp(),
-                          host=this_host())
+            record.update(started_at=now, heartbeat_at=now, pid=os.getpid(), pgid=os.getpgrp(), host=this_host())
         with self._write() as db:
-            run_id = _new_run_id()
-            while db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
-                run_id = _new_run_id()
+            run_id = database.new_id(db, "runs")
             db.table("runs").insert({"id": run_id, **record})
             directory = self.path / "runs" / run_id
             try:
@@ -202,8 +204,7 @@ class Store(RunData):
                 (directory / "config.json").write_text(config.to_json() + "\n")
             except OSError as exc:
                 shutil.rmtree(directory, ignore_errors=True)
-                raise HybtuiError(f"cannot create the run directory {directory}: "
-                                  f"{exc.strerror or exc}") from exc
+                raise HybtuiError(f"cannot create the run directory {directory}: {exc.strerror or exc}") from exc
         return run_id
 
     def get_run(self, run_id: str) -> Run:
@@ -214,14 +215,12 @@ class Store(RunData):
         """The row of ``table`` with this id, or with this unique id prefix."""
         rows = self._rows(f"SELECT * FROM {table} WHERE id = ?", [key])
         if not rows and key:
-            rows = self._rows(f"SELECT * FROM {table} WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
-                              [len(key), key])
+            rows = self._rows(f"SELECT * FROM {table} WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 6", [len(key), key])
         if not rows:
             raise RunNotFound(f"no {what} with id '{key}' in {self.path} (list them with `{lister}`)")
         if len(rows) > 1:
             shown = ", ".join(row["id"] for row in rows[:5]) + (", …" if len(rows) > 5 else "")
-            raise RunNotFound(f"{what} id prefix '{key}' is ambiguous: it matches {shown}; "
-                              f"give more characters")
+            raise RunNotFound(f"{what} id prefix '{key}' is ambiguous: it matches {shown}; give more characters")
         return rows[0]
 
     def list_runs(self, status: str | None = None, limit: int | None = None) -> list[Run]:
@@ -241,32 +240,6 @@ class Store(RunData):
         """``runs/<id>/``: the config, the worker log, checkpoints, embedding caches."""
         return self.path / "runs" / self.get_run(run_id).id
 
-    # -- grids ----------------------------------------------------------------------
-
-    def create_grid(self, name: str, spec: dict[str, Any]) -> str:
-        """Record a grid of already created runs; returns its id (``grids/<id>/`` holds its report)."""
-        with self._write() as db:
-            grid_id = _new_run_id()
-            while db.execute("SELECT 1 FROM grids WHERE id = ?", [grid_id]).fetchone():
-                grid_id = _new_run_id()
-            db.table("grids").insert({"id": grid_id, "name": name, "created_at": time.time(),
-                                      "spec": _strict_json(spec, f"grid {name}")})
-        return grid_id
-
-    def get_grid(self, grid_id: str) -> dict[str, Any]:
-        """The grid with this id or unique id prefix; ``spec`` decoded."""
-        row = self._by_id("grids", grid_id, "grid", "hybtui grids ls")
-        return {**row, "spec": json.loads(row["spec"])}
-
-    def list_grids(self) -> list[dict[str, Any]]:
-        """Grids, newest first; ``spec`` decoded."""
-        return [{**row, "spec": json.loads(row["spec"])}
-                for row in self._rows("SELECT * FROM grids ORDER BY created_at DESC, id DESC")]
-
-    def grid_dir(self, grid_id: str) -> Path:
-        """``grids/<id>/``: where the grid's report is written."""
-        return self.path / "grids" / self.get_grid(grid_id)["id"]
-
     def set_status(self, run_id: str, status: str, **fields: Any) -> Run:
         """Move a run along its life cycle, stamping times; returns the updated run.
 
@@ -278,15 +251,15 @@ class Store(RunData):
         status = run_status(status)
         unknown = sorted(set(fields) - STATUS_FIELDS)
         if unknown:
-            raise HybtuiError(f"set_status cannot set {', '.join(unknown)}; "
-                              f"allowed: {', '.join(sorted(STATUS_FIELDS))}")
+            raise HybtuiError(
+                f"set_status cannot set {', '.join(unknown)}; allowed: {', '.join(sorted(STATUS_FIELDS))}"
+            )
         now = time.time()
         with self._write() as db:
             run = self.get_run(run_id)
             if status not in run.status.next:
                 allowed = ", ".join(sorted(run.status.next)) or "none (it has ended)"
-                raise InvalidTransition(f"run {run.id} is {run.status} and cannot become {status}; "
-                                  f"allowed: {allowed}")
+                raise InvalidTransition(f"run {run.id} is {run.status} and cannot become {status}; allowed: {allowed}")
             updates: dict[str, Any] = {"status": status}
             if status == "running":
                 updates.update(started_at=now, heartbeat_at=now, ended_at=None, exit_code=None, error=None)
@@ -296,14 +269,23 @@ class Store(RunData):
                     updates.update(pid=os.getpid(), pgid=os.getpgrp())
                 updates["host"] = this_host()
             elif status == "queued":
-                updates.update(started_at=None, ended_at=None, pid=None, pgid=None, host=None,
-                               heartbeat_at=None, exit_code=None, error=None)
+                updates.update(
+                    started_at=None,
+                    ended_at=None,
+                    pid=None,
+                    pgid=None,
+                    host=None,
+                    heartbeat_at=None,
+                    exit_code=None,
+                    error=None,
+                )
             else:
                 updates["ended_at"] = now
             updates.update(fields)
             db.table("runs").update(run.id, updates)
-            self._insert_event(run.id, "error" if status in ("failed", "crashed") else "info",
-                               f"status {run.status} → {status}", now)
+            self._insert_event(
+                run.id, "error" if status in ("failed", "crashed") else "info", f"status {run.status} → {status}", now
+            )
         return self.get_run(run.id)
 
     def delete_run(self, run_id: str) -> None:
@@ -311,8 +293,10 @@ class Store(RunData):
         with self._write() as db:
             run = self.get_run(run_id)
             if run.status == RunStatus.RUNNING:
-                raise InvalidTransition(f"run {run.id} is running (pid {run.pid} on {run.host}); "
-                                  f"cancel it first with `hybtui runs cancel {run.id}`")
+                raise InvalidTransition(
+                    f"run {run.id} is running (pid {run.pid} on {run.host}); "
+                    f"cancel it first with `hybtui runs cancel {run.id}`"
+                )
             for table in ("metrics", "results", "events", "artifacts"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run.id])
             db.execute("DELETE FROM runs WHERE id = ?", [run.id])
@@ -322,8 +306,9 @@ class Store(RunData):
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise HybtuiError(f"deleted run {run.id} from the store but could not remove "
-                              f"{directory}: {exc.strerror or exc}") from exc
+            raise HybtuiError(
+                f"deleted run {run.id} from the store but could not remove {directory}: {exc.strerror or exc}"
+            ) from exc
 
     def sweep_orphans(self, now: float | None = None) -> list[str]:
         """End every run that is ``running`` on this host but whose process is gone: nobody
@@ -332,32 +317,48 @@ class Store(RunData):
         (e.g. ``failed`` with the cause). Without one (killed, OOM, reboot) it is
         ``crashed``. Returns the swept ids."""
         now = time.time() if now is None else now
-        candidates = self._rows("SELECT id, pid FROM runs WHERE status = 'running' AND host = ? "
-                                "AND pid IS NOT NULL", [this_host()])
+        candidates = self._rows(
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL", [this_host()]
+        )
         swept = []
         for run in candidates:
             if pid_alive(run["pid"]):
                 continue
             outcome = read_outcome(self.path / "runs" / run["id"], run["pid"])
             if outcome is None:
-                message = (f"worker process {run['pid']} on {this_host()} is gone without recording "
-                           f"an exit; marked crashed (resume it with `hybtui runs resume {run['id']}`)")
+                message = (
+                    f"worker process {run['pid']} on {this_host()} is gone without recording "
+                    f"an exit; marked crashed (resume it with `hybtui runs resume {run['id']}`)"
+                )
                 # Its last completed step is its last recorded loss (the heartbeat's lags behind).
-                last = self._rows("SELECT max(step) AS step FROM metrics WHERE run_id = ? AND key = 'loss'",
-                                  [run["id"]])[0]["step"]
-                updates = {"status": "crashed", "ended_at": now, "error": message,
-                           **({} if last is None else {"step": last})}
+                last = self._rows(
+                    "SELECT max(step) AS step FROM metrics WHERE run_id = ? AND key = 'loss'", [run["id"]]
+                )[0]["step"]
+                updates = {
+                    "status": "crashed",
+                    "ended_at": now,
+                    "error": message,
+                    **({} if last is None else {"step": last}),
+                }
             else:
                 ended = outcome["status"] + (f": {outcome['error']}" if outcome["error"] else "")
-                message = (f"worker process {run['pid']} could not record its end in the store; from its "
-                           f"outcome file: {ended} at step {outcome['step']}")
-                updates = {"status": outcome["status"], "ended_at": outcome["time"], "error": outcome["error"],
-                           "exit_code": outcome["exit_code"], "step": outcome["step"]}
+                message = (
+                    f"worker process {run['pid']} could not record its end in the store; from its "
+                    f"outcome file: {ended} at step {outcome['step']}"
+                )
+                updates = {
+                    "status": outcome["status"],
+                    "ended_at": outcome["time"],
+                    "error": outcome["error"],
+                    "exit_code": outcome["exit_code"],
+                    "step": outcome["step"],
+                }
             with self._write() as db:
                 changed = db.execute(  # unless the worker ended it meanwhile
                     f"UPDATE runs SET {', '.join(f'{k} = ?' for k in updates)} "
                     "WHERE id = ? AND status = 'running' AND pid = ?",
-                    [*updates.values(), run["id"], run["pid"]]).rowcount
+                    [*updates.values(), run["id"], run["pid"]],
+                ).rowcount
                 if changed:
                     level = "error" if updates["status"] in ("failed", "crashed") else "info"
                     self._insert_event(run["id"], level, message, now)
@@ -375,21 +376,9 @@ class Store(RunData):
             if run.status in ("queued", "running"):
                 raise InvalidTransition(f"run {run.id} is already {run.status}: resumed by another command")
             if run.status not in ("crashed", "cancelled"):
-                raise InvalidTransition(f"run {run.id} is {run.status}; only crashed or cancelled runs "
-                                  f"can be resumed")
+                raise InvalidTransition(f"run {run.id} is {run.status}; only crashed or cancelled runs can be resumed")
             after = [run.id, int(from_step) if from_step > 0 else -2]  # from the start: everything
             db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", after)
             db.execute("DELETE FROM results WHERE run_id = ? AND ifnull(step, -1) > ?", after)
             db.execute("DELETE FROM artifacts WHERE run_id = ? AND kind = 'checkpoint' AND step > ?", after)
             return self.set_status(run.id, "queued", step=int(from_step))
-
-
-
-def _strict_json(data: Any, what: str) -> str:
-    """JSON that SQLite's JSON functions accept: NaN and infinities are refused."""
-    try:
-        return json.dumps(data, allow_nan=False)
-    except ValueError as exc:
-        raise HybtuiError(f"{what}: cannot store a value that is not a finite number ({exc})") from exc
-
-

@@ -31,14 +31,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hybtui import faults
-from hybtui.training import checkpoint as checkpoints
-from hybtui.runs import launcher
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, StoreError
 from hybtui.results import ResultRow
+from hybtui.runs import launcher
 from hybtui.runs.outcome import OutcomeRecord
 from hybtui.runs.records import Run
 from hybtui.runs.store import Store
+from hybtui.training import checkpoint as checkpoints
 from hybtui.training.callbacks import Events, StepReport, Tee
 from hybtui.training.trainer import Trainer
 
@@ -75,8 +75,14 @@ class StoreEvents(Events):
         self.store.add_event(self.run_id, "info", f"training steps {start_step + 1}–{total_steps}")
 
     def on_step(self, report: StepReport) -> None:
-        self._add(report.step, loss=report.loss, lr=report.lr, grad_norm=report.grad_norm,
-                  pairs_per_s=report.pairs_per_s, mono=1.0 if report.batch_type == "mono" else 0.0)
+        self._add(
+            report.step,
+            loss=report.loss,
+            lr=report.lr,
+            grad_norm=report.grad_norm,
+            pairs_per_s=report.pairs_per_s,
+            mono=1.0 if report.batch_type == "mono" else 0.0,
+        )
 
     def on_validation(self, step: int, loss: float) -> None:
         self._add(step, validation_loss=loss)
@@ -116,8 +122,9 @@ class LogEvents(Events):
     def on_step(self, report: StepReport) -> None:
         self.step = report.step
         if report.step % self.every == 0 or report.step == 1:
-            log.info("step %d: loss %.4f, lr %.3g, %.1f pairs/s", report.step, report.loss, report.lr,
-                     report.pairs_per_s)
+            log.info(
+                "step %d: loss %.4f, lr %.3g, %.1f pairs/s", report.step, report.loss, report.lr, report.pairs_per_s
+            )
 
     def on_validation(self, step: int, loss: float) -> None:
         log.info("step %d: validation loss %.4f", step, loss)
@@ -160,7 +167,7 @@ def _attempt(what: str, action: Callable[[], object]) -> None:
         try:
             action()
             return
-        except Exception as exc:  # noqa: BLE001 - the next step must be attempted whatever this one raised
+        except Exception as exc:
             log.error("could not %s (try %d of %d): %s: %s", what, attempt, STORE_RETRIES, type(exc).__name__, exc)
             if attempt == STORE_RETRIES or not isinstance(exc, (sqlite3.Error, StoreError, OSError)):
                 return
@@ -229,8 +236,14 @@ def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
         store.set_status(run.id, "running", pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
     # Each attempt but a foreground run's first (created running) is one "→ running" event.
     attempt = max(1, sum(e["message"].endswith("→ running") for e in store.events(run.id)))
-    log.info("worker %d on %s: run %s, attempt %d, %s", os.getpid(), socket.gethostname(), run.id, attempt,
-             f"resuming from {resume_from} (step {start_step})" if resume_from else "starting at step 0")
+    log.info(
+        "worker %d on %s: run %s, attempt %d, %s",
+        os.getpid(),
+        socket.gethostname(),
+        run.id,
+        attempt,
+        f"resuming from {resume_from} (step {start_step})" if resume_from else "starting at step 0",
+    )
     outcome = _open_outcome(out)
     progress = LogEvents(start_step)
     events = StoreEvents(store, run.id)
@@ -251,7 +264,7 @@ def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
         result = trainer.run(resume_from=resume_from)
         _end(store, run.id, outcome, events, result.status, result.step, 0)
         return 0
-    except BaseException as exc:  # noqa: BLE001 - every failure must be recorded somewhere
+    except BaseException as exc:
         trace = "".join(traceback.format_exception(exc))
         log.error("failed at step %d:\n%s", progress.step, trace.rstrip())
         for partial in checkpoints.drop_staging(out):  # its space is what recording the failure needs
@@ -267,8 +280,17 @@ def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
             outcome.close()
 
 
-def _end(store: Store, run_id: str, outcome: OutcomeRecord | None, events: StoreEvents, status: str, step: int,
-         exit_code: int, error: str | None = None, trace: str | None = None) -> None:
+def _end(
+    store: Store,
+    run_id: str,
+    outcome: OutcomeRecord | None,
+    events: StoreEvents,
+    status: str,
+    step: int,
+    exit_code: int,
+    error: str | None = None,
+    trace: str | None = None,
+) -> None:
     """Record how the run ended: the outcome file first (it survives a full disk), then
     the store — pending metrics, the traceback, the status — each attempted on its own."""
     log.info("run %s %s at step %d%s", run_id, status, step, f": {error}" if error else "")
@@ -277,5 +299,7 @@ def _end(store: Store, run_id: str, outcome: OutcomeRecord | None, events: Store
     _attempt("record the last metrics", events.flush)
     if trace is not None:
         _attempt("record the traceback", lambda: store.add_event(run_id, "error", trace))
-    _attempt(f"record the status {status}",
-             lambda: store.set_status(run_id, status, exit_code=exit_code, error=error, step=step))
+    _attempt(
+        f"record the status {status}",
+        lambda: store.set_status(run_id, status, exit_code=exit_code, error=error, step=step),
+    )

@@ -133,7 +133,7 @@ def drop_staging(run_dir: Path) -> list[Path]:
 
 def prune_older(run_dir: Path, keep: int, forget: Forget) -> list[Path]:
     """Keep the newest max(1, keep) complete checkpoints (the newest is the resume point)."""
-    older = complete(run_dir)[:-max(1, keep)]
+    older = complete(run_dir)[: -max(1, keep)]
     for path in older:
         forget(step_of(path), path)
         shutil.rmtree(path)

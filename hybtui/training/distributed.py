@@ -54,3 +54,7 @@ class DistContext:
             dist.all_reduce(loss)
             loss /= self.world_size
         return float(loss)
+
+
+#: One process, no data parallelism (the default where no torchrun environment is set).
+SINGLE_PROCESS = DistContext()

@@ -16,7 +16,7 @@ import torch
 
 from hybtui.data.training import TrainingSet
 from hybtui.modeling.encoder import Encoder
-from hybtui.training.distributed import DistContext
+from hybtui.training.distributed import SINGLE_PROCESS, DistContext
 from hybtui.training.loss import InfoNCELoss
 from hybtui.training.sampling import Batch
 
@@ -79,15 +79,17 @@ class RandContext:
         self._fork.__exit__(*exc_info)
 
 
-def encode_rows(encoder: Encoder, batch: dict[str, torch.Tensor], rows: torch.Tensor, width: int,
-                autocast: bool) -> torch.Tensor:
+def encode_rows(
+    encoder: Encoder, batch: dict[str, torch.Tensor], rows: torch.Tensor, width: int, autocast: bool
+) -> torch.Tensor:
     """Embeddings of some rows of a tokenised batch, cut to `width` tokens."""
     with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=autocast):
         return encoder(batch["input_ids"][rows, :width], batch["attention_mask"][rows, :width]).float()
 
 
-def encode_groups(encoder: Encoder, side: Side, autocast: bool,
-                  states: list[RandContext] | None = None) -> torch.Tensor:
+def encode_groups(
+    encoder: Encoder, side: Side, autocast: bool, states: list[RandContext] | None = None
+) -> torch.Tensor:
     """Embeddings of a whole side, group by group, back in batch order; `states` (if given)
     receives each group's RNG state before its forward."""
     batch, groups = side
@@ -110,8 +112,9 @@ def global_loss(loss_fn: InfoNCELoss, ctx: DistContext, q: torch.Tensor, p: torc
     return loss_fn(q, all_p, offset=ctx.rank * n_local, all_queries=all_q, positives=positives)
 
 
-def grad_cache_backward(encoder: Encoder, sides: tuple[Side, Side], loss_fn: InfoNCELoss, ctx: DistContext,
-                        autocast: bool) -> torch.Tensor:
+def grad_cache_backward(
+    encoder: Encoder, sides: tuple[Side, Side], loss_fn: InfoNCELoss, ctx: DistContext, autocast: bool
+) -> torch.Tensor:
     """GradCache: embed without gradient, differentiate the loss with respect to the
     embeddings, then re-encode each group (dropout replayed) with its cached gradient."""
     cached = []
@@ -129,9 +132,15 @@ def grad_cache_backward(encoder: Encoder, sides: tuple[Side, Side], loss_fn: Inf
     return loss
 
 
-def loss_and_backward(encoder: Encoder, texts: BatchTexts, loss_fn: InfoNCELoss,
-                      ctx: DistContext = DistContext(), grad_cache_chunk: int = 0,
-                      autocast: bool = False, forward_chunk: int = 16) -> float:
+def loss_and_backward(
+    encoder: Encoder,
+    texts: BatchTexts,
+    loss_fn: InfoNCELoss,
+    ctx: DistContext = SINGLE_PROCESS,
+    grad_cache_chunk: int = 0,
+    autocast: bool = False,
+    forward_chunk: int = 16,
+) -> float:
     """Full-batch InfoNCE on this rank's slice; gradients land in the encoder's params.
 
     Texts are encoded in length-sorted groups (`length_chunks`), so short texts are not

@@ -15,8 +15,14 @@ class InfoNCELoss(torch.nn.Module):
         self.temperature = temperature
         self.symmetric = symmetric
 
-    def forward(self, queries: torch.Tensor, passages: torch.Tensor, offset: int = 0,
-                all_queries: torch.Tensor | None = None, positives: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        queries: torch.Tensor,
+        passages: torch.Tensor,
+        offset: int = 0,
+        all_queries: torch.Tensor | None = None,
+        positives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         labels = torch.arange(len(queries), device=queries.device) + offset
         loss = torch.nn.functional.cross_entropy(queries @ passages.T / self.temperature, labels)
         if self.symmetric:

@@ -8,8 +8,9 @@ from hybtui.config import RunConfig
 from hybtui.modeling.encoder import Encoder
 
 
-def build_optimizer(encoder: Encoder,
-                    config: RunConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(
+    encoder: Encoder, config: RunConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (no decay on biases and norms), linear warmup then linear decay to 0."""
     decay, no_decay = [], []
     for name, p in encoder.named_parameters():
@@ -18,8 +19,11 @@ def build_optimizer(encoder: Encoder,
     # The fused kernel makes one pass over parameters and moments (8x faster on CPU for
     # me5-small, whose 96M-row embedding matrix dominates the optimizer step).
     fused = encoder.device.type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, fused=fused)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        fused=fused,
+    )
     warmup, total = config.warmup_steps, config.steps
 
     def factor(step: int) -> float:

@@ -185,7 +185,7 @@ class BatchSampler:
             if carry:
                 previous = built.get(s - 1)
                 previous = self._raw_pass(p, s - 1) if previous is None else previous
-                order = _avoid(order, previous[n - carry:], b - carry)
+                order = _avoid(order, previous[n - carry :], b - carry)
             built[s] = order
         for old in [e for e in built if not epoch - 1 <= e <= epoch + 1]:
             del built[old]
@@ -277,7 +277,8 @@ def batch_to_json(batch: Batch, datasets: list[TrainingSet]) -> dict:
         "step": batch.step,
         "type": batch.type,
         "dataset": batch.dataset,
-        "pairs": [{"item": items[p.item].item_id, "query_lang": p.query_lang, "passage_lang": p.passage_lang}
-                  for p in batch.pairs],
+        "pairs": [
+            {"item": items[p.item].item_id, "query_lang": p.query_lang, "passage_lang": p.passage_lang}
+            for p in batch.pairs
+        ],
     }
-

@@ -49,8 +49,7 @@ class TrainingResult:
 class Trainer:
     """Validates everything, then trains `config.steps` steps, evaluating and checkpointing."""
 
-    def __init__(self, config: RunConfig, output_dir: Path, events: Events | None = None,
-                 data_dir: Path | None = None):
+    def __init__(self, config: RunConfig, output_dir: Path, events: Events | None = None, data_dir: Path | None = None):
         self.config = config
         self.output_dir = Path(output_dir)
         self.events = events or Events()
@@ -71,8 +70,9 @@ class Trainer:
 
     def _load_encoder(self, resume_from: Path | None) -> models.Encoder:
         c = self.config
-        spec = models.encoder_spec(str(resume_from) if resume_from else c.model, c.pooling, c.query_prefix,
-                                   c.passage_prefix, c.max_length)
+        spec = models.encoder_spec(
+            str(resume_from) if resume_from else c.model, c.pooling, c.query_prefix, c.passage_prefix, c.max_length
+        )
         if not resume_from:
             spec = spec.filled_from(models.spec_for(c.model))
         encoder = models.load_encoder(spec, device=str(self.device), say=self.events.on_message)
@@ -116,8 +116,7 @@ class Trainer:
                 self.events.on_message(f"removed {leftover} (incomplete, or newer than the resume point)")
         return step
 
-    def _train_step(self, encoder: models.Encoder, optimizer, scheduler, loss_fn: InfoNCELoss,
-                    step: int) -> StepReport:
+    def _train_step(self, encoder: models.Encoder, optimizer, scheduler, loss_fn: InfoNCELoss, step: int) -> StepReport:
         """One optimizer step on this rank's slice of the global batch of `step`."""
         c = self.config
         started = time.perf_counter()
@@ -128,27 +127,33 @@ class Trainer:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
         lr = scheduler.get_last_lr()[0]
         if not math.isfinite(loss):
-            raise HybtuiError(f"training diverged: the loss of step {step + 1} is {loss} (lower --lr, "
-                              f"raise --temperature, or check the data)")
+            raise HybtuiError(
+                f"training diverged: the loss of step {step + 1} is {loss} (lower --lr, "
+                f"raise --temperature, or check the data)"
+            )
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - started
-        return StepReport(step + 1, loss, lr, grad_norm, c.batch_size / seconds, batch.type, batch.dataset,
-                          _languages(batch), seconds)
+        return StepReport(
+            step + 1, loss, lr, grad_norm, c.batch_size / seconds, batch.type, batch.dataset, _languages(batch), seconds
+        )
 
-    def _backward(self, encoder: models.Encoder, texts: BatchTexts, loss_fn: InfoNCELoss,
-                  params: list[torch.nn.Parameter]) -> float:
+    def _backward(
+        self, encoder: models.Encoder, texts: BatchTexts, loss_fn: InfoNCELoss, params: list[torch.nn.Parameter]
+    ) -> float:
         """Loss and gradients of a batch over `grad_accumulation` micro-batches, each with
         its own negatives (hard negatives only when the batch is one micro-batch)."""
         c = self.config
         micro = chunk_slices(len(texts.queries), math.ceil(len(texts.queries) / c.grad_accumulation))
         loss = 0.0
         for part in micro:
-            part_texts = BatchTexts(texts.queries[part], texts.passages[part],
-                                    texts.hard_negatives if len(micro) == 1 else [])
-            loss += loss_and_backward(encoder, part_texts, loss_fn, self.ctx, c.grad_cache_chunk,
-                                      c.bf16, c.forward_chunk) / len(micro)
+            part_texts = BatchTexts(
+                texts.queries[part], texts.passages[part], texts.hard_negatives if len(micro) == 1 else []
+            )
+            loss += loss_and_backward(
+                encoder, part_texts, loss_fn, self.ctx, c.grad_cache_chunk, c.bf16, c.forward_chunk
+            ) / len(micro)
         if len(micro) > 1:
             for p in params:
                 if p.grad is not None:
@@ -176,8 +181,9 @@ class Trainer:
         faults.point("before-flush", step)
         self.events.before_checkpoint(step)
         faults.point("after-flush", step)
-        path = save_checkpoint(checkpoints.path_for(self.output_dir, step), encoder, optimizer, scheduler, step,
-                               self.config)
+        path = save_checkpoint(
+            checkpoints.path_for(self.output_dir, step), encoder, optimizer, scheduler, step, self.config
+        )
         faults.point("checkpoint-switched", step)
         self.events.on_checkpoint(step, path)
         checkpoints.prune_older(self.output_dir, self.config.keep_checkpoints, self._forget)

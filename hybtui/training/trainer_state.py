@@ -18,8 +18,7 @@ from hybtui.modeling.encoder import Encoder
 from hybtui.training import checkpoint as checkpoints
 
 
-def save_checkpoint(path: Path, encoder: Encoder, optimizer, scheduler, step: int,
-                    config: RunConfig) -> Path:
+def save_checkpoint(path: Path, encoder: Encoder, optimizer, scheduler, step: int, config: RunConfig) -> Path:
     """Model (sentence-transformers format) + what exact resumption needs, switched into
     place atomically (`hybtui.training.checkpoint`). `optimizer` None: a final checkpoint, which no
     step follows, so it needs no optimizer moments (twice the model's size)."""

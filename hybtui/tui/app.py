@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 
-from hybtui.runs import launcher
 from hybtui.errors import HybtuiError
+from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.runs.store import store_path as resolve_store_path
 from hybtui.tui.screens.help import HelpScreen
@@ -33,8 +33,10 @@ class HybtuiApp(App):
 
     CSS_PATH = "hybtui.tcss"
     TITLE = "hybtui"
-    BINDINGS = [Binding("question_mark", "help", "Keys"),
-                Binding("ctrl+t", "toggle_theme", "Light/dark theme", show=False)]
+    BINDINGS = [
+        Binding("question_mark", "help", "Keys"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark theme", show=False),
+    ]
 
     @dataclass
     class QueueAdvanced(Message):
@@ -96,16 +98,22 @@ class HybtuiApp(App):
         if runs is None:
             return
         yield SystemCommand("New run", "Configure and launch a training run", runs.action_new_run)
-        yield SystemCommand("Grids and reproduction reports", "The grids of `hybtui reproduce` and their reports",
-                            runs.action_grids)
+        yield SystemCommand(
+            "Grids and reproduction reports", "The grids of `hybtui reproduce` and their reports", runs.action_grids
+        )
         if screen is runs:
             yield SystemCommand("Compare marked runs", "Marked runs side by side", runs.action_compare)
-            yield SystemCommand("Delete marked runs", "Delete the marked (or highlighted) runs and their "
-                                "checkpoints, after a confirmation", runs.action_delete_runs)
-            yield SystemCommand("Export runs", "Write the marked (or shown) runs as Markdown and CSV into "
-                                "the store's exports/", runs.action_export_runs)
-            yield SystemCommand("Sort runs", "Next order: newest, name, status, mAP, rank distance",
-                                runs.action_sort)
+            yield SystemCommand(
+                "Delete marked runs",
+                "Delete the marked (or highlighted) runs and their checkpoints, after a confirmation",
+                runs.action_delete_runs,
+            )
+            yield SystemCommand(
+                "Export runs",
+                "Write the marked (or shown) runs as Markdown and CSV into the store's exports/",
+                runs.action_export_runs,
+            )
+            yield SystemCommand("Sort runs", "Next order: newest, name, status, mAP, rank distance", runs.action_sort)
 
 
 def run_app(store_path: str | Path | None = None) -> None:

@@ -17,10 +17,10 @@ import numpy as np
 from rich.text import Text
 
 from hybtui import inert
-from hybtui.runs import launcher
-from hybtui.runs.disk import run_disk_usage
 from hybtui.formatting import age, number
 from hybtui.results import AVERAGE, headline, per_language, seen_of
+from hybtui.runs import launcher
+from hybtui.runs.disk import run_disk_usage
 from hybtui.runs.records import is_stalled
 from hybtui.runs.store import Store
 
@@ -32,8 +32,14 @@ LR_KEY = "lr"
 PLOTTED_KEYS = (LOSS_KEY, LR_KEY)
 #: How much of an existing worker log the detail screen shows when it opens.
 LOG_TAIL_BYTES = 16_384
-STATUS_STYLES = {"queued": "dim", "running": "bold cyan", "finished": "green", "failed": "bold red",
-                 "cancelled": "yellow", "crashed": "bold red"}
+STATUS_STYLES = {
+    "queued": "dim",
+    "running": "bold cyan",
+    "finished": "green",
+    "failed": "bold red",
+    "cancelled": "yellow",
+    "crashed": "bold red",
+}
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,10 @@ class RunRow:
         strings as markup."""
         run, figures = self.run, self.figures
         return (
-            inert.text(run["id"]), inert.text(run["name"] or ""),
-            inert.text(run["model"] or "", style="red" if run["config_error"] else ""), inert.text(sampler_label(run)),
+            inert.text(run["id"]),
+            inert.text(run["name"] or ""),
+            inert.text(run["model"] or "", style="red" if run["config_error"] else ""),
+            inert.text(sampler_label(run)),
             number(run["alpha"], 2, missing="") if run["total_steps"] and run["sampler"] == "hybrid" else "",
             inert.text(train_languages(run["train"])),
             status_text(run, self.now),
@@ -172,14 +180,27 @@ def read_detail(store: Store, run_id: str, after_id: int, log_offset: int, with_
     results are read only when asked (the screen asks until it has them and the run ended)."""
     run = store.get_run(run_id)
     rows = store.metrics_since(run["id"], after_id, keys=PLOTTED_KEYS)
-    series = {key: tuple((row["step"], row["value"], row["time"]) for row in rows
-                         if row["key"] == key and not math.isnan(row["value"])) for key in PLOTTED_KEYS}
+    series = {
+        key: tuple(
+            (row["step"], row["value"], row["time"])
+            for row in rows
+            if row["key"] == key and not math.isnan(row["value"])
+        )
+        for key in PLOTTED_KEYS
+    }
     start, end, text = read_log(launcher.log_path(store, run["id"]), log_offset)
     run_dir = store.run_dir(run["id"])
-    return DetailSnapshot(run=run, last_id=rows[-1]["id"] if rows else after_id, series=series,
-                          results=tuple(store.results(run["id"])) if with_results else None,
-                          log_offset=start, log_end=end, log_text=text, run_dir=run_dir,
-                          disk=run_disk_usage(run_dir).describe())
+    return DetailSnapshot(
+        run=run,
+        last_id=rows[-1]["id"] if rows else after_id,
+        series=series,
+        results=tuple(store.results(run["id"])) if with_results else None,
+        log_offset=start,
+        log_end=end,
+        log_text=text,
+        run_dir=run_dir,
+        disk=run_disk_usage(run_dir).describe(),
+    )
 
 
 def eta(run: dict[str, Any], samples: list[tuple[int, float]]) -> float | None:

@@ -59,9 +59,14 @@ class CompareScreen(Screen):
             with Store(self.store_path) as store:
                 runs = [store.get_run(run_id) for run_id in self.run_ids]
                 results = {run["id"]: store.results(run["id"]) for run in runs}
-                curves = {inert.visible(f"{run['id']} {run['name'] or ''}".strip()):
-                          [(m["step"], m["value"]) for m in store.metrics_since(run["id"], keys=[LOSS_KEY])
-                           if not math.isnan(m["value"])] for run in runs}
+                curves = {
+                    inert.visible(f"{run['id']} {run['name'] or ''}".strip()): [
+                        (m["step"], m["value"])
+                        for m in store.metrics_since(run["id"], keys=[LOSS_KEY])
+                        if not math.isnan(m["value"])
+                    ]
+                    for run in runs
+                }
         except (HybtuiError, sqlite3.Error) as exc:
             self.post_message(self.Loaded([], {}, error=str(exc)))
             return

@@ -14,8 +14,11 @@ from hybtui import inert
 class ConfirmScreen(ModalScreen[bool]):
     """Dismissed with True on ``y`` and False on ``n`` or escape: only an explicit yes acts."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n", "answer(False)", "No"),
-                Binding("escape", "answer(False)", "No", show=False)]
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "No", show=False),
+    ]
 
     def __init__(self, question: str, detail: str = "") -> None:
         super().__init__()

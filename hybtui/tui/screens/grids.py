@@ -18,9 +18,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from hybtui import inert
+from hybtui.formatting import figure, human_duration
 from hybtui.reporting.grid_report import TABLE1, build_report
 from hybtui.runs import grid as reproduce
-from hybtui.formatting import figure, human_duration
 from hybtui.runs.store import Store
 from hybtui.tui.screens.polled import PolledScreen
 from hybtui.tui.viewmodels import STATUS_STYLES
@@ -52,8 +52,17 @@ def read_grids(store: Store) -> tuple[GridRow, ...]:
     for grid in store.list_grids():
         runs = reproduce.grid_runs(store, grid)
         finished = sum(1 for _, run in runs if run and run["status"] == "finished")
-        rows.append(GridRow(grid["id"], (inert.text(grid["id"]), inert.text(grid["name"]), f"{finished}/{len(runs)}",
-                                         human_duration(now - grid["created_at"]))))
+        rows.append(
+            GridRow(
+                grid["id"],
+                (
+                    inert.text(grid["id"]),
+                    inert.text(grid["name"]),
+                    f"{finished}/{len(runs)}",
+                    human_duration(now - grid["created_at"]),
+                ),
+            )
+        )
     return tuple(rows)
 
 
@@ -112,8 +121,12 @@ def _delta(value: float | None, heading: str) -> Text:
 
 def deltas_table(figures: dict[str, Any]) -> Table:
     """Hybrid's mean minus each other sampler's, per Table 1 column."""
-    table = Table("hybrid − other", *HEADINGS, title="hybrid against each other sampler "
-                  "(rank distance: lower is better)", **TABLE_STYLE)
+    table = Table(
+        "hybrid − other",
+        *HEADINGS,
+        title="hybrid against each other sampler (rank distance: lower is better)",
+        **TABLE_STYLE,
+    )
     for name, row in figures["deltas"].items():
         table.add_row(inert.text(name), *(_delta(row[h], h) for h in HEADINGS))
     return table
@@ -123,9 +136,13 @@ def runs_table(rep: dict[str, Any]) -> Table:
     """Every run of the grid: its cell (sampler, seed), status, id and wall time."""
     table = Table("sampler", "seed", "status", "run", "wall", **TABLE_STYLE)
     for run in rep["runs"]:
-        table.add_row(inert.text(run["label"]), inert.text(run["seed"]),
-                      inert.text(run["status"], style=STATUS_STYLES.get(run["status"], "")),
-                      inert.text(run["run_id"]), human_duration(run["wall_s"]) if run["wall_s"] else "")
+        table.add_row(
+            inert.text(run["label"]),
+            inert.text(run["seed"]),
+            inert.text(run["status"], style=STATUS_STYLES.get(run["status"], "")),
+            inert.text(run["run_id"]),
+            human_duration(run["wall_s"]) if run["wall_s"] else "",
+        )
     return table
 
 
@@ -133,16 +150,22 @@ def summary(rep: dict[str, Any], done: bool) -> Text:
     """What the grid trains and evaluates, and how far it is (stored text: inert)."""
     opts = rep["options"]
     finished = sum(1 for run in rep["runs"] if run["status"] == "finished")
-    return inert.text(f"{rep['name']}: {opts['model']} on {' '.join(opts['train'])}, {opts['steps']} steps × batch "
-            f"{opts['batch_size']}, seeds {', '.join(map(str, opts['seeds']))}; eval {' '.join(opts['eval'])}. "
-            f"{finished}/{len(rep['runs'])} runs finished" + ("." if done else ", refreshing…"))
+    return inert.text(
+        f"{rep['name']}: {opts['model']} on {' '.join(opts['train'])}, {opts['steps']} steps × batch "
+        f"{opts['batch_size']}, seeds {', '.join(map(str, opts['seeds']))}; eval {' '.join(opts['eval'])}. "
+        f"{finished}/{len(rep['runs'])} runs finished" + ("." if done else ", refreshing…")
+    )
 
 
 class GridReportScreen(PolledScreen):
     """The report of `hybtui reproduce` for one grid, re-read until every run has ended."""
 
-    BINDINGS = [*BACK_AND_QUIT, Binding("1", "tab('tab-table1')", "Table 1"),
-                Binding("2", "tab('tab-languages')", "Languages"), Binding("3", "tab('tab-runs')", "Runs")]
+    BINDINGS = [
+        *BACK_AND_QUIT,
+        Binding("1", "tab('tab-table1')", "Table 1"),
+        Binding("2", "tab('tab-languages')", "Languages"),
+        Binding("3", "tab('tab-runs')", "Runs"),
+    ]
 
     def __init__(self, store_path: Path, grid_id: str, refresh_s: float = REPORT_REFRESH_S) -> None:
         super().__init__(store_path, refresh_s)
@@ -183,7 +206,8 @@ class GridReportScreen(PolledScreen):
             if figures["deltas"]:
                 tables.append(deltas_table(figures))
         self.query_one("#grid-tables", Static).update(
-            Group(*tables) if tables else "no results yet: Table 1 fills in as runs finish")
+            Group(*tables) if tables else "no results yet: Table 1 fills in as runs finish"
+        )
         languages = self.query_one("#grid-languages", VerticalScroll)
         plots = {plot.bench: plot for plot in languages.query(GridBars)}
         for bench, figures in rep["benchmarks"].items():

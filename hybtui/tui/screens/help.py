@@ -24,8 +24,12 @@ def key_table(screen: Screen) -> Table:
     table = Table("key", "does", box=None, header_style="bold", padding=(0, 2, 0, 0))
     for key, active in screen.active_bindings.items():
         binding = active.binding
-        if (binding.description and not binding.system and key != screen.app.COMMAND_PALETTE_BINDING
-                and (binding.show or not _is_stock(active))):
+        if (
+            binding.description
+            and not binding.system
+            and key != screen.app.COMMAND_PALETTE_BINDING
+            and (binding.show or not _is_stock(active))
+        ):
             table.add_row(screen.app.get_key_display(binding), binding.description)
     return table
 
@@ -42,8 +46,11 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
             yield Static(key_table(self.underneath), id="help-keys")
-            yield Static(f"{self.app.get_key_display(Binding(self.app.COMMAND_PALETTE_BINDING, ''))}  "
-                         "command palette: every action by name", id="help-palette")
+            yield Static(
+                f"{self.app.get_key_display(Binding(self.app.COMMAND_PALETTE_BINDING, ''))}  "
+                "command palette: every action by name",
+                id="help-palette",
+            )
 
     def on_mount(self) -> None:
         self.query_one("#help").border_title = "keys"

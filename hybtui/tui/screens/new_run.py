@@ -18,7 +18,6 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static
 
 from hybtui import inert
-from hybtui.runs import launcher
 from hybtui.config import SAMPLERS, RunConfig
 from hybtui.data import miracl
 from hybtui.data.checks import prepare_data
@@ -26,15 +25,22 @@ from hybtui.data.lareqa import LANGUAGES as TRAINING_BENCHMARKS
 from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
 from hybtui.modeling.registry import REGISTRY, check_model_and_device
+from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.tui.screens.run_detail import RunDetailScreen
 
 #: Seconds of quiet typing before the form is checked (the check loads the training data).
 CHECK_DELAY_S = 0.3
 #: The numeric fields: (RunConfig field, label, type); an empty max length means the model's own.
-NUMBERS = (("alpha", "α (mono share)", float), ("steps", "steps", int), ("batch_size", "batch size", int),
-           ("lr", "lr", float), ("temperature", "temperature τ", float), ("max_length", "max length", int),
-           ("seed", "seed", int))
+NUMBERS = (
+    ("alpha", "α (mono share)", float),
+    ("steps", "steps", int),
+    ("batch_size", "batch size", int),
+    ("lr", "lr", float),
+    ("temperature", "temperature τ", float),
+    ("max_length", "max length", int),
+    ("seed", "seed", int),
+)
 
 
 def _row(label: str, *widgets) -> Horizontal:
@@ -98,18 +104,39 @@ class NewRunScreen(Screen):
         yield Header()
         with VerticalScroll(id="new-run-form"):
             yield _row("name", Input(placeholder="optional", id="name", compact=True))
-            yield _row("model", Select([(name, name) for name in REGISTRY], value=defaults.model, allow_blank=False,
-                                       id="model", compact=True))
+            yield _row(
+                "model",
+                Select(
+                    [(name, name) for name in REGISTRY],
+                    value=defaults.model,
+                    allow_blank=False,
+                    id="model",
+                    compact=True,
+                ),
+            )
             yield _row("", Input(placeholder="or a Hugging Face id / local path", id="model-path", compact=True))
-            yield _row("sampler", Select([(s, s) for s in SAMPLERS], value=defaults.sampler, allow_blank=False,
-                                         id="sampler", compact=True))
+            yield _row(
+                "sampler",
+                Select(
+                    [(s, s) for s in SAMPLERS], value=defaults.sampler, allow_blank=False, id="sampler", compact=True
+                ),
+            )
             for kind, spec in (("train", defaults.train[0]), ("eval", defaults.eval[0])):
                 bench, chosen = split_spec(spec)
-                yield _row(f"{kind} data" if kind == "train" else "evaluation",
-                           Select([(b, b) for b in BENCHMARKS[kind]], value=bench, allow_blank=False,
-                                  id=f"{kind}-bench", compact=True))
-                yield _row("", SelectionList(*_language_options(bench, chosen), id=f"{kind}-langs",
-                                             classes="langs", compact=True))
+                yield _row(
+                    f"{kind} data" if kind == "train" else "evaluation",
+                    Select(
+                        [(b, b) for b in BENCHMARKS[kind]],
+                        value=bench,
+                        allow_blank=False,
+                        id=f"{kind}-bench",
+                        compact=True,
+                    ),
+                )
+                yield _row(
+                    "",
+                    SelectionList(*_language_options(bench, chosen), id=f"{kind}-langs", classes="langs", compact=True),
+                )
             for field, label, _ in NUMBERS:
                 value = getattr(defaults, field)
                 yield _row(label, Input("" if value is None else str(value), id=field, compact=True))
@@ -151,8 +178,12 @@ class NewRunScreen(Screen):
             "device": self.query_one("#device", Input).value.strip() or "auto",
         }
         for kind in ("train", "eval"):
-            values[kind] = [join_spec(self.query_one(f"#{kind}-bench", Select).value,
-                                      self.query_one(f"#{kind}-langs", SelectionList).selected)]
+            values[kind] = [
+                join_spec(
+                    self.query_one(f"#{kind}-bench", Select).value,
+                    self.query_one(f"#{kind}-langs", SelectionList).selected,
+                )
+            ]
         for field, _, kind in NUMBERS:
             text = self.query_one(f"#{field}", Input).value.strip()
             if field == "max_length" and not text:
@@ -209,8 +240,12 @@ class NewRunScreen(Screen):
     @on(Button.Pressed, "#launch")
     def action_launch(self) -> None:
         if self._ready is None:
-            self.notify(str(self.query_one("#form-message", Static).content) or "the form is not checked yet",
-                        title="cannot launch", severity="warning", markup=False)
+            self.notify(
+                str(self.query_one("#form-message", Static).content) or "the form is not checked yet",
+                title="cannot launch",
+                severity="warning",
+                markup=False,
+            )
             return
         config, self._ready = self._ready, None
         self.query_one("#launch", Button).disabled = True

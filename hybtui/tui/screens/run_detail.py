@@ -144,9 +144,14 @@ class RunDetailScreen(PolledScreen):
         left = eta(run, self._samples)
         if left is not None:
             header.append(f"   ETA {human_duration(left)} + final evaluation")
-        header.append("\n" + inert.visible(
-            f"{config.get('model')} · {config.get('sampler')} α={config.get('alpha')} · "
-            f"batch {config.get('batch_size')} · lr {config.get('lr')} · seed {config.get('seed')}"), style="dim")
+        header.append(
+            "\n"
+            + inert.visible(
+                f"{config.get('model')} · {config.get('sampler')} α={config.get('alpha')} · "
+                f"batch {config.get('batch_size')} · lr {config.get('lr')} · seed {config.get('seed')}"
+            ),
+            style="dim",
+        )
         for problem in (run["config_error"], run["error"]):
             if problem and problem.strip():
                 header.append(f"\n{inert.visible(problem.strip().splitlines()[-1])}", style="red")

@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input
 
 from hybtui import inert
-from hybtui.runs import launcher
-from hybtui.reporting import export as report
 from hybtui.errors import HybtuiError
+from hybtui.reporting import export as report
+from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
@@ -36,11 +36,15 @@ READ_SHARE = 0.25
 #: How many runs one comparison takes (more do not fit side by side).
 COMPARE_MIN, COMPARE_MAX = 2, 6
 #: The orders ``s`` cycles through: mAP best first, rank distance (language bias) lowest first.
-SORTS = (SortOrder("newest first"), SortOrder("name", "name"), SortOrder("status", "status"),
-         SortOrder("mono mAP, best first", "mono", descending=True),
-         SortOrder("cross mAP, best first", "cross", descending=True),
-         SortOrder("multi mAP, best first", "multi", descending=True),
-         SortOrder("rank distance, lowest first", "rank_distance"))
+SORTS = (
+    SortOrder("newest first"),
+    SortOrder("name", "name"),
+    SortOrder("status", "status"),
+    SortOrder("mono mAP, best first", "mono", descending=True),
+    SortOrder("cross mAP, best first", "cross", descending=True),
+    SortOrder("multi mAP, best first", "multi", descending=True),
+    SortOrder("rank distance, lowest first", "rank_distance"),
+)
 #: What ``e`` writes, each as ``<store>/exports/runs-<time>.<format>``.
 EXPORT_FORMATS = ("md", "csv")
 
@@ -93,8 +97,9 @@ class RunsScreen(PolledScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="/ filter by name, model, sampler or status", id="filter", select_on_focus=False,
-                    compact=True)
+        yield Input(
+            placeholder="/ filter by name, model, sampler or status", id="filter", select_on_focus=False, compact=True
+        )
         yield RunsTable(id="runs")
         yield Footer()
 
@@ -161,8 +166,11 @@ class RunsScreen(PolledScreen):
     def action_compare(self) -> None:
         marked = self.query_one(RunsTable).marked
         if not COMPARE_MIN <= len(marked) <= COMPARE_MAX:
-            self.notify(f"mark {COMPARE_MIN} to {COMPARE_MAX} runs with space to compare them "
-                        f"({len(marked)} marked)", title="compare", severity="warning")
+            self.notify(
+                f"mark {COMPARE_MIN} to {COMPARE_MAX} runs with space to compare them ({len(marked)} marked)",
+                title="compare",
+                severity="warning",
+            )
             return
         self.app.push_screen(CompareScreen(self.store_path, list(marked)))
 
@@ -181,8 +189,9 @@ class RunsScreen(PolledScreen):
             if yes:
                 self._delete(run_ids)
 
-        self.app.push_screen(ConfirmScreen(f"delete {len(run_ids)} run(s) and their checkpoints?",
-                                           " ".join(run_ids)), answered)
+        self.app.push_screen(
+            ConfirmScreen(f"delete {len(run_ids)} run(s) and their checkpoints?", " ".join(run_ids)), answered
+        )
 
     @work(thread=True, group="runs-act")
     def _delete(self, run_ids: list[str]) -> None:

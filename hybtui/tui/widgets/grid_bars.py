@@ -42,15 +42,28 @@ class GridBars(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.title(visible(f"{self.bench}: multi mAP per query language († unseen, ‡ low-resource)"))
-        samplers = list(dict.fromkeys(label for info in self.languages.values() for label, figures
-                                      in info["samplers"].items() if figures["multi mAP"] is not None))
+        samplers = list(
+            dict.fromkeys(
+                label
+                for info in self.languages.values()
+                for label, figures in info["samplers"].items()
+                if figures["multi mAP"] is not None
+            )
+        )
         if samplers:
-            bars = [[info["samplers"][label]["multi mAP"] or 0.0 for info in self.languages.values()]
-                    for label in samplers]
-            colours = [Color.parse(self.app.theme_variables[BAR_COLOURS[i % len(BAR_COLOURS)]]).rgb
-                       for i in range(len(samplers))]
-            plt.multiple_bar([visible(language_label(lang, info)) for lang, info in self.languages.items()], bars,
-                             labels=[visible(label) for label in samplers], color=colours)
+            bars = [
+                [info["samplers"][label]["multi mAP"] or 0.0 for info in self.languages.values()] for label in samplers
+            ]
+            colours = [
+                Color.parse(self.app.theme_variables[BAR_COLOURS[i % len(BAR_COLOURS)]]).rgb
+                for i in range(len(samplers))
+            ]
+            plt.multiple_bar(
+                [visible(language_label(lang, info)) for lang, info in self.languages.items()],
+                bars,
+                labels=[visible(label) for label in samplers],
+                color=colours,
+            )
             # plotext draws the legend inside the plot, top left: keep that many rows above the bars
             rows = self.size.height - FRAME_ROWS
             top = max(max(row) for row in bars)

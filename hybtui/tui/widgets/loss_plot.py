@@ -30,8 +30,8 @@ class Series:
             capacity = max(end, 2 * len(self._steps))
             self._steps = np.resize(self._steps, capacity)
             self._values = np.resize(self._values, capacity)
-        self._steps[self.size:end] = steps
-        self._values[self.size:end] = values
+        self._steps[self.size : end] = steps
+        self._values[self.size : end] = values
         self.size = end
 
     def __len__(self) -> int:
@@ -39,11 +39,11 @@ class Series:
 
     @property
     def steps(self) -> np.ndarray:
-        return self._steps[:self.size]
+        return self._steps[: self.size]
 
     @property
     def values(self) -> np.ndarray:
-        return self._values[:self.size]
+        return self._values[: self.size]
 
 
 def _readable(values: np.ndarray, label: str) -> tuple[np.ndarray, str]:
@@ -53,7 +53,7 @@ def _readable(values: np.ndarray, label: str) -> tuple[np.ndarray, str]:
     exponent = math.floor(math.log10(peak)) if peak > 0 else 0
     if exponent >= -2:
         return values, label
-    return values * 10.0 ** -exponent, f"{label} ×1e{exponent}"
+    return values * 10.0**-exponent, f"{label} ×1e{exponent}"
 
 
 class LossPlot(PlotextPlot):

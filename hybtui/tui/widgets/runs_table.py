@@ -13,9 +13,20 @@ from textual.widgets import DataTable
 from hybtui.tui.viewmodels import RunRow
 
 #: (column key, header); cells in RunRow follow this order.
-COLUMNS = (("id", "id"), ("name", "name"), ("model", "model"), ("sampler", "sampler"), ("alpha", "α"),
-           ("train", "train"), ("status", "status"), ("mono", "mono"), ("cross", "cross"),
-           ("multi", "multi"), ("rank_distance", "rd"), ("age", "age"))
+COLUMNS = (
+    ("id", "id"),
+    ("name", "name"),
+    ("model", "model"),
+    ("sampler", "sampler"),
+    ("alpha", "α"),
+    ("train", "train"),
+    ("status", "status"),
+    ("mono", "mono"),
+    ("cross", "cross"),
+    ("multi", "multi"),
+    ("rank_distance", "rd"),
+    ("age", "age"),
+)
 #: Shown before the first cell of a marked run.
 MARK = "▶ "
 #: Below this width the NARROW_HIDDEN columns are left out and names are cut to NARROW_NAME.
@@ -107,8 +118,9 @@ class LiveTable(DataTable):
         current = current or self.highlighted_key
         wanted = [row.key for row in rows]
         kept = set(wanted)
-        if [row.key.value for row in self.ordered_rows if row.key.value in kept] != \
-                [key for key in wanted if key in self._shown]:
+        if [row.key.value for row in self.ordered_rows if row.key.value in kept] != [
+            key for key in wanted if key in self._shown
+        ]:
             self.clear()
             self._shown.clear()
         for key in [key for key in self._shown if key not in kept]:
@@ -149,8 +161,10 @@ class RunsTable(LiveTable):
     def on_resize(self) -> None:
         all_columns = frozenset(key for key, _ in COLUMNS)
         name_width = self.column_width("name")
-        self.show_columns(all_columns if self.size.width >= WIDE else all_columns - NARROW_HIDDEN,
-                          force=name_width != self._name_width)
+        self.show_columns(
+            all_columns if self.size.width >= WIDE else all_columns - NARROW_HIDDEN,
+            force=name_width != self._name_width,
+        )
         self._name_width = name_width
 
     def column_width(self, key: str) -> int | None:
