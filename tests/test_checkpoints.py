@@ -2,13 +2,12 @@
 
 import json
 import sqlite3
-import subprocess
-import sys
 import threading
 
 import pytest
 import sqlite_utils
 import torch
+from cli_helpers import hybtui
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
@@ -25,10 +24,6 @@ from hybtui.training.trainer_state import save_checkpoint
 CONFIG = RunConfig(
     model="tiny", train=("mlqa-r:en,de",), eval=(), steps=2, batch_size=8, max_length=32, warmup_steps=1, device="cpu"
 )
-
-
-def hybtui(*args):
-    return subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True, timeout=120)
 
 
 def fake_checkpoint(run_dir, step, resumable=True, size=1000):

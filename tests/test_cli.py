@@ -1,21 +1,11 @@
 """The `hybtui` command as a user runs it: real subprocesses, exit codes, stdout/stderr."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from cli_helpers import hybtui
 
 RESULT_COLUMNS = {"bench", "setting", "query_lang", "doc_lang", "metric", "value", "seen"}
-
-
-def hybtui(*args, env_extra=None, check=False):
-    env = {**os.environ, **(env_extra or {})}
-    proc = subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True, env=env, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"hybtui {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
 
 
 def test_eval_json_rows_follow_the_contract(shared_data, tmp_path):

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import TINY, hybtui
 from test_runs import wait_for
 
 from hybtui.config import RunConfig
@@ -27,35 +26,9 @@ from hybtui.runs.outcome import read_outcome
 from hybtui.runs.records import pid_alive
 from hybtui.runs.store import Store
 
-TINY = [
-    "--model",
-    "tiny",
-    "--train",
-    "mlqa-r:en,de,es",
-    "--eval",
-    "xquad-r:en",
-    "--batch-size",
-    "8",
-    "--max-length",
-    "32",
-    "--warmup-steps",
-    "1",
-]
-
-
-def hybtui(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hybtui", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-
 
 def submit(*extra: str) -> str:
-    proc = hybtui("train", "--detach", "--json", *TINY, *extra)
+    proc = hybtui("train", "--detach", "--json", *TINY, "--warmup-steps", "1", *extra)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)["id"]
 

@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from cli_helpers import TINY
 from textual.widgets import Button, Input
 from tui_fixtures import drive, new_run_form, wait_until
 
@@ -29,18 +30,6 @@ from hybtui.tui.widgets.runs_table import RunsTable
 CLI_FLOATS = ("alpha", "lr", "weight-decay", "temperature", "validation-fraction")
 FILE_FLOATS = tuple(f.name for f in fields(RunConfig) if f.type == "float")
 NOT_FINITE = ("nan", "inf", "-inf")
-TINY = (
-    "--model",
-    "tiny",
-    "--train",
-    "mlqa-r:en,de,es",
-    "--eval",
-    "xquad-r:en",
-    "--batch-size",
-    "8",
-    "--max-length",
-    "32",
-)
 
 
 def hybtui(*args: str) -> subprocess.Popen:

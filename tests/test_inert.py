@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import TINY
 from rich.console import Console
 from tui_fixtures import tmux_session
 
@@ -36,18 +37,6 @@ HOSTILE_NAMES = (
     ("t\x1b]0;p\x07", "t\\x1b]0;p\\x07"),
     ("nl\nrow", "nl\\nrow"),
     ("c1\x9b31m", "c1\\x9b31m"),
-)
-TINY = (
-    "--model",
-    "tiny",
-    "--train",
-    "mlqa-r:en,de,es",
-    "--eval",
-    "xquad-r:en",
-    "--batch-size",
-    "8",
-    "--max-length",
-    "32",
 )
 EVENT = "event [bold]y[/] \x1b[31mred\x1b[0m"
 ERROR = "RuntimeError: [red]boom[/] \x1b]0;title\x07"

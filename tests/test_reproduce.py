@@ -4,11 +4,10 @@ import json
 import math
 
 import pytest
+from tui_fixtures import record_grid
 
-from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.reporting.grid_report import build_report, to_markdown
-from hybtui.results import ResultRow
 from hybtui.runs import grid as reproduce
 from hybtui.runs.store import Store
 from tests.test_runs import hybtui, store_dir  # noqa: F401 - fixture
@@ -88,51 +87,9 @@ def test_bad_input_is_refused_before_anything_is_queued(store_dir, args, message
         assert store.list_runs() == [] and store.list_grids() == []
 
 
-def _fake_run(store, label_config, maps):
-    run_id = store.create_run(label_config)
-    store.add_results(
-        run_id,
-        [ResultRow("xquad-r", s, "avg", "avg" if s != "multi" else "all", "map", v, None) for s, v in maps.items()],
-        step=1,
-        final=True,
-    )
-    return run_id
-
-
 def test_report_averages_seeds_with_spread_and_takes_deltas(tmp_path):
     with Store(tmp_path / "store") as store:
-        cells = []
-        for sampler, alpha, seed, mono in [
-            ("baseline", None, 1, 0.4),
-            ("mono", None, 1, 0.5),
-            ("mono", None, 2, 0.7),
-            ("hybrid", 0.5, 1, 0.8),
-            ("hybrid", 0.5, 2, 0.6),
-        ]:
-            run_id = _fake_run(store, RunConfig(steps=1), {"mono": mono, "cross": mono / 2, "multi": mono / 4})
-            cells.append(
-                {
-                    "run_id": run_id,
-                    "sampler": sampler,
-                    "alpha": alpha,
-                    "seed": seed,
-                    "label": reproduce.Cell(sampler, alpha, seed).label,
-                }
-            )
-        options = {
-            "quick": True,
-            "model": "m",
-            "alphas": [0.5],
-            "seeds": [1, 2],
-            "lr": 3e-5,
-            "steps": 1,
-            "batch_size": 2,
-            "train": ["mlqa-r"],
-            "eval": ["xquad-r"],
-            "final_eval_max_queries": 0,
-        }
-        grid_id = store.create_grid("g", {"options": options, "cells": cells})
-        store.delete_run(cells[2]["run_id"])  # a deleted run drops out of the averages, visibly
+        grid_id, _ = record_grid(store, per_language=False)
         rep = build_report(store, grid_id)
     table = rep["benchmarks"]["xquad-r"]["table1"]
     assert table["X-X-mono"]["mono mAP"] == {"mean": 0.5, "sd": None, "n": 1}

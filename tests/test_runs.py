@@ -4,11 +4,11 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
+from cli_helpers import TINY
+from cli_helpers import hybtui as run_hybtui
 
 from hybtui.modeling import encoder as models
 from hybtui.runs import launcher
@@ -17,12 +17,8 @@ from hybtui.training.checkpoint import latest_resumable as latest_checkpoint
 
 
 def hybtui(*args, check=True):
-    proc = subprocess.run(
-        [sys.executable, "-m", "hybtui", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=300
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"hybtui {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    """The command, which must succeed unless ``check`` is False."""
+    return run_hybtui(*args, check=check)
 
 
 @pytest.fixture
@@ -34,26 +30,7 @@ def store_dir(tmp_path, shared_data, monkeypatch):
 
 
 def submit(*extra, steps=3):
-    args = [
-        "train",
-        "--detach",
-        "--json",
-        "--model",
-        "tiny",
-        "--train",
-        "mlqa-r:en,de,es",
-        "--eval",
-        "xquad-r:en",
-        "--steps",
-        str(steps),
-        "--batch-size",
-        "8",
-        "--max-length",
-        "32",
-        "--warmup-steps",
-        "1",
-        *extra,
-    ]
+    args = ["train", "--detach", "--json", *TINY, "--steps", str(steps), "--warmup-steps", "1", *extra]
     return json.loads(hybtui(*args).stdout)["id"]
 
 

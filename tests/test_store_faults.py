@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import hybtui
 
 from hybtui.config import RunConfig
 from hybtui.errors import StoreCorrupt, StoreReadOnly, StoreTooNew
@@ -25,17 +24,6 @@ from hybtui.runs.store import Store
 CONFIG = RunConfig(model="tiny", train=("mlqa-r:en,de",), steps=2, batch_size=8)
 TRAIN = ["train", "--detach", "--model", "tiny", "--train", "mlqa-r:en,de", "--steps", "1", "--batch-size", "8"]
 REPRODUCE = ["reproduce", "--quick", "--detach", "--model", "tiny", "--steps", "1", "--batch-size", "8"]
-
-
-def hybtui(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hybtui", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def fingerprint(directory: Path) -> dict[str, str]:

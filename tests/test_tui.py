@@ -16,13 +16,11 @@ import pytest
 from rich.console import Console
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Button, Input, Log, Select, SelectionList, Static
-from tui_fixtures import drive, new_run_form, refreshed, settle, wait_until
+from tui_fixtures import drive, new_run_form, record_grid, refreshed, settle, wait_until
 
 from hybtui.config import RunConfig
 from hybtui.formatting import human_duration
 from hybtui.modeling import encoder as models
-from hybtui.results import ResultRow
-from hybtui.runs import grid as reproduce
 from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.tui.screens.compare import CompareScreen
@@ -475,47 +473,7 @@ def grid_store(path) -> tuple[Store, str, list[dict]]:
     deleted), each run with Table 1 averages and multi mAP for en (seen) and th (unseen)."""
     store = Store(path)
     hold_the_slot(store)
-    cells = []
-    for sampler, alpha, seed, mono in [
-        ("baseline", None, 1, 0.4),
-        ("mono", None, 1, 0.5),
-        ("mono", None, 2, 0.7),
-        ("hybrid", 0.5, 1, 0.8),
-        ("hybrid", 0.5, 2, 0.6),
-    ]:
-        run_id = store.create_run(RunConfig(steps=1))
-        rows = [
-            ResultRow("xquad-r", s, "avg", "avg" if s != "multi" else "all", "map", v, None)
-            for s, v in {"mono": mono, "cross": mono / 2, "multi": mono / 4}.items()
-        ]
-        rows += [
-            ResultRow("xquad-r", "multi", "en", "all", "map", mono / 2, "seen"),
-            ResultRow("xquad-r", "multi", "th", "all", "map", mono / 8, "unseen"),
-        ]
-        store.add_results(run_id, rows, step=1, final=True)
-        cells.append(
-            {
-                "run_id": run_id,
-                "sampler": sampler,
-                "alpha": alpha,
-                "seed": seed,
-                "label": reproduce.Cell(sampler, alpha, seed).label,
-            }
-        )
-    options = {
-        "quick": True,
-        "model": "m",
-        "alphas": [0.5],
-        "seeds": [1, 2],
-        "lr": 3e-5,
-        "steps": 1,
-        "batch_size": 2,
-        "train": ["mlqa-r"],
-        "eval": ["xquad-r"],
-        "final_eval_max_queries": 0,
-    }
-    grid_id = store.create_grid("g", {"options": options, "cells": cells})
-    store.delete_run(cells[2]["run_id"])
+    grid_id, cells = record_grid(store, per_language=True)
     return store, grid_id, cells
 
 

@@ -33,8 +33,8 @@ from textual.widgets import Static
 
 from hybtui.config import RunConfig
 from hybtui.data.lareqa import LANGUAGES
-from hybtui.results import ResultRow, macro_averages
-from hybtui.runs import launcher
+from hybtui.results import AVERAGE, POOL_ALL, ResultRow, macro_averages
+from hybtui.runs import grid, launcher
 from hybtui.runs.store import Store
 from hybtui.tui.app import HybtuiApp
 from hybtui.tui.screens.runs import RunsScreen
@@ -259,6 +259,52 @@ def drive(
             return await scenario(app, pilot)
 
     return asyncio.run(main())
+
+
+#: (sampler, alpha, seed, mono mAP) of the small reproduction grid the report tests read.
+GRID_CELLS = (
+    ("baseline", None, 1, 0.4),
+    ("mono", None, 1, 0.5),
+    ("mono", None, 2, 0.7),
+    ("hybrid", 0.5, 1, 0.8),
+    ("hybrid", 0.5, 2, 0.6),
+)
+
+
+def record_grid(store: Store, per_language: bool) -> tuple[str, list[dict]]:
+    """GRID_CELLS as `hybtui reproduce` records a grid (seeds 1 and 2), then one run deleted (it
+    drops out of the averages, visibly). Each run has Table 1 averages and, with
+    ``per_language``, multi mAP for en (seen) and th (unseen). Returns (grid id, cells)."""
+    cells = []
+    for sampler, alpha, seed, mono in GRID_CELLS:
+        run_id = store.create_run(RunConfig(steps=1))
+        rows = [
+            ResultRow("xquad-r", s, AVERAGE, AVERAGE if s != "multi" else POOL_ALL, "map", v, None)
+            for s, v in {"mono": mono, "cross": mono / 2, "multi": mono / 4}.items()
+        ]
+        if per_language:
+            rows += [
+                ResultRow("xquad-r", "multi", "en", POOL_ALL, "map", mono / 2, "seen"),
+                ResultRow("xquad-r", "multi", "th", POOL_ALL, "map", mono / 8, "unseen"),
+            ]
+        store.add_results(run_id, rows, step=1, final=True)
+        label = grid.Cell(sampler, alpha, seed).label
+        cells.append({"run_id": run_id, "sampler": sampler, "alpha": alpha, "seed": seed, "label": label})
+    options = {
+        "quick": True,
+        "model": "m",
+        "alphas": [0.5],
+        "seeds": [1, 2],
+        "lr": 3e-5,
+        "steps": 1,
+        "batch_size": 2,
+        "train": ["mlqa-r"],
+        "eval": ["xquad-r"],
+        "final_eval_max_queries": 0,
+    }
+    grid_id = store.create_grid("g", {"options": options, "cells": cells})
+    store.delete_run(cells[2]["run_id"])
+    return grid_id, cells
 
 
 # -- tmux -------------------------------------------------------------------------------

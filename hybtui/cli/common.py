@@ -13,8 +13,7 @@ if TYPE_CHECKING:
     from hybtui.runs.store import Store
 
 DataDirOption = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Directory holding the benchmark files (env HYBTUI_DATA_DIR)."),
+    Path | None, typer.Option("--data-dir", help="Directory holding the benchmark files (env HYBTUI_DATA_DIR).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 StoreOption = Annotated[

@@ -98,10 +98,4 @@ def load(
         return miracl.load(languages, data_dir, allow_download=allow_download)
     if selection.name == miracl.BEIR:
         return miracl.load_beir(selection.path, languages)
-    return lareqa.load(
-        selection.name,
-        languages,
-        data_dir,
-        allow_download=allow_download,
-        progress=progress,
-    )
+    return lareqa.load(selection.name, languages, data_dir, allow_download=allow_download, progress=progress)

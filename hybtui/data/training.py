@@ -120,11 +120,7 @@ def parse_train_spec(specs: str | Iterable[str]) -> list[TrainSource]:
 
 
 def load_training_sets(
-    specs: list[str],
-    data_dir: Path | None,
-    *,
-    allow_download: bool = True,
-    progress: DownloadProgress | None = None,
+    specs: list[str], data_dir: Path | None, *, allow_download: bool = True, progress: DownloadProgress | None = None
 ) -> list[TrainingSet]:
     """Every training set the `--train` values name, with unique names, in order."""
     sets: list[TrainingSet] = []

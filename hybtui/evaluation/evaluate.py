@@ -105,10 +105,7 @@ def rank_relevant(scores: np.ndarray, relevant: np.ndarray, offsets: np.ndarray)
 
 
 def _metric_values(setting: str, ranks: np.ndarray, n_rel: np.ndarray) -> dict[str, float]:
-    values = {
-        "map": metrics.average_precision(ranks, n_rel),
-        "ndcg@10": metrics.ndcg_at(ranks, n_rel, 10),
-    }
+    values = {"map": metrics.average_precision(ranks, n_rel), "ndcg@10": metrics.ndcg_at(ranks, n_rel, 10)}
     if setting == "multi":
         values["recall@10"] = metrics.recall_at(ranks, n_rel, 10)
         values["rank_distance"] = metrics.rank_distance(ranks)
@@ -119,9 +116,7 @@ def _metric_values(setting: str, ranks: np.ndarray, n_rel: np.ndarray) -> dict[s
 
 
 def score_benchmark(
-    bench: Benchmark,
-    embeddings: dict[str, EncodedSplit],
-    seen: Iterable[str] | None = None,
+    bench: Benchmark, embeddings: dict[str, EncodedSplit], seen: Iterable[str] | None = None
 ) -> list[ResultRow]:
     """All per-language / per-pair rows of mono, cross and multi, then their macro-averages.
 
@@ -176,6 +171,19 @@ def corpus_metric_values(ranks: np.ndarray, grades: np.ndarray) -> dict[str, flo
     return {name: float(values[name].mean()) for name in CORPUS_METRICS}
 
 
+@dataclass(frozen=True)
+class CorpusSearch:
+    """How a corpus benchmark is searched: the index (exact, hnsw, ivf), where corpus
+    embeddings are cached (None: nowhere), and who hears of each language's search."""
+
+    index: str = "exact"
+    cache_dir: Path | None = None
+    on_search: SearchCallback | None = None
+
+
+EXACT = CorpusSearch()
+
+
 def evaluate_corpus_benchmark(
     encoder: Encoder,
     bench: CorpusBenchmark,
@@ -183,25 +191,23 @@ def evaluate_corpus_benchmark(
     batch_size: int = 64,
     bf16: bool = False,
     progress: Callable[[str], EncodeProgress] | None = None,
-    index: str = "exact",
-    cache_dir: Path | None = None,
-    on_search: SearchCallback | None = None,
+    search: CorpusSearch = EXACT,
 ) -> list[ResultRow]:
-    """Per language: corpus embeddings (streamed, cached in `cache_dir` when given), query
-    embeddings, a top-100 search with `index`, and the metrics against the qrels."""
+    """Per language: corpus embeddings (streamed, cached in ``search.cache_dir`` when given),
+    query embeddings, a top-100 search with ``search.index``, and the metrics against the qrels."""
     seen_set = frozenset(seen) if seen is not None else None
     rows: list[ResultRow] = []
     for lang, split in bench.splits.items():
         label = f"{bench.name} {lang}"
         passages, cached = retrieval.corpus_embeddings(
-            encoder, split.corpus, batch_size, bf16, progress and progress(f"{label} passages"), cache_dir
+            encoder, split.corpus, batch_size, bf16, progress and progress(f"{label} passages"), search.cache_dir
         )
         if cached and progress:
             progress(f"{label} passages (cached)")(len(passages), len(passages))
         queries = encoder.encode(split.queries, "query", batch_size, bf16, progress and progress(f"{label} queries"))
-        _, found, report = retrieval.search(passages, queries, SEARCH_DEPTH, index)
-        if on_search:
-            on_search(bench.name, lang, report)
+        _, found, report = retrieval.search(passages, queries, SEARCH_DEPTH, search.index)
+        if search.on_search:
+            search.on_search(bench.name, lang, report)
         values = corpus_metric_values(ranks_in_results(found, split.relevant), split.grades)
         seen = seen_label({lang}, seen_set)
         rows += [ResultRow(bench.name, "mono", lang, lang, m, v, seen) for m, v in values.items()]
@@ -229,9 +235,8 @@ def evaluate(
     rows: list[ResultRow] = []
     for bench in benches:
         if isinstance(bench, CorpusBenchmark):
-            rows += evaluate_corpus_benchmark(
-                encoder, bench, seen, batch_size, bf16, progress, index, cache_dir, on_search
-            )
+            search = CorpusSearch(index, cache_dir, on_search)
+            rows += evaluate_corpus_benchmark(encoder, bench, seen, batch_size, bf16, progress, search)
             continue
         embeddings = encode_benchmark(encoder, bench, batch_size, bf16, progress)
         rows += score_benchmark(bench, embeddings, seen)

@@ -59,6 +59,10 @@ def embedding_cache_root() -> Path:
     return sources.cache_root().parent / "embeddings"
 
 
+#: Tokenizer settings each encode() sets anew: not part of what an encoder is.
+TRANSIENT = ("truncation", "padding")
+
+
 def encoder_fingerprint(encoder: Encoder, bf16: bool) -> str:
     """A digest of everything that shapes a passage embedding: the weights, the tokenizer,
     pooling / prefixes / length / normalisation, and the precision. The checkpoint's path is
@@ -68,7 +72,10 @@ def encoder_fingerprint(encoder: Encoder, bf16: bool) -> str:
     digest.update(json.dumps([settings, bf16]).encode())
     tokenizer = encoder.tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    vocabulary = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:  # its serialisation, less the truncation / padding the last encode() left set
+        vocabulary = json.dumps({k: v for k, v in json.loads(backend.to_str()).items() if k not in TRANSIENT})
+    else:
+        vocabulary = json.dumps(sorted(tokenizer.get_vocab().items()))
     digest.update(vocabulary.encode())
     for name, tensor in encoder.state_dict().items():
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())

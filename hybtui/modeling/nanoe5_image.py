@@ -52,9 +52,7 @@ LAYER_KEYS = {
 PARAM = {"w": "weight", "b": "bias"}
 
 
-def parse_image(
-    image: bytes,
-) -> tuple[dict, tuple[list[str], np.ndarray], dict[str, tuple[int, int, int]]]:
+def parse_image(image: bytes) -> tuple[dict, tuple[list[str], np.ndarray], dict[str, tuple[int, int, int]]]:
     """Read header, vocabulary and tensor directory (layout of e5.c: e5_parse).
 
     Returns the header as config fields, the unigram pieces and scores in id
