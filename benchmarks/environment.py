@@ -9,6 +9,7 @@ download started in the middle of a timing: the copy is named by ``HYBTUI_DATA_D
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -51,3 +52,10 @@ def data_dir() -> Path:
         raise SystemExit(str(exc)) from exc
     assert path is not None
     return path
+
+
+def write_result(path: Path, result: dict) -> None:
+    """The benchmark's figures as JSON at ``path`` (its folder created), and where they went."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")

@@ -18,12 +18,11 @@ and the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-from environment import data_dir, machine  # same folder
+from environment import data_dir, machine, write_result  # same folder
 
 from hybtui.data import lareqa
 from hybtui.evaluation import evaluate
@@ -98,9 +97,7 @@ def main() -> None:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

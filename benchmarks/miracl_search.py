@@ -41,7 +41,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from environment import data_dir, machine  # same folder
+from environment import data_dir, machine, write_result  # same folder
 
 from hybtui.data import sources
 from hybtui.data.corpus import scan_corpus
@@ -257,9 +257,7 @@ def main() -> None:
         },
         "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from environment import machine  # same folder
+from environment import machine, write_result  # same folder
 
 from hybtui.config import RunConfig
 from hybtui.runs.store import Store
@@ -111,8 +111,7 @@ def main() -> None:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result, indent=1))
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from environment import data_dir, machine  # same folder
+from environment import data_dir, machine, write_result  # same folder
 
 from hybtui.config import RunConfig
 from hybtui.data.training import load_training_sets
@@ -144,8 +144,7 @@ def main() -> None:
     del st_step  # frees sentence-transformers' model and optimizer before the larger batches
     result.update(paper_batch(args, ours, optimizer, training_sets, sets, loss_fn))
     result.update(machine=machine(), date=time.strftime("%Y-%m-%d"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result, indent=1))
 
 

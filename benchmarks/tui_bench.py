@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from environment import machine  # same folder
+from environment import machine, write_result  # same folder
 from textual.widgets import Input
 
 from hybtui.config import RunConfig
@@ -195,8 +195,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import hybtui.tui.app"], check=True)
     out["app_import_s"] = round(time.perf_counter() - t0, 2)
     print(json.dumps(out, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
 
 
 if __name__ == "__main__":

@@ -121,25 +121,9 @@ def test_models_ls_json():
 
 
 def test_sample_json_is_one_batch_per_line(shared_data):
-    proc = hybtui(
-        "sample",
-        "--sampler",
-        "hybrid",
-        "--alpha",
-        "0.5",
-        "--train",
-        "mlqa-r:en,de,zh",
-        "--batch-size",
-        "16",
-        "--steps",
-        "40",
-        "--seed",
-        "3",
-        "--json",
-        "--data-dir",
-        str(shared_data),
-        check=True,
-    )
+    sample = ("sample", "--sampler", "hybrid", "--train", "mlqa-r:en,de,zh", "--batch-size", "16", "--seed", "3")
+    sample += ("--json", "--data-dir", str(shared_data))
+    proc = hybtui(*sample, "--alpha", "0.5", "--steps", "40", check=True)
     batches = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [b["step"] for b in batches] == list(range(40))
     assert all(set(b) == {"step", "type", "dataset", "pairs"} and len(b["pairs"]) == 16 for b in batches)
@@ -150,25 +134,7 @@ def test_sample_json_is_one_batch_per_line(shared_data):
         else:
             assert all(q != p for q, p in langs)
         assert len({p["item"] for p in b["pairs"]}) == 16
-    again = hybtui(
-        "sample",
-        "--sampler",
-        "hybrid",
-        "--train",
-        "mlqa-r:en,de,zh",
-        "--batch-size",
-        "16",
-        "--steps",
-        "5",
-        "--start",
-        "35",
-        "--seed",
-        "3",
-        "--json",
-        "--data-dir",
-        str(shared_data),
-        check=True,
-    )
+    again = hybtui(*sample, "--steps", "5", "--start", "35", check=True)
     assert [json.loads(line) for line in again.stdout.splitlines()] == batches[35:]
 
 

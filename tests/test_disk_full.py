@@ -22,6 +22,7 @@ from test_runs import wait_for
 
 from hybtui.config import RunConfig
 from hybtui.modeling import encoder as models
+from hybtui.results import ResultRow
 from hybtui.runs.outcome import read_outcome
 from hybtui.runs.records import pid_alive
 from hybtui.runs.store import Store
@@ -55,21 +56,7 @@ def finished_run(store_dir: Path) -> str:
     with Store(store_dir) as store:
         run_id = store.create_run(RunConfig(model="tiny", steps=2), name="earlier", status="running")
         store.add_metrics(run_id, [("loss", step, 1.0 / step) for step in (1, 2)])
-        store.add_results(
-            run_id,
-            [
-                {
-                    "bench": "xquad-r",
-                    "setting": "mono",
-                    "query_lang": "en",
-                    "doc_lang": "en",
-                    "metric": "map",
-                    "value": 0.5,
-                }
-            ],
-            step=2,
-            final=True,
-        )
+        store.add_results(run_id, [ResultRow("xquad-r", "mono", "en", "en", "map", 0.5, None)], step=2, final=True)
         store.set_status(run_id, "finished", exit_code=0, step=2)
     return run_id
 

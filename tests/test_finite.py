@@ -21,6 +21,7 @@ from tui_fixtures import drive, new_run_form, wait_until
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
+from hybtui.results import ResultRow
 from hybtui.runs.records import UNREADABLE
 from hybtui.runs.store import Store
 from hybtui.tui.screens.runs import RunsScreen
@@ -116,34 +117,11 @@ def test_a_config_file_with_nan_or_infinity_names_each_option_and_the_file(store
 
 def test_reproduce_and_sample_refuse_non_finite_floats(store, shared_data):
     before = dump(store)
+    quick = ("reproduce", "--quick", "--model", "tiny", "--store", str(store), "--data-dir", str(shared_data))
     outcomes = finished(
         [
-            hybtui(
-                "reproduce",
-                "--quick",
-                "--model",
-                "tiny",
-                "--store",
-                str(store),
-                "--data-dir",
-                str(shared_data),
-                "--lr",
-                "nan",
-            ),
-            hybtui(
-                "reproduce",
-                "--quick",
-                "--model",
-                "tiny",
-                "--store",
-                str(store),
-                "--data-dir",
-                str(shared_data),
-                "--alpha",
-                "0.5",
-                "--alpha",
-                "inf",
-            ),
+            hybtui(*quick, "--lr", "nan"),
+            hybtui(*quick, "--alpha", "0.5", "--alpha", "inf"),
             hybtui("sample", "--data-dir", str(shared_data), "--train", "mlqa-r:en,de", "--alpha", "-inf"),
         ]
     )
@@ -187,19 +165,7 @@ def bad_rows_store(path: Path) -> dict[str, str]:
         for name in ("good-1", "nan-config", "good-2", "not-json", "good-3"):
             ids[name] = store.create_run(RunConfig(model="tiny", sampler="mono", name=name))
         store.add_results(
-            ids["good-2"],
-            [
-                {
-                    "bench": "xquad-r",
-                    "setting": "mono",
-                    "query_lang": "avg",
-                    "doc_lang": "avg",
-                    "metric": "map",
-                    "value": 0.5,
-                }
-            ],
-            step=1,
-            final=True,
+            ids["good-2"], [ResultRow("xquad-r", "mono", "avg", "avg", "map", 0.5, None)], step=1, final=True
         )
     with sqlite3.connect(path / "hybtui.db") as conn:  # as another program would write them
         conn.execute("UPDATE runs SET config = ? WHERE id = ?", ['{"model": "tiny", "lr": NaN}', ids["nan-config"]])

@@ -102,18 +102,8 @@ def test_train_refuses_before_recording(tmp_path, store_with_a_run, option, valu
     value = value(tmp_path)
     before = logical_contents(store_with_a_run)
     for detach in (["--detach"], []):
-        proc = hybtui(
-            "train",
-            *detach,
-            "--model",
-            "tiny",
-            option,
-            str(value),
-            *TINY,
-            "--store",
-            str(store_with_a_run),
-            check=False,
-        )
+        args = ("--model", "tiny", option, str(value), *TINY, "--store", str(store_with_a_run))
+        proc = hybtui("train", *detach, *args, check=False)
         refused(proc, expected.format(value))
         assert logical_contents(store_with_a_run) == before
     fresh = tmp_path / "fresh-store"
@@ -126,18 +116,8 @@ def test_train_refuses_before_recording(tmp_path, store_with_a_run, option, valu
 def test_reproduce_refuses_before_recording(tmp_path, store_with_a_run, option, value, expected):
     value = value(tmp_path)
     before = logical_contents(store_with_a_run)
-    proc = hybtui(
-        "reproduce",
-        "--quick",
-        "--detach",
-        "--model",
-        "tiny",
-        option,
-        str(value),
-        "--store",
-        str(store_with_a_run),
-        check=False,
-    )
+    args = ("--model", "tiny", option, str(value), "--store", str(store_with_a_run))
+    proc = hybtui("reproduce", "--quick", "--detach", *args, check=False)
     refused(proc, expected.format(value))
     assert logical_contents(store_with_a_run) == before
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import TINY_CONFIG
 from test_runs import hybtui, store_dir, submit, wait_for  # noqa: F401 - store_dir is a fixture
 from tui_fixtures import drive, wait_until
 
@@ -117,15 +118,7 @@ def test_deleting_a_run_whose_worker_died_unnoticed_starts_the_queued_one(store_
     """The test process is the launcher here: its workers are not its children, so a killed
     one and a finished one both leave no zombie behind."""
     with Store(store_dir) as store:  # opened before the kill: its own sweep has seen nothing
-        config = RunConfig(
-            model="tiny",
-            train=("mlqa-r:en,de,es",),
-            eval=("xquad-r:en",),
-            batch_size=8,
-            max_length=32,
-            warmup_steps=1,
-            data_dir=os.environ["HYBTUI_DATA_DIR"],
-        )
+        config = TINY_CONFIG.replace(data_dir=os.environ["HYBTUI_DATA_DIR"])
         a = launcher.submit(store, config.replace(steps=100_000))
         b = launcher.submit(store, config.replace(steps=2))
         pid = store.get_run(a)["pid"]

@@ -13,6 +13,7 @@ import signal
 
 import numpy as np
 import pytest
+from cli_helpers import TINY_CONFIG
 from rich.console import Console
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Button, Input, Log, Select, SelectionList, Static
@@ -632,16 +633,7 @@ def test_cancelling_a_running_run_checkpoints_it_and_shows_cancelled(tmp_path, s
     monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
     models.prepare_tiny()
     path = tmp_path / "store"
-    config = RunConfig(
-        model="tiny",
-        train=("mlqa-r:en,de",),
-        eval=("xquad-r:en",),
-        steps=5000,
-        batch_size=8,
-        max_length=32,
-        warmup_steps=1,
-        data_dir=str(shared_data),
-    )
+    config = TINY_CONFIG.replace(train=("mlqa-r:en,de",), steps=5000, data_dir=str(shared_data))
     with Store(path) as store:
         run_id = launcher.submit(store, config, name="long-run")
 

@@ -49,36 +49,25 @@ class Events:
     def on_message(self, text: str) -> None: ...
 
 
+#: The hooks of Events, in the order a run calls them first.
+HOOKS = tuple(name for name in vars(Events) if name.startswith(("on_", "before_")))
+
+
 class Tee(Events):
-    """Every event to several listeners (e.g. the store and a console display)."""
+    """Every event to several listeners (e.g. the store and a console display), in order."""
 
     def __init__(self, *listeners: Events):
         self.listeners = listeners
 
-    def _each(self, name: str, *args) -> None:
+
+def _fan_out(hook: str):
+    def fan_out(self: Tee, *args) -> None:
         for listener in self.listeners:
-            getattr(listener, name)(*args)
+            getattr(listener, hook)(*args)
 
-    def on_start(self, *args) -> None:
-        self._each("on_start", *args)
+    fan_out.__name__ = hook
+    return fan_out
 
-    def on_step(self, *args) -> None:
-        self._each("on_step", *args)
 
-    def on_validation(self, *args) -> None:
-        self._each("on_validation", *args)
-
-    def on_eval(self, *args) -> None:
-        self._each("on_eval", *args)
-
-    def before_checkpoint(self, *args) -> None:
-        self._each("before_checkpoint", *args)
-
-    def on_checkpoint(self, *args) -> None:
-        self._each("on_checkpoint", *args)
-
-    def on_checkpoint_removed(self, *args) -> None:
-        self._each("on_checkpoint_removed", *args)
-
-    def on_message(self, *args) -> None:
-        self._each("on_message", *args)
+for _hook in HOOKS:
+    setattr(Tee, _hook, _fan_out(_hook))
