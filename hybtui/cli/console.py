@@ -156,14 +156,14 @@ def watch_grid(store_path: Path, grid_id: str, poll_s: float = 1.0, enabled: boo
             for cell, run in runs:
                 if run is None:
                     continue
-                total = max(run["total_steps"] or 0, 1)
-                done = total if run["status"] == "finished" else run["step"] or 0
-                evaluating = run["status"] == "running" and done >= (run["total_steps"] or 0)
-                status = "evaluating" if evaluating else run["status"]
-                if run["id"] not in tasks:
+                total = max(run.total_steps or 0, 1)
+                done = total if run.status == "finished" else run.step or 0
+                evaluating = run.status == "running" and done >= (run.total_steps or 0)
+                status = "evaluating" if evaluating else run.status
+                if run.id not in tasks:
                     label = cell["label"] + (f" seed {cell['seed']}" if cell["sampler"] != "baseline" else "")
-                    tasks[run["id"]] = progress.add_task(label, total=total, status=status)
-                progress.update(tasks[run["id"]], completed=done, status=status)
+                    tasks[run.id] = progress.add_task(label, total=total, status=status)
+                progress.update(tasks[run.id], completed=done, status=status)
             if is_done(runs):
                 return
             time.sleep(poll_s)

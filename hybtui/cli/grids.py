@@ -148,7 +148,7 @@ def grids_ls(store: StoreOption = None, as_json: JsonOption = False) -> None:
             "name": g["name"],
             "created_at": g["created_at"],
             "runs": len(runs),
-            "finished": sum(1 for _, r in runs if r and r["status"] == "finished"),
+            "finished": sum(1 for _, r in runs if r and r.status == "finished"),
             "done": reproduce.is_done(runs),
         }
         for g, runs in listing

@@ -31,7 +31,6 @@ def runs_ls(
 ) -> None:
     """Runs, newest first, with their status (stalled ones marked) and progress."""
     from hybtui import inert
-    from hybtui.reporting import export as report
     from hybtui.runs.records import is_stalled
 
     shown = limit if limit is not None or as_json else 50
@@ -64,17 +63,17 @@ def runs_ls(
     table = Table("id", "name", "model", "sampler", "α", "status", "step", "age")
     now = time.time()
     for r in runs:
-        state = r["status"] + (" (stalled)" if is_stalled(r) else "")
+        state = r.status + (" (stalled)" if is_stalled(r) else "")
         table.add_row(
             *(
                 inert.text(cell)
                 for cell in (
-                    r["id"],
-                    r["name"] or "",
-                    *(report.config_value(r, k) for k in ("model", "sampler", "alpha")),
+                    r.id,
+                    r.name or "",
+                    *(r.config_value(k) for k in ("model", "sampler", "alpha")),
                     state,
-                    f"{r['step'] or 0}/{r['total_steps']}",
-                    age(now - r["created_at"]),
+                    f"{r.step or 0}/{r.total_steps}",
+                    age(now - r.created_at),
                 )
             )
         )
@@ -92,11 +91,11 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
 
     with open_store(store) as db:
         run = db.get_run(run_id)
-        latest = db.latest_metrics(run["id"])
-        rows = db.results(run["id"])
-        events = db.events(run["id"])[-10:]
-        disk = run_disk_usage(db.run_dir(run["id"]))
-        log_tail = _tail(launcher.log_path(db, run["id"]))
+        latest = db.latest_metrics(run.id)
+        rows = db.results(run.id)
+        events = db.events(run.id)[-10:]
+        disk = run_disk_usage(db.run_dir(run.id))
+        log_tail = _tail(launcher.log_path(db, run.id))
     if as_json:
         from hybtui import inert
 
@@ -161,7 +160,7 @@ def runs_resume(run_id: str, store: StoreOption = None) -> None:
     with open_store(store) as db:
         launcher.resume(db, run_id)
         run = db.get_run(run_id)
-        typer.echo(f"{run['id']}: {run['status']}")
+        typer.echo(f"{run.id}: {run.status}")
 
 
 @runs_app.command("rm")
@@ -178,8 +177,8 @@ def runs_rm(
         if not yes and not typer.confirm(f"delete {len(runs)} run(s) and their checkpoints?"):
             raise typer.Exit(1)
         for run in runs:
-            launcher.delete(db, run["id"])
-            typer.echo(f"deleted {run['id']}")
+            launcher.delete(db, run.id)
+            typer.echo(f"deleted {run.id}")
 
 
 PruneModelsOption = Annotated[bool, typer.Option("--models", help="Remove the final encoders too (results stay).")]
@@ -199,22 +198,22 @@ def runs_prune(
 
     prunable = ("finished", "failed")
     with open_store(store) as db:
-        runs = [db.get_run(r) for r in run_ids] if run_ids else [r for r in db.list_runs() if r["status"] in prunable]
+        runs = [db.get_run(r) for r in run_ids] if run_ids else [r for r in db.list_runs() if r.status in prunable]
         for run in runs:
-            if run["status"] not in prunable:
+            if run.status not in prunable:
                 raise HybtuiError(
-                    f"run {run['id']} is {run['status']}; only finished or failed runs are pruned "
+                    f"run {run.id} is {run.status}; only finished or failed runs are pruned "
                     f"(its checkpoint is its resume point)"
                 )
         total = 0
         for run in runs:
             freed = free_ended(
-                db.run_dir(run["id"]),
+                db.run_dir(run.id),
                 with_models,
-                lambda step, _path, run_id=run["id"]: db.remove_artifacts(run_id, "checkpoint", step),
+                lambda step, _path, run_id=run.id: db.remove_artifacts(run_id, "checkpoint", step),
             )
             total += freed
-            typer.echo(f"{run['id']}: freed {human_bytes(freed)}")
+            typer.echo(f"{run.id}: freed {human_bytes(freed)}")
     typer.echo(f"total freed: {human_bytes(total)}")
 
 
@@ -231,7 +230,7 @@ def runs_export(
         raise HybtuiError(f"--format must be csv, json or md (got '{fmt}')")
     with open_store(store) as db:
         runs = [db.get_run(r) for r in run_ids] if run_ids else db.list_runs()
-        results = {run["id"]: db.results(run["id"], final_only=False) for run in runs}
+        results = {run.id: db.results(run.id, final_only=False) for run in runs}
     sys.stdout.write(report.export(runs, results, fmt))
 
 
@@ -247,17 +246,17 @@ def compare_command(
         raise HybtuiError(f"compare takes 2 to 6 runs (got {len(run_ids)})")
     with open_store(store) as db:
         runs = [db.get_run(r) for r in run_ids]
-        results = {run["id"]: db.results(run["id"]) for run in runs}
+        results = {run.id: db.results(run.id) for run in runs}
     if as_json:
         from hybtui import inert
 
         typer.echo(
             inert.dumps(
                 {
-                    "runs": [run["id"] for run in runs],
-                    "differing_parameters": compare.differing_parameters([run["config"] for run in runs]),
+                    "runs": [run.id for run in runs],
+                    "differing_parameters": compare.differing_parameters([run.config for run in runs]),
                     "headline": {
-                        run["id"]: {" ".join(k): v for k, v in headline(results[run["id"]]).items()} for run in runs
+                        run.id: {" ".join(k): v for k, v in headline(results[run.id]).items()} for run in runs
                     },
                 },
                 indent=1,

@@ -158,8 +158,8 @@ def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bo
             json.dumps(
                 {
                     "id": run_id,
-                    "status": run["status"],
-                    "step": run["step"],
+                    "status": run.status,
+                    "step": run.step,
                     "results": rows,
                     "summary": summary(map(ResultRow.from_dict, rows)),
                 },
@@ -170,8 +170,7 @@ def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bo
         from hybtui.inert import visible
 
         typer.echo(
-            visible(f"run {run_id} {run['status']} at step {run['step']}")
-            + (f": {visible(run['error'])}" if run["error"] else "")
+            visible(f"run {run_id} {run.status} at step {run.step}") + (f": {visible(run.error)}" if run.error else "")
         )
     if code:
         raise typer.Exit(1)

@@ -19,7 +19,7 @@ from hybtui import inert
 from hybtui.formatting import figure
 from hybtui.reporting.tables import titled
 from hybtui.results import HEADLINE, SETTINGS, headline, per_language, seen_of
-from hybtui.runs.records import UNREADABLE
+from hybtui.runs.records import UNREADABLE, Run
 
 #: The headline metric where a decrease is the improvement (language bias).
 LOWER_IS_BETTER = "rank_distance"
@@ -52,17 +52,17 @@ def _delta(value: float | None, base: float | None, metric: str = "map") -> Text
     return text
 
 
-def comparison(runs: list[dict], results: dict[str, list[dict]]) -> list:
+def comparison(runs: list[Run], results: dict[str, list[dict]]) -> list:
     """`hybtui compare`: differing parameters, headline figures with deltas against the
     first run, and per-language mAP per setting."""
-    ids = [run["id"] for run in runs]
+    ids = [run.id for run in runs]
     columns = [inert.text(run_id) for run_id in ids]
     out: list = []
-    differ = differing_parameters([{**run["config"], "name": run["name"]} for run in runs])
+    differ = differing_parameters([{**run.config, "name": run.name} for run in runs])
     params = _table("parameter", *columns)
     for key, values in differ.items():
         params.add_row(inert.text(key), *(inert.text(v if isinstance(v, str) else json.dumps(v)) for v in values))
-    unreadable = [run["id"] for run in runs if run.get("config_error")]
+    unreadable = [run.id for run in runs if run.config_error]
     if unreadable:
         out.append(inert.text(f"{', '.join(unreadable)}: {UNREADABLE}", style="red"))
     out.append(titled("parameters that differ" if differ else "no parameter differs", params))

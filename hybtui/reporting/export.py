@@ -10,37 +10,27 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from typing import Any
 
 from hybtui.formatting import figure
 from hybtui.inert import csv_field, dumps, md_cell
 from hybtui.results import HEADLINE, RESULT_COLUMNS, headline
-from hybtui.runs.records import UNREADABLE
+from hybtui.runs.records import Run
 
 RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
 
 
-def config_value(run: dict, key: str) -> Any:
-    """A configuration field of a run, or UNREADABLE for the model of a run whose stored
-    configuration cannot be read (its other fields are then empty): the identity columns
-    of an export and of `hybtui runs ls`."""
-    if run.get("config_error"):
-        return UNREADABLE if key == "model" else None
-    return run["config"].get(key)
-
-
-def export_rows(runs: Sequence[dict], results: dict[str, list[dict]]) -> list[dict]:
+def export_rows(runs: Sequence[Run], results: dict[str, list[dict]]) -> list[dict]:
     """One flat row per result of each run, prefixed with the run's identity."""
     rows = []
     for run in runs:
-        for r in results[run["id"]]:
+        for r in results[run.id]:
             rows.append(
                 {
-                    "run_id": run["id"],
-                    "run_name": run["name"],
-                    "model": config_value(run, "model"),
-                    "sampler": config_value(run, "sampler"),
-                    "alpha": config_value(run, "alpha"),
+                    "run_id": run.id,
+                    "run_name": run.name,
+                    "model": run.config_value("model"),
+                    "sampler": run.config_value("sampler"),
+                    "alpha": run.config_value("alpha"),
                     "step": r.get("step"),
                     "final": bool(r.get("final")),
                     **{c: r[c] for c in RESULT_COLUMNS},
@@ -49,7 +39,7 @@ def export_rows(runs: Sequence[dict], results: dict[str, list[dict]]) -> list[di
     return rows
 
 
-def export(runs: Sequence[dict], results: dict[str, list[dict]], fmt: str) -> str:
+def export(runs: Sequence[Run], results: dict[str, list[dict]], fmt: str) -> str:
     """Stored runs as csv (every result row), json (runs with config and results) or md
     (one line of headline figures per run and benchmark). Names and other stored text are
     inert in each: quoted and with visible control characters (csv), escaped (json), one
@@ -61,19 +51,19 @@ def export(runs: Sequence[dict], results: dict[str, list[dict]], fmt: str) -> st
         writer.writerows({k: csv_field(v) for k, v in row.items()} for row in export_rows(runs, results))
         return out.getvalue()
     if fmt == "json":
-        return dumps([{"run": dict(run), "results": results[run["id"]]} for run in runs], indent=1) + "\n"
+        return dumps([{"run": dict(run), "results": results[run.id]} for run in runs], indent=1) + "\n"
     if fmt == "md":
         lines = [
             "| run | name | model | sampler | α | status | bench | mono mAP | cross mAP | multi mAP | rank dist. |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for run in runs:
-            head = headline(results[run["id"]])
+            head = headline(results[run.id])
             identity = [
-                run["id"],
-                run["name"] or "",
-                *(config_value(run, k) for k in ("model", "sampler", "alpha")),
-                run["status"],
+                run.id,
+                run.name or "",
+                *(run.config_value(k) for k in ("model", "sampler", "alpha")),
+                run.status,
             ]
             for bench in sorted({b for b, _, _ in head}) or ["–"]:
                 cells = [figure(head.get((bench, setting, metric)), metric) for setting, metric in HEADLINE]

@@ -19,6 +19,7 @@ from hybtui.formatting import figure
 from hybtui.inert import md_cell
 from hybtui.results import AVERAGE, HEADLINE, SETTINGS, headline, per_language, seen_of
 from hybtui.runs.grid import grid_runs
+from hybtui.runs.records import Run
 from hybtui.runs.store import Store
 
 #: Language resource classes of Joshi et al. (2020), "The State and Fate of Linguistic
@@ -77,10 +78,10 @@ def _resource(lang: str) -> str:
     return "unknown" if klass is None else "low" if klass <= LOW_RESOURCE_MAX_CLASS else "high"
 
 
-def _wall(run: dict | None) -> float | None:
-    if not run or not run["started_at"] or not run["ended_at"]:
+def _wall(run: Run | None) -> float | None:
+    if not run or not run.started_at or not run.ended_at:
         return None
-    return run["ended_at"] - run["started_at"]
+    return run.ended_at - run.started_at
 
 
 def build_report(store: Store, grid_id: str) -> dict[str, Any]:
@@ -90,20 +91,19 @@ def build_report(store: Store, grid_id: str) -> dict[str, Any]:
     grid = store.get_grid(grid_id)
     pairs = grid_runs(store, grid)
     labels = list(dict.fromkeys(cell["label"] for cell, _ in pairs))
-    results = {cell["run_id"]: store.results(run["id"]) if run else [] for cell, run in pairs}
+    results = {cell["run_id"]: store.results(run.id) if run else [] for cell, run in pairs}
     by_label = {
         label: [results[cell["run_id"]] for cell, _ in pairs if cell["label"] == label and results[cell["run_id"]]]
         for label in labels
     }
     status = {
-        label: [run["status"] if run else "deleted" for cell, run in pairs if cell["label"] == label]
-        for label in labels
+        label: [run.status if run else "deleted" for cell, run in pairs if cell["label"] == label] for label in labels
     }
     out: dict[str, Any] = {
         "grid": grid["id"],
         "name": grid["name"],
         "options": grid["spec"]["options"],
-        "runs": [{**cell, "status": run["status"] if run else "deleted", "wall_s": _wall(run)} for cell, run in pairs],
+        "runs": [{**cell, "status": run.status if run else "deleted", "wall_s": _wall(run)} for cell, run in pairs],
         "status": status,
         "benchmarks": {},
     }

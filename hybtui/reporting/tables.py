@@ -17,6 +17,7 @@ from rich.text import Text
 from hybtui import inert
 from hybtui.formatting import figure, number
 from hybtui.results import AVERAGE, HEADLINE, POOL_ALL, ResultRow
+from hybtui.runs.records import Run
 
 
 def _index(rows: Iterable[ResultRow]) -> dict[tuple, ResultRow]:
@@ -172,20 +173,20 @@ def sample_summary(summary: dict, config) -> list:
     return out
 
 
-def run_summary(run: dict, stalled: bool, latest: dict[str, dict], events: list[dict]) -> list:
+def run_summary(run: Run, stalled: bool, latest: dict[str, dict], events: list[dict]) -> list:
     """`hybtui runs show`: the run's identity, status and times, its error, configuration,
     latest metrics and last events; every stored text in it inert."""
     import time
 
     stamp = "%Y-%m-%d %H:%M:%S"
     head = Text.assemble(
-        inert.text(run["id"], style="bold"),
+        inert.text(run.id, style="bold"),
         " ",
-        inert.text(run["name"] or ""),
-        f" · {run['status']}" + (" (stalled)" if stalled else "") + f" · step {run['step']}/{run['total_steps']}",
+        inert.text(run.name or ""),
+        f" · {run.status}" + (" (stalled)" if stalled else "") + f" · step {run.step}/{run.total_steps}",
     )
-    if run["pid"]:
-        head.append_text(inert.text(f" · pid {run['pid']} on {run['host']}"))
+    if run.pid:
+        head.append_text(inert.text(f" · pid {run.pid} on {run.host}"))
     head.append(
         "\n"
         + ", ".join(
@@ -195,12 +196,12 @@ def run_summary(run: dict, stalled: bool, latest: dict[str, dict], events: list[
         )
     )
     out: list = [head]
-    if run["error"]:
-        out.append(inert.text(run["error"], style="red"))
-    if run.get("config_error"):
-        out.append(inert.text(run["config_error"], style="red"))
-    if run["config"]:
-        out.append(inert.text(" ".join(f"{k}={v}" for k, v in sorted(run["config"].items()) if v is not None)))
+    if run.error:
+        out.append(inert.text(run.error, style="red"))
+    if run.config_error:
+        out.append(inert.text(run.config_error, style="red"))
+    if run.config:
+        out.append(inert.text(" ".join(f"{k}={v}" for k, v in sorted(run.config.items()) if v is not None)))
     if latest:
         out.append(
             inert.text(

@@ -23,7 +23,7 @@ from hybtui.data.checks import prepare_data, validate_sampler
 from hybtui.data.training import TrainingSet
 from hybtui.errors import HybtuiError, RunNotFound
 from hybtui.runs import launcher
-from hybtui.runs.records import TERMINAL_STATUSES
+from hybtui.runs.records import TERMINAL_STATUSES, Run
 from hybtui.runs.store import Store
 
 #: Throughput of me5-small measured on a 2-core CPU (benchmarks/results): training pairs
@@ -227,7 +227,7 @@ def launch(store: Store, grid: GridPlan) -> str:
     return grid_id
 
 
-def grid_runs(store: Store, grid: dict) -> list[tuple[dict, dict | None]]:
+def grid_runs(store: Store, grid: dict) -> list[tuple[dict, Run | None]]:
     """(cell, run) per cell; run is None where it was deleted since."""
     out = []
     for cell in grid["spec"]["cells"]:
@@ -238,6 +238,6 @@ def grid_runs(store: Store, grid: dict) -> list[tuple[dict, dict | None]]:
     return out
 
 
-def is_done(runs: Sequence[tuple[dict, dict | None]]) -> bool:
+def is_done(runs: Sequence[tuple[dict, Run | None]]) -> bool:
     """Whether every cell's run has ended (or was deleted): the grid's report is final."""
-    return all(run is None or run["status"] in TERMINAL_STATUSES for _, run in runs)
+    return all(run is None or run.status in TERMINAL_STATUSES for _, run in runs)

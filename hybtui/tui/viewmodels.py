@@ -21,7 +21,7 @@ from hybtui.formatting import age, number
 from hybtui.results import AVERAGE, headline, per_language, seen_of
 from hybtui.runs import launcher
 from hybtui.runs.disk import run_disk_usage
-from hybtui.runs.records import is_stalled
+from hybtui.runs.records import Run, RunState, RunSummary, is_stalled
 from hybtui.runs.store import Store
 
 #: The benchmark whose final macro-averages are the run list's headline figures.
@@ -49,14 +49,14 @@ class RunRow:
     formatted on first use: a huge store's table shows only its first rows."""
 
     key: str
-    run: dict[str, Any]
+    run: RunSummary
     now: float
     search: str
 
     @cached_property
     def figures(self) -> dict[tuple[str, str], float]:
         """(setting, metric) → final macro-average of the run's headline bench."""
-        return self.run["figures"].get(headline_bench(set(self.run["figures"])), {})
+        return self.run.figures.get(headline_bench(set(self.run.figures)), {})
 
     @cached_property
     def cells(self) -> tuple[str | Text, ...]:
@@ -64,16 +64,16 @@ class RunRow:
         strings as markup."""
         run, figures = self.run, self.figures
         return (
-            inert.text(run["id"]),
-            inert.text(run["name"] or ""),
-            inert.text(run["model"] or "", style="red" if run["config_error"] else ""),
+            inert.text(run.id),
+            inert.text(run.name or ""),
+            inert.text(run.model or "", style="red" if run.config_error else ""),
             inert.text(sampler_label(run)),
-            number(run["alpha"], 2, missing="") if run["total_steps"] and run["sampler"] == "hybrid" else "",
-            inert.text(train_languages(run["train"])),
+            number(run.alpha, 2, missing="") if run.total_steps and run.sampler == "hybrid" else "",
+            inert.text(train_languages(run.train)),
             status_text(run, self.now),
             *(number(figures.get((setting, "map")), missing="") for setting in ("mono", "cross", "multi")),
             number(figures.get(("multi", "rank_distance")), 2, missing=""),
-            age(self.now - run["created_at"]),
+            age(self.now - run.created_at),
         )
 
     def sort_value(self, column: str) -> float | str | None:
@@ -83,7 +83,7 @@ class RunRow:
         elif column == "rank_distance":
             value = self.figures.get(("multi", "rank_distance"))
         else:
-            return (self.run["name"] or "").lower() if column == "name" else str(self.run[column]).lower()
+            return (self.run.name or "").lower() if column == "name" else str(self.run[column]).lower()
         return None if value is None or math.isnan(value) else value
 
 
@@ -93,7 +93,7 @@ class DetailSnapshot:
     points (up to metric id ``last_id``), the final results, and the log text from
     ``log_offset`` to ``log_end``."""
 
-    run: dict[str, Any]
+    run: Run
     last_id: int
     #: new (step, value, time) points per plotted key
     series: dict[str, tuple[tuple[int, float, float], ...]]
@@ -107,22 +107,22 @@ class DetailSnapshot:
     disk: str
 
 
-def elapsed(run: dict[str, Any], now: float) -> float:
+def elapsed(run: RunState, now: float) -> float:
     """Seconds the current attempt has run (until it ended), 0 before it started."""
-    if run["started_at"] is None:
+    if run.started_at is None:
         return 0.0
-    return (run["ended_at"] or now) - run["started_at"]
+    return (run.ended_at or now) - run.started_at
 
 
-def status_text(run: dict[str, Any], now: float | None = None) -> Text:
+def status_text(run: RunState, now: float | None = None) -> Text:
     """The status, coloured, with the progress of a started, unfinished run (``running 40/100``,
     ``crashed 70/100``) and a stall mark."""
-    label = run["status"]
-    if run["status"] != "finished" and run["started_at"] is not None and run["total_steps"]:
-        label += f" {run['step'] or 0}/{run['total_steps']}"
+    label = run.status
+    if run.status != "finished" and run.started_at is not None and run.total_steps:
+        label += f" {run.step or 0}/{run.total_steps}"
     if is_stalled(run, now):
         label += " stalled"
-    return inert.text(label, style=STATUS_STYLES.get(run["status"], ""))
+    return inert.text(label, style=STATUS_STYLES.get(run.status, ""))
 
 
 def train_languages(specs: list[str]) -> str:
@@ -136,21 +136,21 @@ def headline_bench(benches: set[str]) -> str:
     return HEADLINE_BENCH if HEADLINE_BENCH in benches or not benches else min(benches)
 
 
-def sampler_label(run: dict[str, Any]) -> str:
+def sampler_label(run: RunSummary) -> str:
     """The sampler (``hybrid .5`` with its α), or ``zero-shot`` for a run of 0 steps (the
     model evaluated as it is)."""
-    if run["total_steps"] == 0:
+    if run.total_steps == 0:
         return "zero-shot"
-    if run["sampler"] == "hybrid" and run["alpha"] is not None:
-        return f"hybrid {run['alpha']:g}".replace(" 0.", " .")
-    return str(run["sampler"] or "")
+    if run.sampler == "hybrid" and run.alpha is not None:
+        return f"hybrid {run.alpha:g}".replace(" 0.", " .")
+    return str(run.sampler or "")
 
 
-def run_row(run: dict[str, Any], now: float) -> RunRow:
+def run_row(run: RunSummary, now: float) -> RunRow:
     """A run's table line (a ``Store.run_overview`` row); headline figures are the final
     macro-averages of its headline bench."""
-    search = " ".join([run["name"] or "", str(run["model"] or ""), sampler_label(run), run["status"]]).lower()
-    return RunRow(run["id"], run, now, search)
+    search = " ".join([run.name or "", str(run.model or ""), sampler_label(run), run.status]).lower()
+    return RunRow(run.id, run, now, search)
 
 
 def read_runs(store: Store) -> tuple[RunRow, ...]:
@@ -179,7 +179,7 @@ def read_detail(store: Store, run_id: str, after_id: int, log_offset: int, with_
     """One incremental read for the detail screen (``log_offset`` -1: not read yet). Final
     results are read only when asked (the screen asks until it has them and the run ended)."""
     run = store.get_run(run_id)
-    rows = store.metrics_since(run["id"], after_id, keys=PLOTTED_KEYS)
+    rows = store.metrics_since(run.id, after_id, keys=PLOTTED_KEYS)
     series = {
         key: tuple(
             (row["step"], row["value"], row["time"])
@@ -188,13 +188,13 @@ def read_detail(store: Store, run_id: str, after_id: int, log_offset: int, with_
         )
         for key in PLOTTED_KEYS
     }
-    start, end, text = read_log(launcher.log_path(store, run["id"]), log_offset)
-    run_dir = store.run_dir(run["id"])
+    start, end, text = read_log(launcher.log_path(store, run.id), log_offset)
+    run_dir = store.run_dir(run.id)
     return DetailSnapshot(
         run=run,
         last_id=rows[-1]["id"] if rows else after_id,
         series=series,
-        results=tuple(store.results(run["id"])) if with_results else None,
+        results=tuple(store.results(run.id)) if with_results else None,
         log_offset=start,
         log_end=end,
         log_text=text,
@@ -203,17 +203,17 @@ def read_detail(store: Store, run_id: str, after_id: int, log_offset: int, with_
     )
 
 
-def eta(run: dict[str, Any], samples: list[tuple[int, float]]) -> float | None:
+def eta(run: RunState, samples: list[tuple[int, float]]) -> float | None:
     """Seconds left to the last step at this attempt's pace, from (step, time) samples of
     steps reported since the run (re)started; None before two of them."""
-    if run["status"] != "running" or not run["total_steps"]:
+    if run.status != "running" or not run.total_steps:
         return None
-    attempt = [(step, t) for step, t in samples if run["started_at"] is None or t >= run["started_at"]]
+    attempt = [(step, t) for step, t in samples if run.started_at is None or t >= run.started_at]
     if len(attempt) < 2 or attempt[-1][0] == attempt[0][0] or attempt[-1][1] == attempt[0][1]:
         return None
     (first_step, first_t), (last_step, last_t) = attempt[0], attempt[-1]
     per_step = (last_t - first_t) / (last_step - first_step)
-    return max(0.0, (run["total_steps"] - (run["step"] or last_step)) * per_step)
+    return max(0.0, (run.total_steps - (run.step or last_step)) * per_step)
 
 
 @dataclass(frozen=True)

@@ -58,11 +58,11 @@ class CompareScreen(Screen):
         try:
             with Store(self.store_path) as store:
                 runs = [store.get_run(run_id) for run_id in self.run_ids]
-                results = {run["id"]: store.results(run["id"]) for run in runs}
+                results = {run.id: store.results(run.id) for run in runs}
                 curves = {
-                    inert.visible(f"{run['id']} {run['name'] or ''}".strip()): [
+                    inert.visible(f"{run.id} {run.name or ''}".strip()): [
                         (m["step"], m["value"])
-                        for m in store.metrics_since(run["id"], keys=[LOSS_KEY])
+                        for m in store.metrics_since(run.id, keys=[LOSS_KEY])
                         if not math.isnan(m["value"])
                     ]
                     for run in runs

@@ -51,7 +51,7 @@ def read_grids(store: Store) -> tuple[GridRow, ...]:
     rows = []
     for grid in store.list_grids():
         runs = reproduce.grid_runs(store, grid)
-        finished = sum(1 for _, run in runs if run and run["status"] == "finished")
+        finished = sum(1 for _, run in runs if run and run.status == "finished")
         rows.append(
             GridRow(
                 grid["id"],

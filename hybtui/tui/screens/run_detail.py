@@ -19,7 +19,7 @@ from hybtui.errors import HybtuiError
 from hybtui.formatting import human_duration
 from hybtui.reporting.tables import cross_heatmap
 from hybtui.results import ResultRow
-from hybtui.runs.records import TERMINAL_STATUSES
+from hybtui.runs.records import TERMINAL_STATUSES, Run
 from hybtui.runs.store import Store
 from hybtui.tui.screens.polled import PolledScreen
 from hybtui.tui.viewmodels import (
@@ -55,8 +55,8 @@ def _config_text(snap: DetailSnapshot) -> Text:
     run = snap.run
     text = inert.text(snap.run_dir, style="dim").append("\n").append_text(inert.text(snap.disk, style="dim"))
     text.append("\n\n")
-    text.append_text(inert.text(run["config_error"] or "", style="red"))
-    for key, value in sorted(run["config"].items()):
+    text.append_text(inert.text(run.config_error or "", style="red"))
+    for key, value in sorted(run.config.items()):
         if value is not None:
             text.append(f"{inert.visible(key):<24}", style="bold").append(f"{inert.visible(value)}\n")
     return text
@@ -127,7 +127,7 @@ class RunDetailScreen(PolledScreen):
         plot.extend(tuple((step, value) for step, value, _ in snap.series[LR_KEY]), label="lr", side="right")
         if any(snap.series.values()) or not plot.series:
             plot.draw()
-        terminal = run["status"] in TERMINAL_STATUSES
+        terminal = run.status in TERMINAL_STATUSES
         self._results_final = terminal and (snap.results is not None or self._results_final)
         if snap.results is not None:
             benches = {r["bench"] for r in snap.results}
@@ -136,11 +136,11 @@ class RunDetailScreen(PolledScreen):
         self.query_one("#config", Static).update(_config_text(snap))
         self._show_log(snap)
 
-    def _header(self, run: dict) -> Text:
+    def _header(self, run: Run) -> Text:
         now = time.time()
-        config = run["config"]
+        config = run.config
         header = status_text(run, now)
-        header.append(f"   {inert.visible(run['name'] or '')}   elapsed {human_duration(elapsed(run, now))}")
+        header.append(f"   {inert.visible(run.name or '')}   elapsed {human_duration(elapsed(run, now))}")
         left = eta(run, self._samples)
         if left is not None:
             header.append(f"   ETA {human_duration(left)} + final evaluation")
@@ -152,7 +152,7 @@ class RunDetailScreen(PolledScreen):
             ),
             style="dim",
         )
-        for problem in (run["config_error"], run["error"]):
+        for problem in (run.config_error, run.error):
             if problem and problem.strip():
                 header.append(f"\n{inert.visible(problem.strip().splitlines()[-1])}", style="red")
         return header

@@ -206,7 +206,7 @@ class RunsScreen(PolledScreen):
                         launcher.delete(store, run_id)
                     except HybtuiError as exc:
                         errors.append(str(exc))
-                left = {run["id"] for run in store.list_runs()}
+                left = {run.id for run in store.list_runs()}
         except (HybtuiError, sqlite3.Error) as exc:
             self.post_message(self.Deleted([], [str(exc)]))
             return
@@ -238,7 +238,7 @@ class RunsScreen(PolledScreen):
         try:
             with Store(self.store_path) as store:
                 runs = [store.get_run(run_id) for run_id in run_ids]
-                results = {run["id"]: store.results(run["id"], final_only=False) for run in runs}
+                results = {run.id: store.results(run.id, final_only=False) for run in runs}
             stem.parent.mkdir(exist_ok=True)
             paths = [stem.with_suffix(f".{fmt}") for fmt in EXPORT_FORMATS]
             for path, fmt in zip(paths, EXPORT_FORMATS):
