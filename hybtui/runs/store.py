@@ -321,18 +321,18 @@ class Store(RunData, GridRecords):
             "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL", [this_host()]
         )
         swept = []
-        for run in candidates:
-            if pid_alive(run["pid"]):
+        for orphan in candidates:
+            if pid_alive(orphan["pid"]):
                 continue
-            outcome = read_outcome(self.path / "runs" / run["id"], run["pid"])
+            outcome = read_outcome(self.path / "runs" / orphan["id"], orphan["pid"])
             if outcome is None:
                 message = (
-                    f"worker process {run['pid']} on {this_host()} is gone without recording "
-                    f"an exit; marked crashed (resume it with `hybtui runs resume {run['id']}`)"
+                    f"worker process {orphan['pid']} on {this_host()} is gone without recording "
+                    f"an exit; marked crashed (resume it with `hybtui runs resume {orphan['id']}`)"
                 )
                 # Its last completed step is its last recorded loss (the heartbeat's lags behind).
                 last = self._rows(
-                    "SELECT max(step) AS step FROM metrics WHERE run_id = ? AND key = 'loss'", [run["id"]]
+                    "SELECT max(step) AS step FROM metrics WHERE run_id = ? AND key = 'loss'", [orphan["id"]]
                 )[0]["step"]
                 updates = {
                     "status": "crashed",
@@ -343,7 +343,7 @@ class Store(RunData, GridRecords):
             else:
                 ended = outcome["status"] + (f": {outcome['error']}" if outcome["error"] else "")
                 message = (
-                    f"worker process {run['pid']} could not record its end in the store; from its "
+                    f"worker process {orphan['pid']} could not record its end in the store; from its "
                     f"outcome file: {ended} at step {outcome['step']}"
                 )
                 updates = {
@@ -357,12 +357,12 @@ class Store(RunData, GridRecords):
                 changed = db.execute(  # unless the worker ended it meanwhile
                     f"UPDATE runs SET {', '.join(f'{k} = ?' for k in updates)} "
                     "WHERE id = ? AND status = 'running' AND pid = ?",
-                    [*updates.values(), run["id"], run["pid"]],
+                    [*updates.values(), orphan["id"], orphan["pid"]],
                 ).rowcount
                 if changed:
                     level = "error" if updates["status"] in ("failed", "crashed") else "info"
-                    self._insert_event(run["id"], level, message, now)
-                    swept.append(run["id"])
+                    self._insert_event(orphan["id"], level, message, now)
+                    swept.append(orphan["id"])
         return swept
 
     def requeue(self, run_id: str, from_step: int) -> Run:
