@@ -91,10 +91,12 @@ def headline(results: Sequence[Mapping]) -> dict[tuple[str, str, str], float]:
 
 
 def per_language(results: Sequence[Mapping], bench: str, setting: str, metric: str = "map") -> dict[str, float]:
-    """Per query language; for cross, the mean over its pairs."""
+    """Per query language; for cross, the mean over its pairs. A value the store holds as NULL
+    (a NaN recorded by an evaluation) is left out of the mean: it is no figure."""
     values: dict[str, list[float]] = {}
     for r in results:
-        if r["bench"] == bench and r["setting"] == setting and r["metric"] == metric and r["query_lang"] != AVERAGE:
+        wanted = r["bench"] == bench and r["setting"] == setting and r["metric"] == metric
+        if wanted and r["query_lang"] != AVERAGE and r["value"] is not None:
             values.setdefault(r["query_lang"], []).append(r["value"])
     return {lang: sum(v) / len(v) for lang, v in sorted(values.items())}
 

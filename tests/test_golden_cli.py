@@ -9,6 +9,7 @@ single byte of them fails here. To re-record on purpose (a deliberate change of 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 from unittest import mock
@@ -67,3 +68,17 @@ def _check(golden: Path, text: str) -> None:
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(text)
     assert text == golden.read_text(), f"the output no longer matches {golden.name}"
+
+
+def test_a_value_stored_as_null_is_shown_missing_not_a_crash(tmp_path):
+    """SQLite keeps a NaN result as NULL: the comparison leaves it out of the per-language means."""
+    store = tmp_path / "store"
+    with mock.patch("time.time", lambda: DEMO_NOW):
+        ids = build_demo_store(store)
+    a, b = ids["mono-baseline"], ids["hybrid-a0.5"]
+    with sqlite3.connect(store / "hybtui.db") as conn:
+        conn.execute("UPDATE results SET value = NULL WHERE run_id = ? AND query_lang IN ('avg', 'de')", [a])
+    result = CliRunner().invoke(app, ["compare", a, b, "--store", str(store)], catch_exceptions=False)
+    assert result.exit_code == 0
+    de = next(line for line in result.stdout.splitlines() if line.startswith("│ de "))
+    assert "–" in de and "0.740" in de
