@@ -9,6 +9,7 @@ so the question id is the parallel *item* id.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -58,6 +59,17 @@ def pinned_files(bench: str, languages: tuple[str, ...] | None = None) -> list[P
     ]
 
 
+def subset_queries(split, keep: np.ndarray, *per_query: str):
+    """``split`` (a frozen dataclass with ``query_ids`` and ``queries``) with only the queries at
+    positions ``keep``; the arrays named in ``per_query`` (one row per query) are cut alike."""
+    return dataclasses.replace(
+        split,
+        query_ids=tuple(split.query_ids[i] for i in keep),
+        queries=tuple(split.queries[i] for i in keep),
+        **{name: getattr(split, name)[keep] for name in per_query},
+    )
+
+
 @dataclass(frozen=True)
 class LanguageSplit:
     """One language of a benchmark: its questions and its candidate sentences."""
@@ -71,13 +83,7 @@ class LanguageSplit:
 
     def subset(self, keep: np.ndarray) -> LanguageSplit:
         """The same split with only the queries at positions `keep` (candidates unchanged)."""
-        return LanguageSplit(
-            self.lang,
-            tuple(self.query_ids[i] for i in keep),
-            tuple(self.queries[i] for i in keep),
-            self.candidates,
-            self.answer[keep],
-        )
+        return subset_queries(self, keep, "answer")
 
 
 @dataclass(frozen=True)

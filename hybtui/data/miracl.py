@@ -47,7 +47,7 @@ import numpy as np
 
 from hybtui.data import sources
 from hybtui.data.corpus import Corpus, jsonl_rows, scan_corpus, text_lines
-from hybtui.data.lareqa import check_languages, hashed_subsets
+from hybtui.data.lareqa import check_languages, hashed_subsets, subset_queries
 from hybtui.errors import HybtuiError
 
 NAME = "miracl"
@@ -74,14 +74,7 @@ class CorpusSplit:
 
     def subset(self, keep: np.ndarray) -> CorpusSplit:
         """The same split with only the queries at positions `keep` (the corpus unchanged)."""
-        return CorpusSplit(
-            self.lang,
-            tuple(self.query_ids[i] for i in keep),
-            tuple(self.queries[i] for i in keep),
-            self.corpus,
-            self.relevant[keep],
-            self.grades[keep],
-        )
+        return subset_queries(self, keep, "relevant", "grades")
 
 
 @dataclass(frozen=True)
