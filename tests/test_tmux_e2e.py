@@ -14,8 +14,10 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from tui_fixtures import tmux_session
@@ -160,11 +162,14 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
             tmux.send("C-s")
             tmux.wait_for(lambda s: "— new run" not in s, 30, "ctrl+s to launch the run and open its detail")
 
-            finished = tmux.wait_for(
-                lambda s: re.search(r"^\s*finished\b", s, re.M) and EN_ROW.search(s) and AVG_ROW.search(s),
-                RUN_TIMEOUT_S,
-                "the run's detail to show it finished with its en and avg mAP",
-            )
+            try:
+                finished = tmux.wait_for(
+                    lambda s: re.search(r"^\s*finished\b", s, re.M) and EN_ROW.search(s) and AVG_ROW.search(s),
+                    RUN_TIMEOUT_S,
+                    "the run's detail to show it finished with its en and avg mAP",
+                )
+            except AssertionError as exc:  # what the store holds tells a slow read from a lost record
+                raise AssertionError(f"{exc}\n--- the store meanwhile ---\n{store_state(store_dir)}") from None
             mono, multi = (float(v) for v in EN_ROW.search(finished).groups())
             assert 0.0 < mono <= 1.0 and 0.0 < multi <= 1.0, finished
             assert NAME in finished
@@ -205,3 +210,19 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
                     with contextlib.suppress(ProcessLookupError, TypeError):
                         os.killpg(r["pgid"] or r["pid"], signal.SIGKILL)
         print(f"tmux e2e took {time.monotonic() - started:.1f} s")
+
+
+def store_state(store_dir: Path) -> str:
+    """Each run's status and step, its rows per table, its events and its worker log's tail."""
+    lines = []
+    with contextlib.closing(sqlite3.connect(f"file:{store_dir / 'hybtui.db'}?mode=ro", uri=True)) as conn:
+        for run_id, status, step in conn.execute("SELECT id, status, step FROM runs"):
+            counts = {
+                t: conn.execute(f"SELECT count(*) FROM {t} WHERE run_id = ?", [run_id]).fetchone()[0]
+                for t in ("metrics", "results", "events")
+            }
+            events = [m for (m,) in conn.execute("SELECT message FROM events WHERE run_id = ? ORDER BY id", [run_id])]
+            log = store_dir / "runs" / run_id / "worker.log"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else ["(no worker.log)"]
+            lines += [f"{run_id} {status} step {step} {counts}", *events, *tail]
+    return "\n".join(lines)
