@@ -11,7 +11,6 @@ import typer
 
 from hybtui.cli.common import DataDirOption, JsonOption
 from hybtui.errors import HybtuiError
-from hybtui.results import AVERAGE, ResultRow, summary
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from hybtui.data.miracl import CorpusBenchmark
     from hybtui.evaluation.retrieval import SearchReport
     from hybtui.modeling.encoder import Encoder, EncoderSpec
+    from hybtui.results import ResultRow
 
 
 class Evaluation(NamedTuple):
@@ -140,6 +140,8 @@ def _evaluate(
 
 
 def _print_json(evaluation: Evaluation, spec: EncoderSpec, elapsed: float) -> None:
+    from hybtui.results import summary
+
     payload = {
         "results": [r.as_dict() for r in evaluation.rows],
         "summary": summary(evaluation.rows),
@@ -183,6 +185,7 @@ def _corpus_table(bench: CorpusBenchmark, rows: list[ResultRow], searches: dict[
     from rich.table import Table
 
     from hybtui.evaluation import evaluate
+    from hybtui.results import AVERAGE
 
     table = Table("lang", "seen", *evaluate.CORPUS_METRICS, "search", title=bench.name, title_justify="left")
     shown = {

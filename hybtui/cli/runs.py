@@ -15,7 +15,6 @@ import typer
 from hybtui.cli.common import JsonOption, StoreOption, open_store
 from hybtui.errors import HybtuiError
 from hybtui.formatting import age
-from hybtui.results import ResultRow, headline
 
 runs_app = typer.Typer(no_args_is_help=True, help="Stored runs: list, show, cancel, resume, remove, export.")
 
@@ -85,6 +84,7 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's configuration, status, process, timings, latest metrics and results."""
+    from hybtui.results import ResultRow
     from hybtui.runs import launcher
     from hybtui.runs.disk import run_disk_usage
     from hybtui.runs.records import is_stalled
@@ -241,6 +241,7 @@ def compare_command(
 ) -> None:
     """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables."""
     from hybtui.reporting import compare
+    from hybtui.results import headline
 
     if not 2 <= len(run_ids) <= 6:
         raise HybtuiError(f"compare takes 2 to 6 runs (got {len(run_ids)})")

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hybtui.cli.common import DataDirOption, JsonOption, StoreOption, open_store
-from hybtui.results import ResultRow, summary
 
 if TYPE_CHECKING:
     from hybtui.config import RunConfig
@@ -145,6 +144,7 @@ def _record_and_train(
 
 def _train_in_foreground(path: Path, run_id: str, config: RunConfig, as_json: bool) -> None:
     from hybtui.cli.console import TrainingProgress, stderr
+    from hybtui.results import ResultRow, summary
     from hybtui.runs.worker import run_worker
 
     with TrainingProgress(config.steps, enabled=not as_json or stderr.is_terminal) as progress:
