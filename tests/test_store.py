@@ -359,7 +359,7 @@ def test_a_version_1_database_is_migrated_with_its_rows(tmp_path):
     conn.close()
 
     with Store(old) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"idx_metrics_run_id", "idx_runs_status_created_at", "idx_results_headline"} <= indexes
         assert store.list_grids() == [] and store.run_overview()[0]["figures"] == {}

@@ -127,6 +127,42 @@ class RunState(Mapping):
     host: str | None
     step: int | None
     total_steps: int | None
+    #: the GPUs a running run holds (device ids, comma-separated), its backend (None: this
+    #: host) and the scheduler's job id
+    gpus: str | None
+    backend: str | None
+    job_id: str | None
+
+    @property
+    def remote(self) -> bool:
+        """Executed by a scheduler (possibly on another host): it reports through its journal."""
+        return self.backend is not None and self.backend != "local"
+
+    @property
+    def devices(self) -> str:
+        """Where the run executes, for a list: its GPUs, its scheduler job, or nothing."""
+        parts = [f"gpu {self.gpus}"] if self.gpus else []
+        if self.remote:
+            parts.append(f"{self.backend} {self.job_id or '…'}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run is to execute: how many GPUs it asks for, its backend (None: a worker on
+    this host) and that backend's options (e.g. Slurm's partition and time limit)."""
+
+    gpu_count: int = 0
+    backend: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        """The runs table's columns for it."""
+        return {
+            "gpu_count": self.gpu_count,
+            "backend": self.backend,
+            "placement": json.dumps(dict(self.options), sort_keys=True) if self.options else None,
+        }
 
 
 def is_stalled(run: RunState, now: float | None = None) -> bool:
@@ -153,6 +189,9 @@ class Run(RunState):
     exit_code: int | None
     error: str | None
     parent_id: str | None
+    gpu_count: int | None
+    placement: str | None
+    journal_offset: int | None
     config_error: str | None
 
     #: The column order of the runs table (what `SELECT *` returns), then config_error.
@@ -173,6 +212,12 @@ class Run(RunState):
         "parent_id",
         "step",
         "total_steps",
+        "gpu_count",
+        "gpus",
+        "backend",
+        "placement",
+        "job_id",
+        "journal_offset",
         "config_error",
     )
 
@@ -187,6 +232,12 @@ class Run(RunState):
         if self.config_error:
             raise UnreadableConfig(f"run {self.id}: {self.config_error}")
         return RunConfig.from_dict(self.config)
+
+    @property
+    def placement_of(self) -> Placement:
+        """Where it was asked to execute (a resume executes there again)."""
+        options = json.loads(self.placement) if self.placement else {}
+        return Placement(self.gpu_count or 0, self.backend, options)
 
     def config_value(self, key: str) -> Any:
         """A configuration field, or UNREADABLE for the model where the configuration cannot
@@ -215,6 +266,9 @@ class RunSummary(RunState):
         "host",
         "step",
         "total_steps",
+        "gpus",
+        "backend",
+        "job_id",
         "model",
         "sampler",
         "alpha",

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 #: The run columns of ``run_overview`` (what a run list and ``is_stalled`` need).
 OVERVIEW_COLUMNS = tuple(f.name for f in fields(RunState))
 LEVELS = ("debug", "info", "warning", "error")
+#: What a GPU sample holds besides its time and device: utilisation (%), memory used and total
+#: (MiB), power (W) and temperature (°C).
+TELEMETRY_FIELDS = ("utilization", "memory_used", "memory_total", "power", "temperature")
 
 
 class RunData:
@@ -228,6 +231,22 @@ class RunData:
             if bench is not None:
                 run.figures.setdefault(bench, {})[setting, metric] = math.nan if value is None else value
         return list(runs.values())
+
+    def add_telemetry(self, run_id: str, samples: Iterable[dict[str, Any]]) -> None:
+        """Record GPU samples (``gpu``, ``time`` and any of TELEMETRY_FIELDS) in one transaction."""
+        rows = [
+            {"run_id": run_id, **{k: sample.get(k) for k in ("time", "gpu", *TELEMETRY_FIELDS)}} for sample in samples
+        ]
+        if rows:
+            with self._existing_run(run_id) as db:
+                db.table("telemetry").insert_all(rows)
+
+    def telemetry(self, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
+        """GPU samples with id > after_id, oldest first (incremental, as ``events``)."""
+        columns = ", ".join(("id", "time", "gpu", *TELEMETRY_FIELDS))
+        return self._rows(
+            f"SELECT {columns} FROM telemetry WHERE run_id = ? AND id > ? ORDER BY id", [run_id, after_id]
+        )
 
     def events(self, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
         """Event rows with id > after_id, oldest first (incremental like metrics_since)."""

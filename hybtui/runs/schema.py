@@ -118,6 +118,42 @@ def _v5_unique_rows(db: sqlite_utils.Database) -> None:
     db.execute(f"CREATE UNIQUE INDEX idx_results_unique ON results ({RESULT_KEY})")
 
 
+def _v6_placement(db: sqlite_utils.Database) -> None:
+    """Where a run executes: the GPUs it asked for (``gpu_count``) and holds while running
+    (``gpus``, device ids as CUDA_VISIBLE_DEVICES lists them: the allocation is derived from
+    the running runs, so a restart loses nothing and every end releases it), its backend
+    (NULL: this host; ``slurm``), the backend's options (``placement``, JSON), the scheduler's
+    job id, and how far the store has ingested a remote worker's journal (``journal_offset``).
+    ``telemetry`` holds each GPU's samples over time (NVML: utilisation, memory, power, heat)."""
+    runs = db.table("runs")
+    for column, kind in (
+        ("gpu_count", int),
+        ("gpus", str),
+        ("backend", str),
+        ("placement", str),
+        ("job_id", str),
+        ("journal_offset", int),
+    ):
+        runs.add_column(column, kind)
+    db.table("telemetry").create(
+        {
+            "id": int,
+            "run_id": str,
+            "time": float,
+            "gpu": str,
+            "utilization": float,
+            "memory_used": float,
+            "memory_total": float,
+            "power": float,
+            "temperature": float,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+        not_null={"run_id", "time", "gpu"},
+    )
+    db.table("telemetry").create_index(["run_id"])
+
+
 #: Schema version N is reached by applying MIGRATIONS[:N] in order.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_tables,
@@ -125,5 +161,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v3_grids,
     _v4_headline_index,
     _v5_unique_rows,
+    _v6_placement,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

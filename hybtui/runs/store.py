@@ -27,14 +27,14 @@ from hybtui.runs import database
 from hybtui.runs.database import DB_NAME, quick_check, raise_if_corrupt, store_error
 from hybtui.runs.grid_records import GridRecords
 from hybtui.runs.outcome import read_outcome
-from hybtui.runs.records import Run, RunStatus, pid_alive, run_status, this_host
+from hybtui.runs.records import Placement, Run, RunStatus, pid_alive, run_status, this_host
 from hybtui.runs.run_data import RunData
 from hybtui.runs.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 #: Run columns a status change may set alongside the status.
-STATUS_FIELDS = {"pid", "pgid", "host", "heartbeat_at", "exit_code", "error", "step", "total_steps"}
+STATUS_FIELDS = {"pid", "pgid", "host", "heartbeat_at", "exit_code", "error", "step", "total_steps", "gpus", "job_id"}
 
 
 def store_path(path: str | Path | None) -> Path:
@@ -173,9 +173,15 @@ class Store(RunData, GridRecords):
     # -- runs -----------------------------------------------------------------------
 
     def create_run(
-        self, config: RunConfig, name: str | None = None, parent_id: str | None = None, status: str = "queued"
+        self,
+        config: RunConfig,
+        name: str | None = None,
+        parent_id: str | None = None,
+        status: str = "queued",
+        placement: Placement | None = None,
     ) -> str:
-        """Record a new run and create ``runs/<id>/config.json``; returns the run id."""
+        """Record a new run and create ``runs/<id>/config.json``; returns the run id.
+        ``placement`` is where it executes (GPU count, backend and its options)."""
         if status not in ("queued", "running"):
             raise HybtuiError(f"a new run starts as queued or running, not '{status}'")
         if parent_id is not None:
@@ -192,6 +198,7 @@ class Store(RunData, GridRecords):
             "parent_id": parent_id,
             "step": 0,
             "total_steps": config.steps,
+            **(placement or Placement()).columns(),
         }
         if status == "running":
             record.update(started_at=now, heartbeat_at=now, pid=os.getpid(), pgid=os.getpgrp(), host=this_host())
@@ -278,6 +285,8 @@ class Store(RunData, GridRecords):
                     heartbeat_at=None,
                     exit_code=None,
                     error=None,
+                    gpus=None,
+                    job_id=None,
                 )
             else:
                 updates["ended_at"] = now
@@ -297,7 +306,7 @@ class Store(RunData, GridRecords):
                     f"run {run.id} is running (pid {run.pid} on {run.host}); "
                     f"cancel it first with `hybtui runs cancel {run.id}`"
                 )
-            for table in ("metrics", "results", "events", "artifacts"):
+            for table in ("metrics", "results", "events", "artifacts", "telemetry"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run.id])
             db.execute("DELETE FROM runs WHERE id = ?", [run.id])
         directory = self.path / "runs" / run.id
