@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hybtui.cli.common import DataDirOption, JsonOption, StoreOption, open_store
+from hybtui.errors import HybtuiError
 
 if TYPE_CHECKING:
     from hybtui.config import RunConfig
+    from hybtui.runs.records import Placement
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML (or JSON) run configuration.")]
 SamplerOption = Annotated[str | None, typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")]
@@ -41,6 +43,13 @@ KeepCheckpointsOption = Annotated[
 ]
 ValidationFractionOption = Annotated[float | None, typer.Option(help="Share of items held out for validation loss.")]
 DetachOption = Annotated[bool, typer.Option("--detach", help="Queue the run for a background worker and print its id.")]
+GpusOption = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus",
+        help="GPUs the run holds (default: 1 where this host has GPUs and the device is auto/cuda; >1: torchrun).",
+    ),
+]
 MaxParallelOption = Annotated[
     int | None, typer.Option(help="With --detach: how many runs of this store may run at once (kept).")
 ]
@@ -56,7 +65,7 @@ def _run_config(config_file: Path | None, **options) -> RunConfig:
 
 
 #: The options of `hybtui train` that are not RunConfig fields.
-COMMAND_OPTIONS = {"config_file", "detach", "max_parallel", "data_dir", "store", "as_json"}
+COMMAND_OPTIONS = {"config_file", "detach", "gpus", "max_parallel", "data_dir", "store", "as_json"}
 
 
 def train_command(
@@ -87,6 +96,7 @@ def train_command(
     validation_fraction: ValidationFractionOption = None,
     seed: SeedOption = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    gpus: GpusOption = None,
     detach: DetachOption = False,
     max_parallel: MaxParallelOption = None,
     data_dir: DataDirOption = None,
@@ -106,28 +116,42 @@ def train_command(
 
         train_unrecorded(config)
         return
-    _check_before_recording(config, root, max_parallel)
-    _record_and_train(store, config, detach, max_parallel, as_json)
+    placement = _check_before_recording(config, root, max_parallel, gpus, detach)
+    _record_and_train(store, config, placement, detach, max_parallel, as_json)
 
 
-def _check_before_recording(config: RunConfig, root: Path | None, max_parallel: int | None) -> None:
-    """A bad model, device, data or sampler settings are rejected before a run is recorded
-    (the model and device first: that check needs no torch and no data)."""
+def _check_before_recording(
+    config: RunConfig, root: Path | None, max_parallel: int | None, gpus: int | None, detach: bool
+) -> Placement:
+    """A bad model, device, GPU request, data or sampler settings are rejected before a run is
+    recorded (the model, device and GPUs first: that check needs no torch and no data).
+    Returns where the run is to execute."""
     from hybtui.modeling import registry
+    from hybtui.runs import gpus as gpu_pool
     from hybtui.runs import launcher
+    from hybtui.runs.records import Placement
 
+    count = gpu_pool.default_count(config.device) if gpus is None else gpus
+    gpu_pool.check_count(count, config.device)
     registry.check_model_and_device(config.model, config.device)
+    if count > 1 and not detach:
+        raise HybtuiError(
+            f"--gpus {count} runs as a torchrun group from the queue: add --detach "
+            f"(or start `torchrun --nproc-per-node {count} -m hybtui train …` yourself)"
+        )
     from hybtui.data.checks import prepare_data
 
     prepare_data(config, root)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
+    return Placement(count)
 
 
 def _record_and_train(
-    store: Path | None, config: RunConfig, detach: bool, max_parallel: int | None, as_json: bool
+    store: Path | None, config: RunConfig, placement: Placement, detach: bool, max_parallel: int | None, as_json: bool
 ) -> None:
-    """With --detach, queue the run and print its id; otherwise train it here, as the worker would."""
+    """With --detach, queue the run and print its id; otherwise train it here, as the worker
+    would, on GPUs free now."""
     from hybtui.runs import launcher
     from hybtui.runs.store import store_path
 
@@ -135,10 +159,10 @@ def _record_and_train(
         if detach:
             if max_parallel is not None:
                 launcher.set_max_parallel(db, max_parallel)
-            run_id = launcher.submit(db, config)
+            run_id = launcher.submit(db, config, placement=placement)
             typer.echo(json.dumps({"id": run_id}) if as_json else run_id)
             return
-        run_id = db.create_run(config, status="running")
+        run_id = launcher.start_here(db, config, placement)
     _train_in_foreground(store_path(store), run_id, config, as_json)
 
 

@@ -22,8 +22,9 @@ from hybtui.data import benchmarks
 from hybtui.data.checks import prepare_data, validate_sampler
 from hybtui.data.training import TrainingSet
 from hybtui.errors import HybtuiError, RunNotFound
+from hybtui.runs import gpus as gpu_pool
 from hybtui.runs import launcher
-from hybtui.runs.records import TERMINAL_STATUSES, Run
+from hybtui.runs.records import TERMINAL_STATUSES, Placement, Run
 from hybtui.runs.store import Store
 
 #: Throughput of me5-small measured on a 2-core CPU (benchmarks/results): training pairs
@@ -216,7 +217,7 @@ def launch(store: Store, grid: GridPlan) -> str:
     """Queue every run (the baseline first: it finishes soonest) and record the grid."""
     cells = []
     for cell, config in zip(grid.cells, grid.configs):
-        run_id = store.create_run(config)
+        run_id = store.create_run(config, placement=Placement(gpu_pool.default_count(config.device)))
         cells.append(
             {"run_id": run_id, "sampler": cell.sampler, "alpha": cell.alpha, "seed": cell.seed, "label": cell.label}
         )

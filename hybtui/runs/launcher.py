@@ -27,7 +27,8 @@ from pathlib import Path
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.runs.records import TERMINAL_STATUSES
+from hybtui.runs import gpus as gpu_pool
+from hybtui.runs.records import TERMINAL_STATUSES, Placement, Run
 from hybtui.runs.store import Store
 from hybtui.training import checkpoint as checkpoints
 
@@ -66,22 +67,24 @@ DETACH_TIMEOUT_S = 60.0
 ADVANCE_ERRORS = (HybtuiError, sqlite3.OperationalError, OSError)
 
 
-def spawn(store: Store, run_id: str) -> int:
-    """Start the worker process for `run_id`, detached and not our child; returns its pid
-    (which is also its process group and session id)."""
+def worker_command(run: Run) -> list[str]:
+    """The worker of a run: one process, or a torchrun group of one process per GPU asked
+    for (rank 0 records; `--standalone` rendezvous on this host, a free port each)."""
+    worker = ["-m", "hybtui", "worker", run.id]
+    if (run.gpu_count or 0) > 1:
+        group = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={run.gpu_count}"]
+        return [sys.executable, *group, *worker]
+    return [sys.executable, *worker]
+
+
+def spawn(store: Store, run: Run, gpus: tuple[str, ...] = ()) -> int:
+    """Start the worker process (or torchrun group) of `run`, detached and not our child,
+    seeing exactly the GPUs `gpus`; returns its pid (also its process group and session id)."""
     env = {**os.environ, "HYBTUI_STORE": str(store.path)}
-    command = [
-        sys.executable,
-        "-I",
-        "-S",
-        str(DETACH),
-        str(store.run_dir(run_id) / LOG),
-        sys.executable,
-        "-m",
-        "hybtui",
-        "worker",
-        run_id,
-    ]
+    if gpus or not str(run.config_value("device") or "").startswith("cuda"):
+        env.update(gpu_pool.worker_environment(gpus))  # a CPU run sees no GPU to take
+    command = [sys.executable, "-I", "-S", str(DETACH), str(store.run_dir(run.id) / LOG), *worker_command(run)]
+    run_id = run.id
     try:
         started = subprocess.run(
             command,
@@ -103,26 +106,50 @@ def spawn(store: Store, run_id: str) -> int:
 
 
 def start_queued(store: Store) -> list[str]:
-    """Start queued runs, oldest first, while slots are free; the ids started."""
+    """Start queued runs, oldest first, while slots and their GPUs are free; the ids started."""
     started = []
     with _queue_lock(store):
         store.sweep_orphans()
-        free = _free_slots(store)
-        for run in reversed(store.list_runs(status="queued")):  # list_runs is newest first
-            if free <= 0:
-                break
-            pid = spawn(store, run.id)
-            # Mark it running now (the worker re-stamps itself), so the slot counts at once.
-            store.set_status(run.id, "running", pid=pid, pgid=pid)
+        for run, gpus in schedule(store)[0]:
+            pid = spawn(store, run, gpus)
+            # Mark it running now (the worker re-stamps itself), so its slot and GPUs count at once.
+            store.set_status(run.id, "running", pid=pid, pgid=pid, gpus=",".join(gpus) or None)
             started.append(run.id)
-            free -= 1
     return started
 
 
+def schedule(store: Store) -> tuple[list[tuple[Run, tuple[str, ...]]], dict[str, str]]:
+    """The queued runs that may start now, each with the GPUs it gets, and why each other
+    queued run waits. First come, first served: the oldest run waiting for GPUs keeps the
+    free ones for itself, so a run asking for many is never starved by later small ones."""
+    limit = max_parallel(store)
+    slots = _free_slots(store)
+    available = list(gpu_pool.free(store))
+    starts, waiting = [], {}
+    reserved = False
+    for run in reversed(_local(store.list_runs(status="queued"))):  # list_runs is newest first
+        need = run.gpu_count or 0
+        if slots <= 0:
+            waiting[run.id] = f"waiting for a slot (max-parallel {limit})"
+        elif need and (reserved or need > len(available)):
+            waiting[run.id] = _gpu_wait(need, len(available), reserved)
+            reserved = True
+        else:
+            starts.append((run, tuple(available[:need])))
+            del available[:need]
+            slots -= 1
+    return starts, waiting
+
+
+def _gpu_wait(need: int, free: int, behind: bool) -> str:
+    wanted = f"waiting for {need} GPU{'s' if need > 1 else ''}"
+    return f"{wanted} (behind an older run)" if behind else f"{wanted} ({free} free)"
+
+
 def advance(store: Store) -> list[str]:
-    """Fill every free slot: sweep dead workers (a crash frees its slot), then start queued
-    runs. The ids started; a cheap read when nothing is queued or no slot is free, and a
-    no-op on a store that cannot be written."""
+    """Fill every free slot: sweep dead workers (a crash frees its slot and GPUs), then start
+    queued runs. The ids started; a cheap read when nothing is queued or no slot is free, and
+    a no-op on a store that cannot be written."""
     if store.read_only:
         return []
     store.sweep_orphans()
@@ -132,13 +159,39 @@ def advance(store: Store) -> list[str]:
 
 
 def _free_slots(store: Store) -> int:
-    return max_parallel(store) - len(store.list_runs(status="running"))
+    return max_parallel(store) - len(_local(store.list_runs(status="running")))
 
 
-def submit(store: Store, config: RunConfig, name: str | None = None) -> str:
-    """Queue a run and start it if a slot is free."""
-    run_id = store.create_run(config, name=name or config.name)
+def _local(runs: list[Run]) -> list[Run]:
+    """The runs this host's queue places (a scheduler places the remote ones)."""
+    return [run for run in runs if not run.remote]
+
+
+def submit(store: Store, config: RunConfig, name: str | None = None, placement: Placement | None = None) -> str:
+    """Queue a run and start it if a slot (and the GPUs it asks for) are free."""
+    run_id = store.create_run(config, name=name or config.name, placement=placement)
     start_queued(store)
+    return run_id
+
+
+def start_here(store: Store, config: RunConfig, placement: Placement) -> str:
+    """Record a run that this process trains now (a foreground `hybtui train`), holding GPUs
+    free now; this process then sees exactly those. Refused where they are not free: the
+    queue (`--detach`) waits for them instead."""
+    with _queue_lock(store):
+        store.sweep_orphans()
+        available = gpu_pool.free(store)
+        if placement.gpu_count > len(available):
+            held = gpu_pool.held(store)
+            raise HybtuiError(
+                f"--gpus {placement.gpu_count}: only {len(available)} GPU(s) are free now "
+                f"({', '.join(f'{g} held by run {r}' for g, r in sorted(held.items())) or 'none held'}); "
+                "add --detach to queue the run until they are"
+            )
+        gpus = available[: placement.gpu_count]
+        run_id = store.create_run(config, status="running", placement=placement, gpus=gpus)
+    if gpus or not config.device.startswith("cuda"):
+        os.environ.update(gpu_pool.worker_environment(gpus))
     return run_id
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hybtui.errors import HybtuiError, StoreError
+from hybtui.errors import HybtuiError, InvalidTransition, StoreError
 from hybtui.results import AVERAGE, RESULT_COLUMNS
 from hybtui.runs.records import RunState, RunStatus, RunSummary, summary_config
 from hybtui.runs.schema import RESULT_KEY
@@ -48,6 +48,17 @@ class RunData:
             )
         if cursor.rowcount == 0:
             self.get_run(run_id)  # raises "no run with id …"
+
+    def adopt(self, run_id: str, pid: int, pgid: int, host: str) -> None:
+        """The process that executes a running run takes it over from the one the launcher
+        started (torchrun's rank 0 from torchrun): the sweep and a cancel then watch it."""
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE runs SET pid = ?, pgid = ?, host = ? WHERE id = ? AND status = 'running'",
+                [pid, pgid, host, run_id],
+            ).rowcount
+        if not changed:
+            raise InvalidTransition(f"run {self.get_run(run_id).id} is no longer running; nothing to take over")
 
     def add_metrics(self, run_id: str, metrics: Iterable[tuple[str, int, float]]) -> None:
         """Record ``(key, step, value)`` rows in one transaction; a step recorded again replaces

@@ -57,10 +57,10 @@ class Store(RunData, GridRecords):
         self._prepare_directory()
         #: True where the store can be browsed but not written.
         self.read_only = not database.writable(self.path, self.db_path)
-        database.probe(self.db_path, self.read_only)
         self._checked_for_writes = False
+        self._closed = False
         #: "wal", or the rollback-journal mode SQLite kept where WAL is unavailable.
-        self._conn, self.journal_mode = database.connect(self.db_path, self.read_only)
+        self._conn, self.journal_mode = database.open_connection(self.db_path, self.read_only)
         self.db = sqlite_utils.Database(self._conn, execute_plugins=False)
         try:
             self._migrate()
@@ -130,7 +130,9 @@ class Store(RunData, GridRecords):
         return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
-        self._conn.close()
+        if not self._closed:
+            self._closed = True
+            database.close_connection(self._conn, self.db_path)
 
     def __enter__(self) -> Store:
         return self
@@ -179,9 +181,11 @@ class Store(RunData, GridRecords):
         parent_id: str | None = None,
         status: str = "queued",
         placement: Placement | None = None,
+        gpus: tuple[str, ...] = (),
     ) -> str:
         """Record a new run and create ``runs/<id>/config.json``; returns the run id.
-        ``placement`` is where it executes (GPU count, backend and its options)."""
+        ``placement`` is where it executes (GPU count, backend and its options); a run created
+        running holds ``gpus``."""
         if status not in ("queued", "running"):
             raise HybtuiError(f"a new run starts as queued or running, not '{status}'")
         if parent_id is not None:
@@ -202,6 +206,7 @@ class Store(RunData, GridRecords):
         }
         if status == "running":
             record.update(started_at=now, heartbeat_at=now, pid=os.getpid(), pgid=os.getpgrp(), host=this_host())
+            record.update(gpus=",".join(gpus) or None)
         with self._write() as db:
             run_id = database.new_id(db, "runs")
             db.table("runs").insert({"id": run_id, **record})

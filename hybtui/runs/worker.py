@@ -40,6 +40,7 @@ from hybtui.runs.records import Run
 from hybtui.runs.store import Store
 from hybtui.training import checkpoint as checkpoints
 from hybtui.training.callbacks import Events, StepReport, Tee
+from hybtui.training.distributed import is_peer_loss
 from hybtui.training.trainer import Trainer
 
 HEARTBEAT_S = 5.0
@@ -176,13 +177,18 @@ def _attempt(what: str, action: Callable[[], object]) -> None:
 
 def _heartbeat(store_path: Path, run_id: str, progress: LogEvents, stop: threading.Event) -> None:
     """Beat from a thread with its own connection, so a long step never looks stalled; a
-    beat the store refuses is logged and the next one tried."""
+    beat the store refuses is logged and the next one tried. Each beat also advances the
+    queue: a neighbour that crashed hands its slot and GPUs on within seconds, with no app or
+    CLI open."""
     with Store(store_path) as store:
         while not stop.wait(HEARTBEAT_S):
             try:
                 store.heartbeat(run_id, progress.step)
-            except (sqlite3.Error, StoreError) as exc:
+                launcher.advance(store)
+            except (sqlite3.Error, StoreError, OSError) as exc:
                 log.warning("heartbeat not recorded: %s: %s", type(exc).__name__, exc)
+            except HybtuiError as exc:
+                log.warning("the queue could not advance: %s", exc)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -201,10 +207,17 @@ def _open_outcome(run_dir: Path) -> OutcomeRecord | None:
         return None
 
 
-def train_unrecorded(config: RunConfig) -> None:
+def train_unrecorded(config: RunConfig, resume_from: Path | None = None) -> None:
     """A data-parallel rank other than 0 (under torchrun): it trains in step with rank 0,
     which records the run, and records nothing itself."""
-    Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run()
+    Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run(resume_from=resume_from)
+
+
+def _resume_point(run: Run, out: Path) -> Path | None:
+    """The checkpoint a run continues from: that of the step `Store.requeue` recorded (the
+    record holds exactly the steps up to it; later checkpoints are removed by the trainer)."""
+    resume_from = checkpoints.path_for(out, run.step or 0)
+    return resume_from if checkpoints.is_resumable(resume_from) else None
 
 
 def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> int:
@@ -219,6 +232,10 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
     store = Store(store_path)
     run = store.get_run(run_id)
     out = store.run_dir(run.id)
+    if int(os.environ.get("RANK", "0")) != 0:  # a torchrun group's other ranks: rank 0 records
+        store.close()
+        train_unrecorded(run.run_config(), _resume_point(run, out))
+        return 0
     with _run_log(out / launcher.LOG):
         try:
             return _execute(store, run, out, console)
@@ -227,13 +244,12 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
 
 
 def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
-    # The resume point is the step `Store.requeue` recorded: the record holds exactly the
-    # steps up to it, and checkpoints beyond it are removed by the trainer.
-    resume_from = checkpoints.path_for(out, run.step or 0)
-    resume_from = resume_from if checkpoints.is_resumable(resume_from) else None
+    resume_from = _resume_point(run, out)
     start_step = checkpoints.step_of(resume_from) if resume_from is not None else 0
-    if run.status != "running" or run.pid != os.getpid():
+    if run.status != "running":
         store.set_status(run.id, "running", pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
+    elif run.pid != os.getpid():  # rank 0 of a torchrun group: a cancel signals it, and all ranks stop
+        store.adopt(run.id, os.getpid(), os.getpgid(0), socket.gethostname())
     # Each attempt but a foreground run's first (created running) is one "→ running" event.
     attempt = max(1, sum(e["message"].endswith("→ running") for e in store.events(run.id)))
     log.info(
@@ -269,7 +285,9 @@ def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
         log.error("failed at step %d:\n%s", progress.step, trace.rstrip())
         for partial in checkpoints.drop_staging(out):  # its space is what recording the failure needs
             log.info("removed the partial checkpoint %s", partial)
-        _end(store, run.id, outcome, events, "failed", progress.step, 1, _error_text(exc), trace)
+        # A rank of a torchrun group that died (killed, out of memory) is a crash of the run.
+        ended = "crashed" if is_peer_loss(exc) else "failed"
+        _end(store, run.id, outcome, events, ended, progress.step, 1, _error_text(exc), trace)
         if isinstance(exc, HybtuiError) and console is not None:
             raise
         return 1
