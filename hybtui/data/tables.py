@@ -52,7 +52,7 @@ def arrow_cache() -> Path:
 class TableSet:
     """A named training set: items (parallel groups) over the rows of an Arrow table."""
 
-    def __init__(self, name: str, table: datasets.Dataset, item_ids: pa.Array, languages: tuple[str, ...], rows):
+    def __init__(self, name: str, table: pa.Table, item_ids: pa.Array, languages: tuple[str, ...], rows):
         self.name = name
         self.languages = languages
         self._table = table
@@ -94,10 +94,12 @@ class TableSet:
         """(query, passage) of every item in `lang`, in item order."""
         rows = self.rows[:, self.languages.index(lang)]
         rows = rows[rows >= 0]
-        return list(zip(self._column("query", rows), self._column("passage", rows)))
+        return list(zip(*(self._table.column(name).take(rows).to_pylist() for name in ("query", "passage"))))
 
     def _column(self, name: str, rows: np.ndarray) -> list:
-        return self._table.select_columns([name])[rows.tolist()][name] if len(rows) else []
+        """The values of `name` in `rows`, one lookup each: a batch reads only its own rows."""
+        column = self._table.column(name)
+        return [column[row].as_py() for row in rows.tolist()]
 
 
 def read_file(path: Path, split: str = "train") -> datasets.Dataset:
@@ -109,17 +111,33 @@ def read_file(path: Path, split: str = "train") -> datasets.Dataset:
     if path.stat().st_size == 0:
         raise HybtuiError(f"{path}: holds no training rows (the file is empty)")
     builder = BUILDERS[path.suffix]
+    if builder == "parquet" and _parquet_rows(path) == 0:
+        raise HybtuiError(f"{path}: holds no training rows")
     options = {}
     if builder == "csv":  # every column a string: ids such as "7" must not become numbers
         options = {"features": _csv_features(path), "keep_default_na": False}
     return load(builder, data_files=str(path), split=split, cache_dir=str(arrow_cache()), **options)
 
 
+def _parquet_rows(path: Path) -> int | None:
+    """The row count a Parquet footer gives (None for a file that is not Parquet: `datasets` says why)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        return None
+
+
 def _csv_features(path: Path):
     import datasets
 
     with path.open(newline="", encoding="utf-8", errors="replace") as f:
-        header = next(csv.reader(f), [])
+        lines = csv.reader(f)
+        header = next(lines, [])
+        if not any(filter(None, lines)):
+            raise HybtuiError(f"{path}: holds no training rows (only a header)")
     return datasets.Features({name: datasets.Value("string") for name in header})
 
 
@@ -163,7 +181,7 @@ def group_table(table: datasets.Dataset, default_dataset: str, fail: RowError) -
         if np.count_nonzero(rows >= 0) < len(members):
             _duplicate(keys, members, item_codes, lang_codes, item_ids, lang_names, name, fail)
         ids = item_ids.take(np.asarray(firsts))
-        sets.append(TableSet(name, table, ids, languages, rows))
+        sets.append(TableSet(name, arrow, ids, languages, rows))
     return sets
 
 
