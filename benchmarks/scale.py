@@ -51,7 +51,7 @@ def generate(path: Path) -> int:
             keep = np.arange(ITEMS) if k < 7 else np.flatnonzero(np.arange(ITEMS) % 3)
             n = len(keep)
 
-            def words(count: int) -> pa.Array:
+            def words(count: int, n: int = n) -> pa.Array:
                 picks = [vocabulary.take(rng.integers(0, len(vocabulary), n)) for _ in range(count)]
                 return pc.binary_join_element_wise(*picks, " ")
 

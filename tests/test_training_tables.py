@@ -92,8 +92,8 @@ def test_csv_ids_stay_strings_and_several_datasets_split(tmp_path):
     [
         (lambda t: [{k: v for k, v in r.items() if k != "passage"} for r in t], r"missing column 'passage'"),
         (lambda t: [{**r, "language": "x"} for r in t], "unknown column.*'language'; allowed: item, dataset"),
-        (lambda t: t[:5] + [{**t[5], "query": "  "}] + t[6:], r"row 6: field 'query' is empty"),
-        (lambda t: t + [t[2]], r"row 121: item 'it2' in language 'de' of dataset 'bad' already appeared at row 3"),
+        (lambda t: [*t[:5], {**t[5], "query": "  "}, *t[6:]], r"row 6: field 'query' is empty"),
+        (lambda t: [*t, t[2]], r"row 121: item 'it2' in language 'de' of dataset 'bad' already appeared at row 3"),
     ],
 )
 def test_bad_tables_name_file_row_and_problem(tmp_path, suffix, change, message):
