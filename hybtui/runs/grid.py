@@ -20,7 +20,7 @@ from typing import Any
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.data.checks import prepare_data, validate_sampler
-from hybtui.data.training import TrainingSet
+from hybtui.data.training import TrainingData
 from hybtui.errors import HybtuiError, RunNotFound
 from hybtui.runs import gpus as gpu_pool
 from hybtui.runs import launcher
@@ -187,7 +187,7 @@ def _check_options(budget: Budget, alphas: Sequence[float], seeds: Sequence[int]
         raise HybtuiError("give at least one --seed")
 
 
-def _cell_config(base: RunConfig, cell: Cell, name: str, train_sets: list[TrainingSet]) -> RunConfig:
+def _cell_config(base: RunConfig, cell: Cell, name: str, train_sets: list[TrainingData]) -> RunConfig:
     """A cell's run: the baseline trains 0 steps; a trained cell's sampler is checked
     against the training data (it may not be able to fill a batch)."""
     if cell.sampler == BASELINE:

@@ -204,7 +204,7 @@ class Trainer:
         with torch.inference_mode():
             for s in self.validation_sets:
                 for lang in s.languages:
-                    pairs = [item.texts[lang] for item in s.items if lang in item.texts]
+                    pairs = s.texts_in(lang)
                     for part in chunk_slices(len(pairs), self.config.batch_size):
                         chunk = pairs[part]
                         if len(chunk) < 2:
