@@ -19,6 +19,25 @@ from hybtui.formatting import age
 runs_app = typer.Typer(no_args_is_help=True, help="Stored runs: list, show, cancel, resume, remove, export.")
 
 
+#: The fields of each run `runs ls --json` prints (then whether it is stalled and why it waits).
+LIST_KEYS = (
+    "id",
+    "name",
+    "status",
+    "pid",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "step",
+    "total_steps",
+    "exit_code",
+    "error",
+    "parent_id",
+    "config",
+    "config_error",
+)
+
+
 @runs_app.command("ls")
 def runs_ls(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
@@ -40,23 +59,9 @@ def runs_ls(
     more = shown is not None and len(runs) > shown
     runs = runs[:shown]
     if as_json:
-        keys = (
-            "id",
-            "name",
-            "status",
-            "pid",
-            "created_at",
-            "started_at",
-            "ended_at",
-            "step",
-            "total_steps",
-            "exit_code",
-            "error",
-            "parent_id",
-            "config",
-            "config_error",
-        )
-        listed = [{**{k: r[k] for k in keys}, "stalled": is_stalled(r), "waiting": waiting.get(r.id)} for r in runs]
+        listed = [
+            {**{k: r[k] for k in LIST_KEYS}, "stalled": is_stalled(r), "waiting": waiting.get(r.id)} for r in runs
+        ]
         typer.echo(inert.dumps(listed, indent=1))
         return
     from rich.console import Console
