@@ -216,7 +216,7 @@ def _set_status(store: Store, run_id: str, args: dict[str, Any]) -> None:
         worker = f"pid {fields.get('pid')} on {fields.get('host')}"
         store._insert_event(run.id, "info", f"worker {worker} started", store._now())
     else:
-        store.set_status(run.id, args["status"], **fields, **({"pgid": None} if "pid" in fields else {}))
+        store.set_status(run.id, args["status"], **fields)  # a pid given leaves no process group
 
 
 def _checked(fields: Any, types: dict[str, tuple[type, ...]]) -> dict[str, Any]:
