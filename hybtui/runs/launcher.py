@@ -28,6 +28,7 @@ from pathlib import Path
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.runs import gpus as gpu_pool
+from hybtui.runs import journal
 from hybtui.runs.records import TERMINAL_STATUSES, Placement, Run
 from hybtui.runs.store import Store
 from hybtui.training import checkpoint as checkpoints
@@ -152,6 +153,7 @@ def advance(store: Store) -> list[str]:
     a no-op on a store that cannot be written."""
     if store.read_only:
         return []
+    journal.ingest_all(store)  # what remote workers reported, before anything judges their runs
     store.sweep_orphans()
     if not store.list_runs(status="queued", limit=1) or _free_slots(store) <= 0:
         return []
