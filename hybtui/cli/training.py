@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hybtui.cli.common import DataDirOption, JsonOption, StoreOption, open_store
+from hybtui.cli.placement import BackendOption, CpusOption, MemOption, PartitionOption, TimeOption
 
 if TYPE_CHECKING:
     from hybtui.config import RunConfig
+    from hybtui.runs.records import Placement
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML (or JSON) run configuration.")]
 SamplerOption = Annotated[str | None, typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")]
@@ -57,6 +59,8 @@ def _run_config(config_file: Path | None, **options) -> RunConfig:
 
 #: The options of `hybtui train` that are not RunConfig fields.
 COMMAND_OPTIONS = {"config_file", "detach", "max_parallel", "data_dir", "store", "as_json"}
+#: Where the run executes (a Slurm run is always detached: Slurm is its queue).
+BACKEND_OPTIONS = {"backend", "partition", "time", "mem", "cpus"}
 
 
 def train_command(
@@ -87,6 +91,11 @@ def train_command(
     validation_fraction: ValidationFractionOption = None,
     seed: SeedOption = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    backend: BackendOption = None,
+    partition: PartitionOption = None,
+    time: TimeOption = None,
+    mem: MemOption = None,
+    cpus: CpusOption = None,
     detach: DetachOption = False,
     max_parallel: MaxParallelOption = None,
     data_dir: DataDirOption = None,
@@ -95,7 +104,8 @@ def train_command(
 ) -> None:
     """Fine-tune an encoder with mono / cross / hybrid batches; every run is recorded in the store."""
     # Every option but the command's own is the RunConfig field of its name (--eval: eval_spec).
-    fields = {k: v for k, v in locals().items() if k not in COMMAND_OPTIONS}
+    fields = {k: v for k, v in locals().items() if k not in COMMAND_OPTIONS | BACKEND_OPTIONS}
+    where = {"backend": backend, "partition": partition, "time": time, "mem": mem, "cpus": cpus}
     from hybtui.data import sources
 
     root = sources.data_dir_from_env(data_dir)
@@ -106,36 +116,46 @@ def train_command(
 
         train_unrecorded(config)
         return
-    _check_before_recording(config, root, max_parallel)
-    _record_and_train(store, config, detach, max_parallel, as_json)
+    remote = _check_before_recording(config, root, max_parallel, store, detach, where)
+    _record_and_train(store, config, detach, max_parallel, as_json, remote)
 
 
-def _check_before_recording(config: RunConfig, root: Path | None, max_parallel: int | None) -> None:
-    """A bad model, device, data or sampler settings are rejected before a run is recorded
-    (the model and device first: that check needs no torch and no data)."""
+def _check_before_recording(
+    config: RunConfig, root: Path | None, max_parallel: int | None, store: Path | None, detach: bool, where: dict
+) -> Placement | None:
+    """A bad model, device, placement, data or sampler settings are rejected before a run is
+    recorded (the model, device and placement first: those checks need no torch and no data).
+    Returns the remote placement asked for (None: this host's queue)."""
+    from hybtui.cli import placement
     from hybtui.modeling import registry
     from hybtui.runs import launcher
+    from hybtui.runs.store import store_path
 
     registry.check_model_and_device(config.model, config.device)
+    # The store's default backend applies to queued runs; a foreground run trains here unless told otherwise.
+    remote = placement.placement(store_path(store), gpus=None, uses_default=detach, **where)
     from hybtui.data.checks import prepare_data
 
     prepare_data(config, root)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
+    return remote
 
 
 def _record_and_train(
-    store: Path | None, config: RunConfig, detach: bool, max_parallel: int | None, as_json: bool
+    store: Path | None, config: RunConfig, detach: bool, max_parallel: int | None, as_json: bool, remote: Placement | None
 ) -> None:
-    """With --detach, queue the run and print its id; otherwise train it here, as the worker would."""
+    """With --detach or a remote backend, queue the run and print its id; otherwise train it
+    here, as the worker would."""
     from hybtui.runs import launcher
+    from hybtui.runs.records import Placement
     from hybtui.runs.store import store_path
 
     with open_store(store) as db:
-        if detach:
+        if detach or remote is not None:
             if max_parallel is not None:
                 launcher.set_max_parallel(db, max_parallel)
-            run_id = launcher.submit(db, config)
+            run_id = launcher.submit(db, config, placement=remote or Placement())
             typer.echo(json.dumps({"id": run_id}) if as_json else run_id)
             return
         run_id = db.create_run(config, status="running")

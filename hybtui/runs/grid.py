@@ -23,7 +23,7 @@ from hybtui.data.checks import prepare_data, validate_sampler
 from hybtui.data.training import TrainingSet
 from hybtui.errors import HybtuiError, RunNotFound
 from hybtui.runs import launcher
-from hybtui.runs.records import TERMINAL_STATUSES, Run
+from hybtui.runs.records import TERMINAL_STATUSES, Placement, Run
 from hybtui.runs.store import Store
 
 #: Throughput of me5-small measured on a 2-core CPU (benchmarks/results): training pairs
@@ -212,11 +212,12 @@ def _eval_texts(budget: Budget, data_dir: Path | None) -> int:
     return texts
 
 
-def launch(store: Store, grid: GridPlan) -> str:
-    """Queue every run (the baseline first: it finishes soonest) and record the grid."""
+def launch(store: Store, grid: GridPlan, remote: Placement | None = None) -> str:
+    """Queue every run (the baseline first: it finishes soonest) and record the grid; on a
+    remote backend, each run is one job submitted at once."""
     cells = []
     for cell, config in zip(grid.cells, grid.configs):
-        run_id = store.create_run(config)
+        run_id = launcher.enqueue(store, config, placement=remote or Placement())
         cells.append(
             {"run_id": run_id, "sampler": cell.sampler, "alpha": cell.alpha, "seed": cell.seed, "label": cell.label}
         )

@@ -9,7 +9,9 @@ it, and no launching process leaves zombies. Runs wait as `queued` until fewer t
 frees: a finishing worker starts the next run itself; a crash is found by the sweep of
 whoever opens the store next, and `advance` (called by every CLI command that opens the
 store and by the app's refresh) fills the slot; cancel and delete advance too. Starting
-runs happens under a file lock so two callers never overfill the slots.
+runs happens under a file lock so two callers never overfill the slots. A run placed on
+Slurm (`hybtui.runs.slurm`) is submitted at once instead: Slurm is its queue, and it takes
+no slot here.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
-from hybtui.runs.records import TERMINAL_STATUSES
+from hybtui.runs import journal, slurm
+from hybtui.runs.records import TERMINAL_STATUSES, Placement
 from hybtui.runs.store import Store
 from hybtui.training import checkpoint as checkpoints
 
@@ -35,9 +38,18 @@ SETTINGS = "settings.json"
 LOG = "worker.log"
 
 
+def settings(path: Path) -> dict:
+    """The store's kept settings (``settings.json`` in the store directory)."""
+    file = path / SETTINGS
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def _keep(store: Store, **changes) -> None:
+    (store.path / SETTINGS).write_text(json.dumps({**settings(store.path), **changes}, sort_keys=True))
+
+
 def max_parallel(store: Store) -> int:
-    path = store.path / SETTINGS
-    return int(json.loads(path.read_text()).get("max_parallel", 1)) if path.is_file() else 1
+    return int(settings(store.path).get("max_parallel", 1))
 
 
 def check_max_parallel(n: int) -> None:
@@ -47,7 +59,22 @@ def check_max_parallel(n: int) -> None:
 
 def set_max_parallel(store: Store, n: int) -> None:
     check_max_parallel(n)
-    (store.path / SETTINGS).write_text(json.dumps({"max_parallel": n}))
+    _keep(store, max_parallel=n)
+
+
+def default_backend(path: Path) -> Placement:
+    """The backend and options runs of the store at `path` are placed on unless a command says
+    otherwise (the app's launches and `hybtui reproduce` included); GPU counts are per run."""
+    kept = settings(path).get("backend") or {}
+    return Placement(backend=kept.get("name"), options=kept.get("options", {}))
+
+
+def set_default_backend(store: Store, placement: Placement) -> None:
+    """Keep `placement`'s backend and options as the store's default (checked first)."""
+    if placement.backend == slurm.BACKEND:
+        slurm.check(placement)
+    remote = placement.backend not in (None, "local")
+    _keep(store, backend={"name": placement.backend, "options": dict(placement.options)} if remote else None)
 
 
 @contextmanager
@@ -111,6 +138,8 @@ def start_queued(store: Store) -> list[str]:
         for run in reversed(store.list_runs(status="queued")):  # list_runs is newest first
             if free <= 0:
                 break
+            if run.remote:
+                continue  # queued in its scheduler, not here
             pid = spawn(store, run.id)
             # Mark it running now (the worker re-stamps itself), so the slot counts at once.
             store.set_status(run.id, "running", pid=pid, pgid=pid)
@@ -125,19 +154,43 @@ def advance(store: Store) -> list[str]:
     no-op on a store that cannot be written."""
     if store.read_only:
         return []
-    store.sweep_orphans()
+    sweep(store)
     if not store.list_runs(status="queued", limit=1) or _free_slots(store) <= 0:
         return []
     return start_queued(store)
 
 
+def sweep(store: Store) -> None:
+    """End the runs whose process or job is gone: remote runs after taking in their journals
+    (their end may be there), local ones by their pid."""
+    journal.ingest_all(store)
+    slurm.sweep(store)
+    store.sweep_orphans()
+
+
 def _free_slots(store: Store) -> int:
-    return max_parallel(store) - len(store.list_runs(status="running"))
+    return max_parallel(store) - sum(not run.remote for run in store.list_runs(status="running"))
 
 
-def submit(store: Store, config: RunConfig, name: str | None = None) -> str:
-    """Queue a run and start it if a slot is free."""
-    run_id = store.create_run(config, name=name or config.name)
+def enqueue(store: Store, config: RunConfig, name: str | None = None, placement: Placement | None = None) -> str:
+    """Record a queued run placed as asked (None: on the store's default backend); a Slurm run
+    is checked first and submitted at once, and not kept if sbatch refuses it."""
+    placement = placement if placement is not None else default_backend(store.path)
+    if placement.backend == slurm.BACKEND:
+        slurm.check(placement)
+    run_id = store.create_run(config, name=name or config.name, placement=placement)
+    if placement.backend == slurm.BACKEND:
+        try:
+            slurm.submit(store, run_id)
+        except BaseException:
+            store.delete_run(run_id)
+            raise
+    return run_id
+
+
+def submit(store: Store, config: RunConfig, name: str | None = None, placement: Placement | None = None) -> str:
+    """Queue a run and start it if a slot is free (a Slurm run: submit its job)."""
+    run_id = enqueue(store, config, name, placement)
     start_queued(store)
     return run_id
 
@@ -147,11 +200,13 @@ def cancel(store: Store, run_id: str) -> str:
     the worker then starts the next queued run). A worker found gone is swept as crashed and
     its slot filled at once."""
     run = store.get_run(run_id)
+    if run.status not in ("queued", "running"):
+        raise HybtuiError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
+    if run.backend == slurm.BACKEND and run.job_id:
+        return slurm.cancel(store, run)
     if run.status == "queued":
         store.set_status(run.id, "cancelled")
         return "cancelled"
-    if run.status != "running":
-        raise HybtuiError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
     try:
         os.killpg(run.pgid or run.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -172,7 +227,7 @@ def wait(store: Store, run_id: str, timeout: float, states=TERMINAL_STATUSES) ->
     """Poll until the run reaches one of `states` (for tests and `--wait`)."""
     deadline = time.monotonic() + timeout
     while True:
-        store.sweep_orphans()
+        sweep(store)
         status = store.get_run(run_id).status
         if status in states or time.monotonic() > deadline:
             return status
@@ -187,6 +242,8 @@ def resume(store: Store, run_id: str) -> None:
         raise HybtuiError(f"run {run.id} is {run.status}; only crashed or cancelled runs can be resumed")
     checkpoint = checkpoints.latest_resumable(store.run_dir(run.id))
     store.requeue(run.id, checkpoints.step_of(checkpoint) if checkpoint else 0)
+    if run.backend == slurm.BACKEND:
+        slurm.submit(store, run.id)  # a new job, from the checkpoint
     start_queued(store)
 
 
