@@ -233,8 +233,19 @@ def sample_command(
     Console().print(*render.sample_summary(sampling.summarize(batches), config))
 
 
-def worker_command(run_id: str, store: StoreOption = None) -> None:
-    """Execute one stored run (started by the launcher as a detached process)."""
+def worker_command(
+    run_id: str,
+    store: StoreOption = None,
+    journal: Annotated[
+        Path | None, typer.Option("--journal", help="Report into this run directory's journal; never open the store.")
+    ] = None,
+) -> None:
+    """Execute one stored run (started by the launcher as a detached process, or on another
+    host by a scheduler, with --journal)."""
+    if journal is not None:
+        from hybtui.runs.worker import run_journal_worker
+
+        raise typer.Exit(run_journal_worker(journal, run_id))
     from hybtui.runs.store import store_path
     from hybtui.runs.worker import run_worker
 

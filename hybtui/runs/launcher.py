@@ -163,7 +163,7 @@ def advance(store: Store) -> list[str]:
 def sweep(store: Store) -> None:
     """End the runs whose process or job is gone: remote runs after taking in their journals
     (their end may be there), local ones by their pid."""
-    journal.ingest_all(store)
+    journal.ingest_all(store)  # what remote workers reported, before anything judges their runs
     slurm.sweep(store)
     store.sweep_orphans()
 

@@ -262,7 +262,7 @@ class Store(RunData, GridRecords, JobRecords):
             raise HybtuiError(
                 f"set_status cannot set {', '.join(unknown)}; allowed: {', '.join(sorted(STATUS_FIELDS))}"
             )
-        now = time.time()
+        now = self._now()
         with self._write() as db:
             run = self.get_run(run_id)
             if status not in run.status.next:
@@ -321,14 +321,16 @@ class Store(RunData, GridRecords, JobRecords):
             ) from exc
 
     def sweep_orphans(self, now: float | None = None) -> list[str]:
-        """End every run that is ``running`` on this host but whose process is gone: nobody
+        """End every local run that is ``running`` on this host but whose process is gone: nobody
         else would ever end it. A worker that could not record its end in the store (disk
         full, lock timeout) left it in its outcome file: the run ends as recorded there
         (e.g. ``failed`` with the cause). Without one (killed, OOM, reboot) it is
         ``crashed``. Returns the swept ids."""
         now = time.time() if now is None else now
         candidates = self._rows(
-            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL", [this_host()]
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL "
+            "AND ifnull(backend, 'local') = 'local'",  # a remote run's pid is another host's, even of this name
+            [this_host()],
         )
         swept = []
         for orphan in candidates:
