@@ -143,7 +143,12 @@ def _check_before_recording(
 
 
 def _record_and_train(
-    store: Path | None, config: RunConfig, detach: bool, max_parallel: int | None, as_json: bool, remote: Placement | None
+    store: Path | None,
+    config: RunConfig,
+    detach: bool,
+    max_parallel: int | None,
+    as_json: bool,
+    remote: Placement | None,
 ) -> None:
     """With --detach or a remote backend, queue the run and print its id; otherwise train it
     here, as the worker would."""
