@@ -70,13 +70,29 @@ def cluster(tmp_path_factory, shared_data):
         with Store(store_dir) as store:
             long = TINY_CONFIG.replace(steps=100_000, eval=(), data_dir=str(shared_data))
             cancelled = launcher.submit(store, long)  # as the app's new-run form does
-            resumable = TINY_CONFIG.replace(steps=12, checkpoint_every=2, eval=())
+            resumable = TINY_CONFIG.replace(steps=20, checkpoint_every=2, eval=())
             killed = launcher.submit(store, resumable.replace(data_dir=str(shared_data)))
         yield store_dir, {"finishing": finishing, "cancelled": cancelled, "killed": killed}
         with Store(store_dir) as store:
             jobs = [run.job_id for run in store.list_runs() if run.job_id]
         if jobs:
             os.system(f"scancel {' '.join(jobs)} 2>/dev/null")
+
+
+def test_a_killed_worker_is_crashed_then_resumed_to_the_end(cluster):
+    store_dir, runs = cluster
+    with Store(store_dir) as store:
+        run_id = runs["killed"]
+        wait_for(lambda: checkpoints.latest_resumable(store.run_dir(run_id)), START_S, "a checkpoint", store)
+        os.kill(store.get_run(run_id).pid, signal.SIGKILL)  # the worker, on the (single) node
+        assert launcher.wait(store, run_id, 60) == "crashed"
+        crashed = store.get_run(run_id)
+        assert "without the worker recording an end" in crashed.error
+        assert hybtui("runs", "resume", run_id, check=True).stdout.strip() == f"{run_id}: queued"
+        resumed = store.get_run(run_id)
+        assert resumed.job_id and resumed.job_id != crashed.job_id
+        assert launcher.wait(store, run_id, START_S) == "finished"
+        assert loss_steps(store, run_id) == list(range(1, 21))
 
 
 def test_a_slurm_run_finishes_with_its_metrics_in_the_store(cluster):
@@ -109,22 +125,6 @@ def test_the_store_default_backend_places_a_run_and_cancel_stops_its_job(cluster
         run = store.get_run(run_id)
         assert checkpoints.is_resumable(checkpoints.path_for(store.run_dir(run_id), run.step))
     wait_for(lambda: slurm.state(job) not in slurm.ACTIVE, 30, "the job to end")
-
-
-def test_a_killed_worker_is_crashed_then_resumed_to_the_end(cluster):
-    store_dir, runs = cluster
-    with Store(store_dir) as store:
-        run_id = runs["killed"]
-        wait_for(lambda: checkpoints.latest_resumable(store.run_dir(run_id)), START_S, "a checkpoint", store)
-        os.kill(store.get_run(run_id).pid, signal.SIGKILL)  # the worker, on the (single) node
-        assert launcher.wait(store, run_id, 60) == "crashed"
-        crashed = store.get_run(run_id)
-        assert "without the worker recording an end" in crashed.error
-        assert hybtui("runs", "resume", run_id, check=True).stdout.strip() == f"{run_id}: queued"
-        resumed = store.get_run(run_id)
-        assert resumed.job_id and resumed.job_id != crashed.job_id
-        assert launcher.wait(store, run_id, START_S) == "finished"
-        assert loss_steps(store, run_id) == list(range(1, 13))
 
 
 def test_bad_slurm_input_is_refused_before_anything_is_written(tmp_path, shared_data):
