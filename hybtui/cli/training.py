@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hybtui.cli.common import DataDirOption, JsonOption, StoreOption, open_store
+from hybtui.cli.placement import BackendOption, CpusOption, MemOption, PartitionOption, TimeOption
 from hybtui.errors import HybtuiError
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ def _run_config(config_file: Path | None, **options) -> RunConfig:
 
 #: The options of `hybtui train` that are not RunConfig fields.
 COMMAND_OPTIONS = {"config_file", "detach", "gpus", "max_parallel", "data_dir", "store", "as_json"}
+#: Where the run executes (a Slurm run is always detached: Slurm is its queue).
+BACKEND_OPTIONS = {"backend", "partition", "time", "mem", "cpus"}
 
 
 def train_command(
@@ -97,6 +100,11 @@ def train_command(
     seed: SeedOption = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
     gpus: GpusOption = None,
+    backend: BackendOption = None,
+    partition: PartitionOption = None,
+    time: TimeOption = None,
+    mem: MemOption = None,
+    cpus: CpusOption = None,
     detach: DetachOption = False,
     max_parallel: MaxParallelOption = None,
     data_dir: DataDirOption = None,
@@ -105,7 +113,8 @@ def train_command(
 ) -> None:
     """Fine-tune an encoder with mono / cross / hybrid batches; every run is recorded in the store."""
     # Every option but the command's own is the RunConfig field of its name (--eval: eval_spec).
-    fields = {k: v for k, v in locals().items() if k not in COMMAND_OPTIONS}
+    fields = {k: v for k, v in locals().items() if k not in COMMAND_OPTIONS | BACKEND_OPTIONS}
+    where = {"backend": backend, "partition": partition, "time": time, "mem": mem, "cpus": cpus}
     from hybtui.data import sources
 
     root = sources.data_dir_from_env(data_dir)
@@ -116,47 +125,68 @@ def train_command(
 
         train_unrecorded(config)
         return
-    placement = _check_before_recording(config, root, max_parallel, gpus, detach)
+    placement = _check_before_recording(config, root, max_parallel, store, gpus, detach, where)
     _record_and_train(store, config, placement, detach, max_parallel, as_json)
 
 
 def _check_before_recording(
-    config: RunConfig, root: Path | None, max_parallel: int | None, gpus: int | None, detach: bool
+    config: RunConfig,
+    root: Path | None,
+    max_parallel: int | None,
+    store: Path | None,
+    gpus: int | None,
+    detach: bool,
+    where: dict,
 ) -> Placement:
-    """A bad model, device, GPU request, data or sampler settings are rejected before a run is
-    recorded (the model, device and GPUs first: that check needs no torch and no data).
-    Returns where the run is to execute."""
+    """A bad model, device, placement (GPUs, backend), data or sampler settings are rejected
+    before a run is recorded (those first: their checks need no torch and no data). Returns
+    where the run is to execute."""
+    from hybtui.cli import placement
     from hybtui.modeling import registry
     from hybtui.runs import gpus as gpu_pool
     from hybtui.runs import launcher
     from hybtui.runs.records import Placement
+    from hybtui.runs.store import store_path
 
+    # The store's default backend applies to queued runs; a foreground run trains here unless told otherwise.
+    if gpus is None and config.device == "cuda" and where["backend"] == "slurm":
+        gpus = 1  # a cluster job on `cuda` asks its scheduler for a GPU
+    remote = placement.placement(store_path(store), gpus=gpus, uses_default=detach, **where)
     count = gpu_pool.default_count(config.device) if gpus is None else gpus
-    gpu_pool.check_count(count, config.device)
-    registry.check_model_and_device(config.model, config.device)
-    if count > 1 and not detach:
-        raise HybtuiError(
-            f"--gpus {count} runs as a torchrun group from the queue: add --detach "
-            f"(or start `torchrun --nproc-per-node {count} -m hybtui train …` yourself)"
-        )
+    if remote is not None:
+        registry.check_model_and_device(config.model, config.device, here=False)
+    else:
+        _check_local_gpus(count, config.device, detach)
+        registry.check_model_and_device(config.model, config.device)
     from hybtui.data.checks import prepare_data
 
     prepare_data(config, root)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
-    return Placement(count)
+    return remote or Placement(count)
+
+
+def _check_local_gpus(count: int, device: str, detach: bool) -> None:
+    from hybtui.runs import gpus as gpu_pool
+
+    gpu_pool.check_count(count, device)
+    if count > 1 and not detach:
+        raise HybtuiError(
+            f"--gpus {count} runs as a torchrun group from the queue: add --detach "
+            f"(or start `torchrun --nproc-per-node {count} -m hybtui train …` yourself)"
+        )
 
 
 def _record_and_train(
     store: Path | None, config: RunConfig, placement: Placement, detach: bool, max_parallel: int | None, as_json: bool
 ) -> None:
-    """With --detach, queue the run and print its id; otherwise train it here, as the worker
-    would, on GPUs free now."""
+    """With --detach or a remote backend, queue the run and print its id; otherwise train it
+    here, as the worker would, on GPUs free now."""
     from hybtui.runs import launcher
     from hybtui.runs.store import store_path
 
     with open_store(store) as db:
-        if detach:
+        if detach or placement.backend is not None:
             if max_parallel is not None:
                 launcher.set_max_parallel(db, max_parallel)
             run_id = launcher.submit(db, config, placement=placement)

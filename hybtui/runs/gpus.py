@@ -124,6 +124,15 @@ def check_count(count: int, device: str, environ: Mapping[str, str] | None = Non
         )
 
 
+def per_gpu(command: list[str], count: int | None) -> list[str]:
+    """A worker command (``python -m hybtui worker …``) as a torchrun group of one process per
+    GPU where a run asks for several (rank 0 records; `--standalone`: a rendezvous on its own
+    host, on a free port, so groups never meet)."""
+    if (count or 0) <= 1:
+        return command
+    return [command[0], "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={count}", *command[1:]]
+
+
 def worker_environment(gpus: tuple[str, ...]) -> dict[str, str]:
     """The variables that give a worker exactly its GPUs (none: no GPU at all)."""
     return {"CUDA_VISIBLE_DEVICES": ",".join(gpus), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}

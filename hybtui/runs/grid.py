@@ -213,11 +213,13 @@ def _eval_texts(budget: Budget, data_dir: Path | None) -> int:
     return texts
 
 
-def launch(store: Store, grid: GridPlan) -> str:
-    """Queue every run (the baseline first: it finishes soonest) and record the grid."""
+def launch(store: Store, grid: GridPlan, remote: Placement | None = None) -> str:
+    """Queue every run (the baseline first: it finishes soonest) and record the grid; on a
+    remote backend, each run is one job submitted at once."""
     cells = []
     for cell, config in zip(grid.cells, grid.configs):
-        run_id = store.create_run(config, placement=Placement(gpu_pool.default_count(config.device)))
+        local = Placement(gpu_pool.default_count(config.device))
+        run_id = launcher.enqueue(store, config, placement=remote or local)
         cells.append(
             {"run_id": run_id, "sampler": cell.sampler, "alpha": cell.alpha, "seed": cell.seed, "label": cell.label}
         )

@@ -9,7 +9,9 @@ it, and no launching process leaves zombies. Runs wait as `queued` until fewer t
 frees: a finishing worker starts the next run itself; a crash is found by the sweep of
 whoever opens the store next, and `advance` (called by every CLI command that opens the
 store and by the app's refresh) fills the slot; cancel and delete advance too. Starting
-runs happens under a file lock so two callers never overfill the slots.
+runs happens under a file lock so two callers never overfill the slots. A run placed on
+Slurm (`hybtui.runs.slurm`) is submitted at once instead: Slurm is its queue, and it takes
+no slot here.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.runs import gpus as gpu_pool
-from hybtui.runs import journal
+from hybtui.runs import journal, slurm
 from hybtui.runs.records import TERMINAL_STATUSES, Placement, Run
 from hybtui.runs.store import Store
 from hybtui.training import checkpoint as checkpoints
@@ -37,9 +39,18 @@ SETTINGS = "settings.json"
 LOG = "worker.log"
 
 
+def settings(path: Path) -> dict:
+    """The store's kept settings (``settings.json`` in the store directory)."""
+    file = path / SETTINGS
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def _keep(store: Store, **changes) -> None:
+    (store.path / SETTINGS).write_text(json.dumps({**settings(store.path), **changes}, sort_keys=True))
+
+
 def max_parallel(store: Store) -> int:
-    path = store.path / SETTINGS
-    return int(json.loads(path.read_text()).get("max_parallel", 1)) if path.is_file() else 1
+    return int(settings(store.path).get("max_parallel", 1))
 
 
 def check_max_parallel(n: int) -> None:
@@ -49,7 +60,22 @@ def check_max_parallel(n: int) -> None:
 
 def set_max_parallel(store: Store, n: int) -> None:
     check_max_parallel(n)
-    (store.path / SETTINGS).write_text(json.dumps({"max_parallel": n}))
+    _keep(store, max_parallel=n)
+
+
+def default_backend(path: Path) -> Placement:
+    """The backend and options runs of the store at `path` are placed on unless a command says
+    otherwise (the app's launches and `hybtui reproduce` included); GPU counts are per run."""
+    kept = settings(path).get("backend") or {}
+    return Placement(backend=kept.get("name"), options=kept.get("options", {}))
+
+
+def set_default_backend(store: Store, placement: Placement) -> None:
+    """Keep `placement`'s backend and options as the store's default (checked first)."""
+    if placement.backend == slurm.BACKEND:
+        slurm.check(placement)
+    remote = placement.backend not in (None, "local")
+    _keep(store, backend={"name": placement.backend, "options": dict(placement.options)} if remote else None)
 
 
 @contextmanager
@@ -68,23 +94,20 @@ DETACH_TIMEOUT_S = 60.0
 ADVANCE_ERRORS = (HybtuiError, sqlite3.OperationalError, OSError)
 
 
-def worker_command(run: Run) -> list[str]:
-    """The worker of a run: one process, or a torchrun group of one process per GPU asked
-    for (rank 0 records; `--standalone` rendezvous on this host, a free port each)."""
-    worker = ["-m", "hybtui", "worker", run.id]
-    if (run.gpu_count or 0) > 1:
-        group = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={run.gpu_count}"]
-        return [sys.executable, *group, *worker]
-    return [sys.executable, *worker]
-
-
 def spawn(store: Store, run: Run, gpus: tuple[str, ...] = ()) -> int:
     """Start the worker process (or torchrun group) of `run`, detached and not our child,
     seeing exactly the GPUs `gpus`; returns its pid (also its process group and session id)."""
     env = {**os.environ, "HYBTUI_STORE": str(store.path)}
     if gpus or not str(run.config_value("device") or "").startswith("cuda"):
         env.update(gpu_pool.worker_environment(gpus))  # a CPU run sees no GPU to take
-    command = [sys.executable, "-I", "-S", str(DETACH), str(store.run_dir(run.id) / LOG), *worker_command(run)]
+    command = [
+        sys.executable,
+        "-I",
+        "-S",
+        str(DETACH),
+        str(store.run_dir(run.id) / LOG),
+        *gpu_pool.per_gpu([sys.executable, "-m", "hybtui", "worker", run.id], run.gpu_count),
+    ]
     run_id = run.id
     try:
         started = subprocess.run(
@@ -153,11 +176,18 @@ def advance(store: Store) -> list[str]:
     a no-op on a store that cannot be written."""
     if store.read_only:
         return []
-    journal.ingest_all(store)  # what remote workers reported, before anything judges their runs
-    store.sweep_orphans()
+    sweep(store)
     if not store.list_runs(status="queued", limit=1) or _free_slots(store) <= 0:
         return []
     return start_queued(store)
+
+
+def sweep(store: Store) -> None:
+    """End the runs whose process or job is gone: remote runs after taking in their journals
+    (their end may be there), local ones by their pid."""
+    journal.ingest_all(store)  # what remote workers reported, before anything judges their runs
+    slurm.sweep(store)
+    store.sweep_orphans()
 
 
 def _free_slots(store: Store) -> int:
@@ -169,9 +199,25 @@ def _local(runs: list[Run]) -> list[Run]:
     return [run for run in runs if not run.remote]
 
 
-def submit(store: Store, config: RunConfig, name: str | None = None, placement: Placement | None = None) -> str:
-    """Queue a run and start it if a slot (and the GPUs it asks for) are free."""
+def enqueue(store: Store, config: RunConfig, name: str | None = None, placement: Placement | None = None) -> str:
+    """Record a queued run placed as asked (None: on the store's default backend); a Slurm run
+    is checked first and submitted at once, and not kept if sbatch refuses it."""
+    placement = placement if placement is not None else default_backend(store.path)
+    if placement.backend == slurm.BACKEND:
+        slurm.check(placement)
     run_id = store.create_run(config, name=name or config.name, placement=placement)
+    if placement.backend == slurm.BACKEND:
+        try:
+            slurm.submit(store, run_id)
+        except BaseException:
+            store.delete_run(run_id)
+            raise
+    return run_id
+
+
+def submit(store: Store, config: RunConfig, name: str | None = None, placement: Placement | None = None) -> str:
+    """Queue a run and start it if a slot and the GPUs it asks for are free (a Slurm run: submit its job)."""
+    run_id = enqueue(store, config, name, placement)
     start_queued(store)
     return run_id
 
@@ -202,11 +248,13 @@ def cancel(store: Store, run_id: str) -> str:
     the worker then starts the next queued run). A worker found gone is swept as crashed and
     its slot filled at once."""
     run = store.get_run(run_id)
+    if run.status not in ("queued", "running"):
+        raise HybtuiError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
+    if run.backend == slurm.BACKEND and run.job_id:
+        return slurm.cancel(store, run)
     if run.status == "queued":
         store.set_status(run.id, "cancelled")
         return "cancelled"
-    if run.status != "running":
-        raise HybtuiError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
     try:
         os.killpg(run.pgid or run.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -227,7 +275,7 @@ def wait(store: Store, run_id: str, timeout: float, states=TERMINAL_STATUSES) ->
     """Poll until the run reaches one of `states` (for tests and `--wait`)."""
     deadline = time.monotonic() + timeout
     while True:
-        store.sweep_orphans()
+        sweep(store)
         status = store.get_run(run_id).status
         if status in states or time.monotonic() > deadline:
             return status
@@ -242,6 +290,8 @@ def resume(store: Store, run_id: str) -> None:
         raise HybtuiError(f"run {run.id} is {run.status}; only crashed or cancelled runs can be resumed")
     checkpoint = checkpoints.latest_resumable(store.run_dir(run.id))
     store.requeue(run.id, checkpoints.step_of(checkpoint) if checkpoint else 0)
+    if run.backend == slurm.BACKEND:
+        slurm.submit(store, run.id)  # a new job, from the checkpoint
     start_queued(store)
 
 

@@ -26,6 +26,7 @@ from hybtui.errors import HybtuiError, InvalidTransition, RunNotFound, StoreCorr
 from hybtui.runs import database
 from hybtui.runs.database import DB_NAME, quick_check, raise_if_corrupt, store_error
 from hybtui.runs.grid_records import GridRecords
+from hybtui.runs.jobs import JobRecords
 from hybtui.runs.outcome import read_outcome
 from hybtui.runs.records import Placement, Run, RunStatus, pid_alive, run_status, this_host
 from hybtui.runs.run_data import RunData
@@ -43,7 +44,7 @@ def store_path(path: str | Path | None) -> Path:
     return Path(chosen).expanduser()
 
 
-class Store(RunData, GridRecords):
+class Store(RunData, GridRecords, JobRecords):
     """One connection to a run store; open one per process (and per thread).
 
     Opening refuses a foreign, damaged or too new ``hybtui.db`` before anything touches it
