@@ -35,6 +35,19 @@ from hybtui.runs.schema import MIGRATIONS, SCHEMA_VERSION
 log = logging.getLogger(__name__)
 
 #: Run columns a status change may set alongside the status.
+#: What a run queued again forgets of its last attempt (its process, times, end, GPUs and job).
+REQUEUE_CLEARS = (
+    "started_at",
+    "ended_at",
+    "pid",
+    "pgid",
+    "host",
+    "heartbeat_at",
+    "exit_code",
+    "error",
+    "gpus",
+    "job_id",
+)
 STATUS_FIELDS = {"pid", "pgid", "host", "heartbeat_at", "exit_code", "error", "step", "total_steps", "gpus", "job_id"}
 
 
@@ -282,18 +295,7 @@ class Store(RunData, GridRecords, JobRecords):
                     updates.update(pid=os.getpid(), pgid=os.getpgrp())
                 updates["host"] = this_host()
             elif status == "queued":
-                updates.update(
-                    started_at=None,
-                    ended_at=None,
-                    pid=None,
-                    pgid=None,
-                    host=None,
-                    heartbeat_at=None,
-                    exit_code=None,
-                    error=None,
-                    gpus=None,
-                    job_id=None,
-                )
+                updates.update(dict.fromkeys(REQUEUE_CLEARS))
             else:
                 updates["ended_at"] = now
             updates.update(fields)
