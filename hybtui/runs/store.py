@@ -35,20 +35,9 @@ from hybtui.runs.schema import MIGRATIONS, SCHEMA_VERSION
 log = logging.getLogger(__name__)
 
 #: Run columns a status change may set alongside the status.
-#: What a run queued again forgets of its last attempt (its process, times, end, GPUs and job).
-REQUEUE_CLEARS = (
-    "started_at",
-    "ended_at",
-    "pid",
-    "pgid",
-    "host",
-    "heartbeat_at",
-    "exit_code",
-    "error",
-    "gpus",
-    "job_id",
-)
 STATUS_FIELDS = {"pid", "pgid", "host", "heartbeat_at", "exit_code", "error", "step", "total_steps", "gpus", "job_id"}
+#: What a run queued again forgets of its last attempt: its times, process, end, GPUs and job.
+REQUEUE_CLEARS = ("started_at", "ended_at", *sorted(STATUS_FIELDS - {"step", "total_steps"}))
 
 
 def store_path(path: str | Path | None) -> Path:
