@@ -29,7 +29,7 @@ def kill_workers(store: Path) -> None:
         return
     for run in watch(store).values():
         for pid, kill in ((run["pgid"], os.killpg), (run["pid"], os.kill)):
-            if pid:
+            if pid and pid not in (os.getpgrp(), os.getpid()):  # a foreground run was this test's group
                 with contextlib.suppress(OSError):
                     kill(pid, signal.SIGKILL)
 

@@ -245,7 +245,8 @@ def test_advance_ingests_remote_runs_only(store):
     local = store.create_run(TINY_CONFIG, placement=Placement(backend="local"))
     journal.write_snapshot(store, local)
     JournalRecorder(store.run_dir(local)).add_event(local, "info", "not from a journal run")
-    launcher.set_max_parallel(store, 1)  # the remote run, once ingested as running, holds the one slot
+    launcher.set_max_parallel(store, 1)
+    store.create_run(TINY_CONFIG, status="running")  # this live process holds the one local slot
     launcher.advance(store)
     assert store.get_run(remote).status == "running" and store.get_run(remote).pid == 9
     assert store.get_run(local).status == "queued" and store.events(local) == []
