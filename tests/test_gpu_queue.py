@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from test_gpus import install_fake_nvml
 from test_queue import SLOT_FILLED_S, WORKER_START_S, watch
 from test_runs import hybtui, store_dir, submit, wait_for  # noqa: F401 - store_dir is a fixture
 
@@ -17,9 +18,12 @@ from hybtui.runs.store import Store
 
 
 @pytest.fixture
-def pool_of_three(store_dir, monkeypatch):  # noqa: F811
-    """A store whose host declares GPUs 0, 1 and 2; every worker is killed afterwards."""
+def pool_of_three(store_dir, monkeypatch, tmp_path):  # noqa: F811
+    """A store whose host declares GPUs 0, 1 and 2, which the workers sample through a stand-in
+    NVML binding; every worker is killed afterwards."""
     monkeypatch.setenv("HYBTUI_GPUS", "0,1,2")
+    nvml = install_fake_nvml(tmp_path / "nvml")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(nvml), os.environ.get("PYTHONPATH")])))
     yield store_dir
     kill_workers(store_dir)
 
@@ -57,6 +61,10 @@ def test_runs_get_disjoint_gpus_and_a_crashed_runs_gpu_goes_to_the_next(pool_of_
     devices = held_gpus(store)
     assert sorted(devices.values()) == ["0", "1", "2"], devices  # pairwise disjoint, one each
     (waiting,) = [r for r in runs if r not in devices]
+    with Store(store) as db:  # each worker samples its own GPU, every heartbeat
+        wait_for(lambda: all(db.telemetry(r) for r in devices), 30, "telemetry of every running run")
+        assert {r: {s["gpu"] for s in db.telemetry(r)} for r in devices} == {r: {g} for r, g in devices.items()}
+        assert db.telemetry(next(iter(devices)))[0]["memory_total"] == 81920
     with Store(store) as db:
         assert launcher.schedule(db)[1] == {waiting: "waiting for 1 GPU (0 free)"}
         assert {r: db.get_run(r).gpus for r in devices} == devices  # the allocation is in the store

@@ -138,6 +138,16 @@ def worker_environment(gpus: tuple[str, ...]) -> dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": ",".join(gpus), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
+def visible(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The GPUs this process was given (its CUDA_VISIBLE_DEVICES, ids or UUIDs), or every GPU
+    NVML reports where that is unset; none where it is empty."""
+    env = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return tuple(part.strip() for part in env["CUDA_VISIBLE_DEVICES"].split(",") if part.strip())
+    with _nvml() as nvml:
+        return tuple(_nvml_indices(nvml)) if nvml is not None else ()
+
+
 def sample(gpus: tuple[str, ...]) -> list[dict[str, Any]]:
     """One telemetry sample per GPU (utilisation %, memory MiB, power W, temperature °C);
     none where NVML is missing. A reading a GPU does not support is left out."""
@@ -148,8 +158,10 @@ def sample(gpus: tuple[str, ...]) -> list[dict[str, Any]]:
         now = time.time()
         for gpu in gpus:
             try:
-                handle = nvml.nvmlDeviceGetHandleByIndex(int(gpu))
-            except Exception:
+                handle = (
+                    nvml.nvmlDeviceGetHandleByIndex(int(gpu)) if gpu.isdigit() else nvml.nvmlDeviceGetHandleByUUID(gpu)
+                )
+            except Exception:  # not a GPU NVML knows (MIG slices and the like): no sample
                 continue
             samples.append({"time": now, "gpu": gpu, **_readings(nvml, handle)})
     return samples

@@ -35,6 +35,7 @@ from hybtui import faults
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError, StoreError
 from hybtui.results import ResultRow
+from hybtui.runs import gpus as gpu_pool
 from hybtui.runs import launcher
 from hybtui.runs.outcome import OutcomeRecord
 from hybtui.runs.recorder import JournalRecorder, read_snapshot
@@ -196,11 +197,15 @@ def _heartbeat(channel: Channel, run_id: str, progress: LogEvents, stop: threadi
     """Beat from a thread (with its own store connection where it writes the store), so a long
     step never looks stalled; a beat that is refused is logged and the next one tried. Where
     the worker writes the store, each beat also advances the queue: a neighbour that crashed
-    hands its slot and GPUs on within seconds, with no app or CLI open."""
+    hands its slot and GPUs on within seconds, with no app or CLI open. Each beat also samples
+    the worker's GPUs (NVML; nothing where there is none) into the run's telemetry."""
+    gpus = gpu_pool.visible()
     with channel.for_thread() as recorder:
         while not stop.wait(HEARTBEAT_S):
             try:
                 recorder.heartbeat(run_id, progress.step)
+                if gpus:
+                    recorder.add_telemetry(run_id, gpu_pool.sample(gpus))
                 if isinstance(recorder, Store):
                     launcher.advance(recorder)
             except (sqlite3.Error, StoreError, OSError) as exc:
