@@ -65,6 +65,8 @@ def test_runs_get_disjoint_gpus_and_a_crashed_runs_gpu_goes_to_the_next(pool_of_
         wait_for(lambda: all(db.telemetry(r) for r in devices), 30, "telemetry of every running run")
         assert {r: {s["gpu"] for s in db.telemetry(r)} for r in devices} == {r: {g} for r, g in devices.items()}
         assert db.telemetry(next(iter(devices)))[0]["memory_total"] == 81920
+    shown = hybtui("runs", "show", next(iter(devices))).stdout
+    assert f"gpu {devices[next(iter(devices))]}: 4" in shown and "/81920 MiB · 250 W" in shown
     with Store(store) as db:
         assert launcher.schedule(db)[1] == {waiting: "waiting for 1 GPU (0 free)"}
         assert {r: db.get_run(r).gpus for r in devices} == devices  # the allocation is in the store

@@ -99,6 +99,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     with open_store(store) as db:
         run = db.get_run(run_id)
         latest = db.latest_metrics(run.id)
+        telemetry = db.telemetry(run.id)
         rows = db.results(run.id)
         events = db.events(run.id)[-10:]
         disk = run_disk_usage(db.run_dir(run.id))
@@ -115,6 +116,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
                     "results": rows,
                     "events": events,
                     "disk": dataclasses.asdict(disk),
+                    "gpus": {sample["gpu"]: sample for sample in telemetry},
                     "log_tail": log_tail,
                 },
                 indent=1,
@@ -129,6 +131,8 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     for part in render.run_summary(run, is_stalled(run), latest, events, waiting):
         out.print(part)
     out.print(disk.describe())
+    for line in render.gpu_readings(telemetry):
+        out.print(line, markup=False, highlight=False)
     result_rows = [ResultRow.from_dict(r) for r in rows]
     for bench in sorted({r.bench for r in result_rows}):
         out.print(render.language_table(result_rows, bench))

@@ -224,3 +224,20 @@ def run_summary(
             lines.append(inert.lines(event["message"]).replace("\n", "\n" + " " * 28))
         out.append(lines)
     return out
+
+
+def gpu_readings(samples: list[dict]) -> list[str]:
+    """The latest telemetry sample of each GPU, one line each (`hybtui runs show`)."""
+    latest = {sample["gpu"]: sample for sample in samples}
+    lines = []
+    for gpu, sample in latest.items():
+        parts = [
+            f"{sample['utilization']:.0f} %" if sample["utilization"] is not None else None,
+            f"{sample['memory_used']:.0f}/{sample['memory_total'] or 0:.0f} MiB"
+            if sample["memory_used"] is not None
+            else None,
+            f"{sample['power']:.0f} W" if sample["power"] is not None else None,
+            f"{sample['temperature']:.0f} °C" if sample["temperature"] is not None else None,
+        ]
+        lines.append(f"gpu {inert.visible(str(gpu))}: " + " · ".join(p for p in parts if p))
+    return lines
