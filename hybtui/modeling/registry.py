@@ -125,6 +125,9 @@ def check_device(device: str | None, here: bool = True) -> None:
         raise HybtuiError(f"--device: unknown device '{device}' (use cpu, cuda, cuda:N, mps or auto)")
     if not here:
         return
+    # Ask NVML, not the CUDA runtime: initialising CUDA here would fix the GPUs this process
+    # sees before the queue gives a foreground run its own (CUDA_VISIBLE_DEVICES).
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch  # only here: cuda and mps availability is torch's to tell
 
     if device == "mps":

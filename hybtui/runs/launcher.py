@@ -148,7 +148,10 @@ def schedule(store: Store) -> tuple[list[tuple[Run, tuple[str, ...]]], dict[str,
     free ones for itself, so a run asking for many is never starved by later small ones."""
     limit = max_parallel(store)
     slots = _free_slots(store)
-    available = list(gpu_pool.free(store))
+    try:
+        available, unknown = list(gpu_pool.free(store)), None
+    except HybtuiError as exc:  # a malformed HYBTUI_GPUS: runs needing GPUs wait, and say why
+        available, unknown = [], str(exc)
     starts, waiting = [], {}
     reserved = False
     for run in reversed(_local(store.list_runs(status="queued"))):  # list_runs is newest first
@@ -156,7 +159,7 @@ def schedule(store: Store) -> tuple[list[tuple[Run, tuple[str, ...]]], dict[str,
         if slots <= 0:
             waiting[run.id] = f"waiting for a slot (max-parallel {limit})"
         elif need and (reserved or need > len(available)):
-            waiting[run.id] = _gpu_wait(need, len(available), reserved)
+            waiting[run.id] = unknown or _gpu_wait(need, len(available), reserved)
             reserved = True
         else:
             starts.append((run, tuple(available[:need])))
