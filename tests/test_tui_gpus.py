@@ -1,17 +1,22 @@
 """The app's GPU views against a real store: each run's devices in the run list (and no empty
 column for a store of CPU runs), a run's GPU telemetry in its detail screen, read
-incrementally while it runs (and no GPU tab for a run without samples)."""
+incrementally while it runs (and no GPU tab for a run without samples), and the new-run
+form's GPU count: what is free, the CLI's refusal of too many, the launch with the count."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from textual.widgets import Static, TabbedContent
-from tui_fixtures import drive, refreshed, settle, wait_until
+from test_tui import fill_new_run
+from textual.widgets import Button, Input, Static, TabbedContent
+from tui_fixtures import drive, new_run_form, refreshed, settle, wait_until
 
 from hybtui.config import RunConfig
+from hybtui.errors import HybtuiError
+from hybtui.runs import gpus as gpu_pool
 from hybtui.runs.store import Store
+from hybtui.tui.screens.new_run import NewRunScreen
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.widgets.runs_table import RunsTable
 from hybtui.tui.widgets.telemetry_plot import TelemetryPlot
@@ -127,3 +132,43 @@ def test_detail_of_a_run_without_telemetry_has_no_gpu_tab(store):
         assert not screen.query_one(TelemetryPlot).series
 
     drive(store.path, scenario)
+
+
+def test_new_run_form_offers_the_free_gpus_checks_the_count_and_launches_with_it(store, shared_data, monkeypatch):
+    monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("HYBTUI_GPUS", "0,1,2")  # GPU 2 is held by the running run `gpu-two`
+    with pytest.raises(HybtuiError) as too_many:
+        gpu_pool.check_count(4, "auto")
+
+    async def scenario(app, pilot):
+        screen, message = await new_run_form(pilot)
+        assert isinstance(screen, NewRunScreen)
+        gpus, line = screen.query_one("#gpus", Input), screen.query_one("#gpus-free", Static)
+        assert gpus.value == "1"  # GPUs to give and the device may use one
+        await wait_until(pilot, lambda: str(line.content) == "GPUs free: 0,1 of 0-2", "the free GPUs")
+        gpus.value = "4"
+        await wait_until(pilot, lambda: str(message.content) == str(too_many.value), "the CLI's refusal", 60)
+        assert screen.query_one("#launch", Button).disabled
+        gpus.value = "1"
+        screen.query_one("#device", Input).value = "cpu"
+        await wait_until(pilot, lambda: gpus.value == "0", "no GPU by default for the CPU")
+        fill_new_run(screen, ["en", "de"], steps="3", batch_size="8", max_length="32", gpus="2")
+        await wait_until(pilot, lambda: "3 steps, 2 GPUs" in str(message.content), "the form checked", 60)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen), "the launched run's detail", 30)
+        with Store(store.path) as db:
+            run = db.get_run(app.screen.run_id)
+        assert (run.gpu_count, run.status) == (2, "queued")  # the slot is held by `gpu-two`
+
+    drive(store.path, scenario, size=(80, 24))
+
+
+def test_the_form_says_when_a_host_has_no_gpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYBTUI_GPUS", "")
+
+    async def scenario(app, pilot):
+        screen, _ = await new_run_form(pilot)
+        assert str(screen.query_one("#gpus-free", Static).content) == "no GPUs on this host"
+        assert screen.query_one("#gpus", Input).value == "0"
+
+    drive(tmp_path / "store", scenario, size=(80, 24))
