@@ -31,3 +31,8 @@ class InvalidTransition(HybtuiError):
 
 class UnreadableConfig(HybtuiError):
     """A stored run's configuration is not a JSON object this hybtui can read: it is never trained."""
+
+
+class SlurmError(HybtuiError):
+    """Slurm cannot take a run as asked (no sbatch, an unknown partition, a limit beyond the
+    partition's) or did not answer; nothing is recorded."""

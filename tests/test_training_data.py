@@ -1,7 +1,6 @@
 """Training data: LAReQA as parallel items, the --train grammar, JSONL rows and every bad
 row (named by file and line), hub datasets, and the held-out validation split."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from hybtui.data.training import (
     split_validation,
 )
 from hybtui.errors import HybtuiError
-
-HAS_DATASETS = importlib.util.find_spec("datasets") is not None
 
 
 def test_mlqa_r_items_are_the_parallel_questions(shared_data):
@@ -101,12 +98,16 @@ def test_jsonl_groups_rows_into_datasets_and_items(tmp_path):
     )
     faq, other = load_training_sets([str(path)], None)
     assert (faq.name, other.name) == ("faq", "other")  # default: the file stem
-    assert [item.item_id for item in faq.items] == ["q1", "q2"]
-    assert faq.items[0] == ParallelItem(
-        "q1", {"en": ("q1 en?", "q1 en."), "de": ("q1 de?", "q1 de.")}, {"en": ("not it", "nor this")}
+    assert faq.item_ids() == ["q1", "q2"] and faq.languages == ("de", "en")
+    assert faq.presence().tolist() == [[True, True], [False, True]]
+    assert faq.batch_texts([(0, "de", "en"), (1, "en", "en")], 5) == (
+        ["q1 de?", "q2 en?"],
+        ["q1 en.", "q2 en."],
+        ["not it", "nor this"],
     )
-    assert faq.languages == ("de", "en") and faq.items_with("de") == (0,)
-    assert other.items == (ParallelItem("q1", {"en": ("q1 en?", "q1 en.")}, {}),)
+    assert faq.batch_texts([(0, "en", "en")], 1)[2] == ["not it"]
+    assert faq.texts_in("de") == [("q1 de?", "q1 de.")]
+    assert other.item_ids() == ["q1"] and other.texts_in("en") == [("q1 en?", "q1 en.")]
 
 
 @pytest.mark.parametrize(
@@ -154,19 +155,12 @@ def test_training_set_names_must_be_unique(tmp_path, shared_data):
         load_training_sets(["mlqa-r:de", str(clash)], shared_data, allow_download=False)
 
 
-@pytest.mark.skipif(not HAS_DATASETS, reason="the optional `datasets` package is not installed")
 def test_hub_source_reads_a_local_file_through_datasets(tmp_path):
     path = write_jsonl(tmp_path / "hubby.jsonl", [row("q1", "en"), row("q1", "de"), row("q2", "en")])
     (ts,) = load_training_sets([f"hf:{path}"], None)
-    assert ts.name == "hubby" and ts.languages == ("de", "en") and len(ts.items) == 2
+    assert ts.name == "hubby" and ts.languages == ("de", "en") and len(ts) == 2
     with pytest.raises(HybtuiError, match="could not load split 'nope'"):
         load_training_sets([f"hf:{path}:nope"], None)
-
-
-@pytest.mark.skipif(HAS_DATASETS, reason="tests the message shown when `datasets` is missing")
-def test_hub_source_without_datasets_says_what_to_install():
-    with pytest.raises(HybtuiError, match=r"hf:org/qa needs the Hugging Face `datasets` package \(pip install"):
-        load_training_sets(["hf:org/qa"], None)
 
 
 # ---------------------------------------------------------------- validation split

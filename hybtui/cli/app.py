@@ -12,6 +12,7 @@ from hybtui.cli.common import StoreOption
 from hybtui.cli.data import data_app, models_app
 from hybtui.cli.evaluation import eval_command
 from hybtui.cli.grids import grids_app, reproduce_command
+from hybtui.cli.placement import backend_command
 from hybtui.cli.runs import compare_command, runs_app
 from hybtui.cli.training import sample_command, train_command, worker_command
 from hybtui.errors import HybtuiError
@@ -32,6 +33,7 @@ app.command("reproduce")(reproduce_command)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(runs_app, name="runs")
+runs_app.command("backend")(backend_command)
 app.add_typer(grids_app, name="grids")
 
 

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hybtui.cli.common import DataDirOption, JsonOption, StoreOption, open_store
+from hybtui.cli.placement import BackendOption, CpusOption, MemOption, PartitionOption, TimeOption
 from hybtui.formatting import age
 
 if TYPE_CHECKING:
     from hybtui.runs.grid import GridPlan
+    from hybtui.runs.records import Placement
 
 grids_app = typer.Typer(no_args_is_help=True, help="Grids of runs launched together (hybtui reproduce): list, report.")
 
@@ -47,12 +49,18 @@ def reproduce_command(
     eval_spec: GridEvalOption = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     max_parallel: GridMaxParallelOption = None,
+    backend: BackendOption = None,
+    partition: PartitionOption = None,
+    time: TimeOption = None,
+    mem: MemOption = None,
+    cpus: CpusOption = None,
     detach: GridDetachOption = False,
     data_dir: DataDirOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The paper's comparison: zero-shot, X-X-mono, X-Y and hybrid runs, then a report."""
+    from hybtui.cli import placement
     from hybtui.cli.console import stderr, watch_grid
     from hybtui.data import sources
     from hybtui.runs import grid as reproduce
@@ -62,6 +70,9 @@ def reproduce_command(
     root = sources.data_dir_from_env(data_dir)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
+    path = store_path(store)
+    options = {"partition": partition, "time": time, "mem": mem, "cpus": cpus}
+    remote = placement.placement(path, backend, None, **options)  # one Slurm job per run
     grid = reproduce.plan(
         quick=quick,
         model=model,
@@ -75,8 +86,7 @@ def reproduce_command(
         device=device,
         data_dir=root,
     )
-    path = store_path(store)
-    grid_id = _queue_grid(path, grid, model, quick, max_parallel)
+    grid_id = _queue_grid(path, grid, model, quick, max_parallel, remote)
     if detach:
         typer.echo(json.dumps({"grid": grid_id}) if as_json else grid_id)
         return
@@ -88,7 +98,9 @@ def reproduce_command(
     _print_grid_report(path, grid_id, as_json)
 
 
-def _queue_grid(path: Path, grid: GridPlan, model: str, quick: bool, max_parallel: int | None) -> str:
+def _queue_grid(
+    path: Path, grid: GridPlan, model: str, quick: bool, max_parallel: int | None, remote: Placement | None
+) -> str:
     """The grid's runs queued in the store, with what to expect said first: its size and
     wall time. A store that cannot take the grid is refused before anything is printed."""
     from hybtui.cli.console import stderr
@@ -106,7 +118,7 @@ def _queue_grid(path: Path, grid: GridPlan, model: str, quick: bool, max_paralle
         )
         if max_parallel is not None:
             launcher.set_max_parallel(db, max_parallel)
-        grid_id = reproduce.launch(db, grid)
+        grid_id = reproduce.launch(db, grid, remote)
     stderr.print(
         f"grid {grid_id} queued (store {path}); watch it in the app (`hybtui`) or with `hybtui grids report {grid_id}`"
     )

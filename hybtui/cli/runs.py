@@ -19,6 +19,25 @@ from hybtui.formatting import age
 runs_app = typer.Typer(no_args_is_help=True, help="Stored runs: list, show, cancel, resume, remove, export.")
 
 
+#: The fields of each run `runs ls --json` prints (then whether it is stalled and why it waits).
+LIST_KEYS = (
+    "id",
+    "name",
+    "status",
+    "pid",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "step",
+    "total_steps",
+    "exit_code",
+    "error",
+    "parent_id",
+    "config",
+    "config_error",
+)
+
+
 @runs_app.command("ls")
 def runs_ls(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
@@ -30,52 +49,40 @@ def runs_ls(
 ) -> None:
     """Runs, newest first, with their status (stalled ones marked) and progress."""
     from hybtui import inert
+    from hybtui.runs import launcher
     from hybtui.runs.records import is_stalled
 
     shown = limit if limit is not None or as_json else 50
     with open_store(store) as db:
         runs = db.list_runs(status=status, limit=None if shown is None else shown + 1)
+        waiting = launcher.schedule(db)[1]
     more = shown is not None and len(runs) > shown
     runs = runs[:shown]
     if as_json:
-        keys = (
-            "id",
-            "name",
-            "status",
-            "pid",
-            "created_at",
-            "started_at",
-            "ended_at",
-            "step",
-            "total_steps",
-            "exit_code",
-            "error",
-            "parent_id",
-            "config",
-            "config_error",
-        )
-        typer.echo(inert.dumps([{**{k: r[k] for k in keys}, "stalled": is_stalled(r)} for r in runs], indent=1))
+        listed = [
+            {**{k: r[k] for k in LIST_KEYS}, "stalled": is_stalled(r), "waiting": waiting.get(r.id)} for r in runs
+        ]
+        typer.echo(inert.dumps(listed, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "name", "model", "sampler", "α", "status", "step", "age")
+    # Where runs execute, only where some run has GPUs or a scheduler job: a CPU box's list is unchanged.
+    devices = any(r.devices for r in runs)
+    table = Table("id", "name", "model", "sampler", "α", "status", "step", "age", *(["devices"] if devices else []))
     now = time.time()
     for r in runs:
-        state = r.status + (" (stalled)" if is_stalled(r) else "")
-        table.add_row(
-            *(
-                inert.text(cell)
-                for cell in (
-                    r.id,
-                    r.name or "",
-                    *(r.config_value(k) for k in ("model", "sampler", "alpha")),
-                    state,
-                    f"{r.step or 0}/{r.total_steps}",
-                    age(now - r.created_at),
-                )
-            )
+        state = r.status + (" (stalled)" if is_stalled(r) else "") + (f", {waiting[r.id]}" if r.id in waiting else "")
+        cells = (
+            r.id,
+            r.name or "",
+            *(r.config_value(k) for k in ("model", "sampler", "alpha")),
+            state,
+            f"{r.step or 0}/{r.total_steps}",
+            age(now - r.created_at),
+            *([r.devices] if devices else []),
         )
+        table.add_row(*(inert.text(cell) for cell in cells))
     Console().print(table)
     if more:
         typer.echo(f"(newest {shown} shown; --limit N for more)")
@@ -96,13 +103,14 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
         events = db.events(run.id)[-10:]
         disk = run_disk_usage(db.run_dir(run.id))
         log_tail = _tail(launcher.log_path(db, run.id))
+        waiting = launcher.schedule(db)[1].get(run.id)
     if as_json:
         from hybtui import inert
 
         typer.echo(
             inert.dumps(
                 {
-                    "run": {**run, "stalled": is_stalled(run)},
+                    "run": {**run, "stalled": is_stalled(run), "waiting": waiting},
                     "latest_metrics": latest,
                     "results": rows,
                     "events": events,
@@ -118,7 +126,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     from hybtui.reporting import tables as render
 
     out = Console()
-    for part in render.run_summary(run, is_stalled(run), latest, events):
+    for part in render.run_summary(run, is_stalled(run), latest, events, waiting):
         out.print(part)
     out.print(disk.describe())
     result_rows = [ResultRow.from_dict(r) for r in rows]

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hybtui.cli.common import DataDirOption, JsonOption, StoreOption, open_store
+from hybtui.cli.placement import BackendOption, CpusOption, MemOption, PartitionOption, TimeOption
+from hybtui.errors import HybtuiError
 
 if TYPE_CHECKING:
     from hybtui.config import RunConfig
+    from hybtui.runs.records import Placement
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML (or JSON) run configuration.")]
 SamplerOption = Annotated[str | None, typer.Option(help="mono (X-X-mono), cross (X-Y) or hybrid.")]
@@ -41,6 +44,13 @@ KeepCheckpointsOption = Annotated[
 ]
 ValidationFractionOption = Annotated[float | None, typer.Option(help="Share of items held out for validation loss.")]
 DetachOption = Annotated[bool, typer.Option("--detach", help="Queue the run for a background worker and print its id.")]
+GpusOption = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus",
+        help="GPUs the run holds (default: 1 where this host has GPUs and the device is auto/cuda; >1: torchrun).",
+    ),
+]
 MaxParallelOption = Annotated[
     int | None, typer.Option(help="With --detach: how many runs of this store may run at once (kept).")
 ]
@@ -56,7 +66,9 @@ def _run_config(config_file: Path | None, **options) -> RunConfig:
 
 
 #: The options of `hybtui train` that are not RunConfig fields.
-COMMAND_OPTIONS = {"config_file", "detach", "max_parallel", "data_dir", "store", "as_json"}
+COMMAND_OPTIONS = {"config_file", "detach", "gpus", "max_parallel", "data_dir", "store", "as_json"}
+#: Where the run executes (a Slurm run is always detached: Slurm is its queue).
+BACKEND_OPTIONS = {"backend", "partition", "time", "mem", "cpus"}
 
 
 def train_command(
@@ -87,6 +99,12 @@ def train_command(
     validation_fraction: ValidationFractionOption = None,
     seed: SeedOption = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    gpus: GpusOption = None,
+    backend: BackendOption = None,
+    partition: PartitionOption = None,
+    time: TimeOption = None,
+    mem: MemOption = None,
+    cpus: CpusOption = None,
     detach: DetachOption = False,
     max_parallel: MaxParallelOption = None,
     data_dir: DataDirOption = None,
@@ -95,7 +113,8 @@ def train_command(
 ) -> None:
     """Fine-tune an encoder with mono / cross / hybrid batches; every run is recorded in the store."""
     # Every option but the command's own is the RunConfig field of its name (--eval: eval_spec).
-    fields = {k: v for k, v in locals().items() if k not in COMMAND_OPTIONS}
+    fields = {k: v for k, v in locals().items() if k not in COMMAND_OPTIONS | BACKEND_OPTIONS}
+    where = {"backend": backend, "partition": partition, "time": time, "mem": mem, "cpus": cpus}
     from hybtui.data import sources
 
     root = sources.data_dir_from_env(data_dir)
@@ -106,39 +125,74 @@ def train_command(
 
         train_unrecorded(config)
         return
-    _check_before_recording(config, root, max_parallel)
-    _record_and_train(store, config, detach, max_parallel, as_json)
+    placement = _check_before_recording(config, root, max_parallel, store, gpus, detach, where)
+    _record_and_train(store, config, placement, detach, max_parallel, as_json)
 
 
-def _check_before_recording(config: RunConfig, root: Path | None, max_parallel: int | None) -> None:
-    """A bad model, device, data or sampler settings are rejected before a run is recorded
-    (the model and device first: that check needs no torch and no data)."""
+def _check_before_recording(
+    config: RunConfig,
+    root: Path | None,
+    max_parallel: int | None,
+    store: Path | None,
+    gpus: int | None,
+    detach: bool,
+    where: dict,
+) -> Placement:
+    """A bad model, device, placement (GPUs, backend), data or sampler settings are rejected
+    before a run is recorded (those first: their checks need no torch and no data). Returns
+    where the run is to execute."""
+    from hybtui.cli import placement
     from hybtui.modeling import registry
+    from hybtui.runs import gpus as gpu_pool
     from hybtui.runs import launcher
+    from hybtui.runs.records import Placement
+    from hybtui.runs.store import store_path
 
-    registry.check_model_and_device(config.model, config.device)
+    # The store's default backend applies to queued runs; a foreground run trains here unless told otherwise.
+    if gpus is None and config.device == "cuda" and where["backend"] == "slurm":
+        gpus = 1  # a cluster job on `cuda` asks its scheduler for a GPU
+    remote = placement.placement(store_path(store), gpus=gpus, uses_default=detach, **where)
+    count = gpu_pool.default_count(config.device) if gpus is None else gpus
+    if remote is not None:
+        registry.check_model_and_device(config.model, config.device, here=False)
+    else:
+        _check_local_gpus(count, config.device, detach)
+        registry.check_model_and_device(config.model, config.device)
     from hybtui.data.checks import prepare_data
 
     prepare_data(config, root)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
+    return remote or Placement(count)
+
+
+def _check_local_gpus(count: int, device: str, detach: bool) -> None:
+    from hybtui.runs import gpus as gpu_pool
+
+    gpu_pool.check_count(count, device)
+    if count > 1 and not detach:
+        raise HybtuiError(
+            f"--gpus {count} runs as a torchrun group from the queue: add --detach "
+            f"(or start `torchrun --nproc-per-node {count} -m hybtui train …` yourself)"
+        )
 
 
 def _record_and_train(
-    store: Path | None, config: RunConfig, detach: bool, max_parallel: int | None, as_json: bool
+    store: Path | None, config: RunConfig, placement: Placement, detach: bool, max_parallel: int | None, as_json: bool
 ) -> None:
-    """With --detach, queue the run and print its id; otherwise train it here, as the worker would."""
+    """With --detach or a remote backend, queue the run and print its id; otherwise train it
+    here, as the worker would, on GPUs free now."""
     from hybtui.runs import launcher
     from hybtui.runs.store import store_path
 
     with open_store(store) as db:
-        if detach:
+        if detach or placement.backend is not None:
             if max_parallel is not None:
                 launcher.set_max_parallel(db, max_parallel)
-            run_id = launcher.submit(db, config)
+            run_id = launcher.submit(db, config, placement=placement)
             typer.echo(json.dumps({"id": run_id}) if as_json else run_id)
             return
-        run_id = db.create_run(config, status="running")
+        run_id = launcher.start_here(db, config, placement)
     _train_in_foreground(store_path(store), run_id, config, as_json)
 
 
@@ -213,8 +267,19 @@ def sample_command(
     Console().print(*render.sample_summary(sampling.summarize(batches), config))
 
 
-def worker_command(run_id: str, store: StoreOption = None) -> None:
-    """Execute one stored run (started by the launcher as a detached process)."""
+def worker_command(
+    run_id: str,
+    store: StoreOption = None,
+    journal: Annotated[
+        Path | None, typer.Option("--journal", help="Report into this run directory's journal; never open the store.")
+    ] = None,
+) -> None:
+    """Execute one stored run (started by the launcher as a detached process, or on another
+    host by a scheduler, with --journal)."""
+    if journal is not None:
+        from hybtui.runs.worker import run_journal_worker
+
+        raise typer.Exit(run_journal_worker(journal, run_id))
     from hybtui.runs.store import store_path
     from hybtui.runs.worker import run_worker
 

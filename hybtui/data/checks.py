@@ -11,12 +11,12 @@ from pathlib import Path
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.data.pools import batch_kinds, pooled_sets
-from hybtui.data.training import TrainingSet, load_training_sets, split_validation
+from hybtui.data.training import TrainingData, load_training_sets, split_validation
 from hybtui.errors import HybtuiError
 
 
 def validate_sampler(
-    datasets: list[TrainingSet],
+    datasets: list[TrainingData],
     strategy: str,
     batch_size: int,
     alpha: float = 0.5,
@@ -44,7 +44,7 @@ def validate_sampler(
             )
 
 
-def prepare_data(config: RunConfig, data_dir: Path | None) -> tuple[list[TrainingSet], list[TrainingSet]]:
+def prepare_data(config: RunConfig, data_dir: Path | None) -> tuple[list[TrainingData], list[TrainingData]]:
     """Training and validation sets, with everything that can be wrong with the data and
     the sampler checked — before any model loads or any run is recorded."""
     sets = load_training_sets(list(config.train), data_dir)
@@ -53,4 +53,4 @@ def prepare_data(config: RunConfig, data_dir: Path | None) -> tuple[list[Trainin
     validate_sampler(train_sets, config.sampler, config.batch_size, config.alpha)
     if config.eval:
         benchmarks.parse_eval_spec(list(config.eval))
-    return train_sets, [val for _, val in splits if val.items]
+    return train_sets, [val for _, val in splits if len(val)]

@@ -15,31 +15,30 @@ from collections.abc import Iterable
 import numpy as np
 
 from hybtui.config import SAMPLERS
-from hybtui.data.training import TrainingSet
+from hybtui.data.training import TrainingData
 from hybtui.errors import HybtuiError
 
 
 class LanguagePools:
-    """A training set restricted to the selected languages, with its pools."""
+    """A training set restricted to the selected languages, with its pools: numpy arrays
+    of item indices, built from the set's item × language presence without a Python loop
+    over items (a set may hold millions of rows)."""
 
-    def __init__(self, ts: TrainingSet, languages: frozenset[str] | None):
+    def __init__(self, ts: TrainingData, languages: frozenset[str] | None):
         self.name = ts.name
-        keep = (lambda lang: True) if languages is None else languages.__contains__
-        item_langs = [sorted(filter(keep, item.texts)) for item in ts.items]
-        self.size = sum(1 for langs in item_langs if langs)
-        self.languages = tuple(sorted({lang for langs in item_langs for lang in langs}))
-        self.lang_pools = {
-            lang: np.array([i for i, langs in enumerate(item_langs) if lang in langs], dtype=np.int64)
-            for lang in self.languages
-        }
-        self.cross_pool = np.array([i for i, langs in enumerate(item_langs) if len(langs) >= 2], dtype=np.int64)
-        self.n_langs = np.array([len(langs) for langs in item_langs], dtype=np.int64)
-        # item × k → index into `lang_names` of the item's k-th language (vectorised pair drawing)
+        selected = [c for c, lang in enumerate(ts.languages) if languages is None or lang in languages]
+        has = ts.presence()[:, selected]
+        present = has.any(axis=0)
+        has = has[:, present]
+        self.languages = tuple(ts.languages[c] for c, here in zip(selected, present.tolist()) if here)
+        self.n_langs = has.sum(axis=1, dtype=np.int64)
+        self.size = int(np.count_nonzero(self.n_langs))
+        self.lang_pools = {lang: np.flatnonzero(has[:, c]) for c, lang in enumerate(self.languages)}
+        self.cross_pool = np.flatnonzero(self.n_langs >= 2)
+        # item × k → index into `lang_names` of the item's k-th language (vectorised pair drawing):
+        # a stable sort puts each item's languages first, in `languages` (sorted) order.
         self.lang_names = np.array(self.languages, dtype=object)
-        code = {lang: c for c, lang in enumerate(self.languages)}
-        self.lang_table = np.zeros((len(item_langs), self.n_langs.max(initial=0)), dtype=np.int64)
-        for i, langs in enumerate(item_langs):
-            self.lang_table[i, : len(langs)] = [code[lang] for lang in langs]
+        self.lang_table = np.argsort(~has, axis=1, kind="stable")[:, : self.n_langs.max(initial=0)]
 
 
 def is_int(value: object) -> bool:
@@ -57,7 +56,7 @@ def batch_kinds(strategy: str, alpha: float) -> tuple[bool, bool]:
 
 
 def pooled_sets(
-    datasets: list[TrainingSet], strategy: str, batch_size: int, alpha: float, languages: Iterable[str] | None
+    datasets: list[TrainingData], strategy: str, batch_size: int, alpha: float, languages: Iterable[str] | None
 ) -> list[LanguagePools]:
     """The pools of each training set, once the sampler settings are checked against them:
     everything the sampler needs to draw from must be there."""

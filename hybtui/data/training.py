@@ -6,38 +6,37 @@ comma-joined or repeated, in the `--eval` grammar extended by files and hub name
 
     mlqa-r[:ar,de,...]   xquad-r[:...]   the LAReQA files (query = question,
                                          passage = the sentence holding the answer)
-    PATH.jsonl           one JSON object per (item, language), see `JSONL_FIELDS`
+    PATH.jsonl | PATH.parquet | PATH.csv one row per (item, language), see `COLUMNS`
     hf:NAME[:SPLIT]      a Hugging Face `datasets` dataset (hub id or local path)
-                         with the JSONL columns; SPLIT defaults to "train"
+                         with those columns; SPLIT defaults to "train"
 
-JSONL rows: `{"item": str, "dataset": str (optional, default the file stem),
-"lang": str, "query": str, "passage": str, "hard_negatives": [str, ...] (optional)}`.
-Rows of one file may belong to several datasets, giving several training sets.
+Rows: `item` (str), `dataset` (str, optional, default the file stem), `lang`, `query`,
+`passage` (str) and `hard_negatives` (list of str, optional; not in CSV). Rows of one
+file may belong to several datasets, giving several training sets. The LAReQA sets are
+small and kept as Python objects (`TrainingSet`); files and hub datasets stay in Arrow
+tables (`tables.TableSet`). Both offer what the samplers and the trainer read:
+`languages`, `presence()`, `item_ids()`, `subset()`, `batch_texts()`, `texts_in()`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
-from hybtui.data import benchmarks, lareqa
+import numpy as np
+
+from hybtui.data import benchmarks, lareqa, tables
 from hybtui.data.benchmarks import BenchmarkSelection
 from hybtui.data.sources import DownloadProgress
+from hybtui.data.tables import COLUMNS, TableSet
 from hybtui.errors import HybtuiError
 
-#: Field → (required, meaning) of a JSONL row or a hub dataset column.
-JSONL_FIELDS = {
-    "item": (True, "the parallel item id, shared by the item's translations"),
-    "dataset": (False, "the training set the row belongs to (default: the file stem)"),
-    "lang": (True, "the language of this row's query and passage"),
-    "query": (True, "the question"),
-    "passage": (True, "the passage answering it"),
-    "hard_negatives": (False, "passages in the same language that do not answer it"),
-}
-SOURCE_FORMS = "mlqa-r[:LANG,...], xquad-r[:LANG,...], PATH.jsonl or hf:NAME[:SPLIT]"
+SOURCE_FORMS = "mlqa-r[:LANG,...], xquad-r[:LANG,...], PATH.jsonl, PATH.parquet, PATH.csv or hf:NAME[:SPLIT]"
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,40 @@ class TrainingSet:
         """Indices of the items that exist in `lang`."""
         return tuple(i for i, item in enumerate(self.items) if lang in item.texts)
 
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item_ids(self, indices: Sequence[int] | None = None) -> list[str]:
+        return [self.items[i].item_id for i in (range(len(self.items)) if indices is None else indices)]
+
+    def presence(self) -> np.ndarray:
+        """item × language (in `languages` order): whether the item exists in that language."""
+        column = {lang: c for c, lang in enumerate(self.languages)}
+        has = np.zeros((len(self.items), len(column)), dtype=bool)
+        for i, item in enumerate(self.items):
+            has[i, [column[lang] for lang in item.texts]] = True
+        return has
+
+    def subset(self, keep: np.ndarray) -> TrainingSet:
+        """The items where `keep` is true, in order."""
+        return TrainingSet(self.name, tuple(item for item, k in zip(self.items, keep.tolist()) if k))
+
+    def batch_texts(
+        self, pairs: Sequence[tuple[int, str, str]], hard_negatives: int
+    ) -> tuple[list[str], list[str], list[str]]:
+        """(queries, passages, up to `hard_negatives` negatives per pair) of a batch's pairs."""
+        queries, passages, negatives = [], [], []
+        for item, query_lang, passage_lang in pairs:
+            texts = self.items[item].texts
+            queries.append(texts[query_lang][0])
+            passages.append(texts[passage_lang][1])
+            negatives += self.items[item].hard_negatives.get(passage_lang, ())[:hard_negatives]
+        return queries, passages, negatives
+
+    def texts_in(self, lang: str) -> list[tuple[str, str]]:
+        """(query, passage) of every item in `lang`, in item order."""
+        return [item.texts[lang] for item in self.items if lang in item.texts]
+
 
 @dataclass(frozen=True)
 class HubSource:
@@ -76,12 +109,14 @@ class HubSource:
 
 
 TrainSource = BenchmarkSelection | Path | HubSource
+#: A training set as the samplers and the trainer see it.
+TrainingData = TrainingSet | TableSet
 
 
 def parse_train_spec(specs: str | Iterable[str]) -> list[TrainSource]:
     """Parse `--train` values into sources, in the order given.
 
-    LAReQA tokens follow the `--eval` grammar (parsed by it); a `.jsonl` path or an
+    LAReQA tokens follow the `--eval` grammar (parsed by it); a file path or an
     `hf:` token is a source of its own and ends the language list before it.
     """
     tokens = [t.strip() for spec in ([specs] if isinstance(specs, str) else specs) for t in spec.split(",")]
@@ -97,8 +132,13 @@ def parse_train_spec(specs: str | Iterable[str]) -> list[TrainSource]:
                 raise HybtuiError(f"'{token}' names no dataset; write hf:NAME[:SPLIT]")
             sources.append(HubSource(hub_name, split or "train"))
             in_benchmark = False
-        elif token.endswith(".jsonl"):
-            sources.append(Path(token).expanduser())
+        elif not colon and Path(token).suffix:
+            path = Path(token).expanduser()
+            if path.suffix not in tables.BUILDERS:
+                raise HybtuiError(
+                    f"{token}: unknown file type '{path.suffix}'; training files are {', '.join(tables.BUILDERS)}"
+                )
+            sources.append(path)
             in_benchmark = False
         elif colon or name in benchmarks.LANGUAGES:
             if name not in benchmarks.LANGUAGES:
@@ -121,16 +161,16 @@ def parse_train_spec(specs: str | Iterable[str]) -> list[TrainSource]:
 
 def load_training_sets(
     specs: list[str], data_dir: Path | None, *, allow_download: bool = True, progress: DownloadProgress | None = None
-) -> list[TrainingSet]:
+) -> list[TrainingData]:
     """Every training set the `--train` values name, with unique names, in order."""
-    sets: list[TrainingSet] = []
+    sets: list[TrainingData] = []
     origin: dict[str, str] = {}
     for source in parse_train_spec(specs):
         if isinstance(source, BenchmarkSelection):
             bench = benchmarks.load(source, data_dir, allow_download=allow_download, progress=progress)
             loaded, where = [_from_benchmark(bench)], str(source)
         elif isinstance(source, Path):
-            loaded, where = _from_rows(_jsonl_rows(source), source.stem, str(source)), str(source)
+            loaded, where = _from_file(source), str(source)
         else:
             loaded, where = _from_hub(source), f"hf:{source.name}"
         for ts in loaded:
@@ -150,6 +190,46 @@ def _from_benchmark(bench: lareqa.Benchmark) -> TrainingSet:
         for qid, query, answer in zip(split.query_ids, split.queries, split.answer.tolist()):
             texts.setdefault(qid, {})[lang] = (query, split.candidates[answer])
     return TrainingSet(bench.name, tuple(ParallelItem(qid, t, {}) for qid, t in texts.items()))
+
+
+def _from_file(path: Path) -> list[TableSet]:
+    """A JSONL, Parquet or CSV file through `datasets`. A bad JSONL file is read again
+    line by line to name the first bad line, as a user editing it would look for it."""
+    jsonl = path.suffix == ".jsonl"
+    try:
+        table = tables.read_file(path)
+    except HybtuiError:
+        raise
+    except Exception as exc:  # datasets and pyarrow raise many types for a malformed file
+        if jsonl:
+            _diagnose_jsonl(path)
+        raise HybtuiError(f"{path}: cannot be read as a {path.suffix[1:]} file ({type(exc).__name__}: {exc})") from exc
+    return tables.group_table(table, path.stem, partial(_fail_jsonl, path) if jsonl else partial(_fail_at, str(path)))
+
+
+def _fail_at(where: str, row: int | None, message: str) -> NoReturn:
+    raise HybtuiError(f"{where}{'' if row is None else f' row {row + 1}'}: {message}")
+
+
+def _fail_jsonl(path: Path, row: int | None, message: str) -> NoReturn:
+    _diagnose_jsonl(path)
+    _fail_at(str(path), row, message)
+
+
+def _diagnose_jsonl(path: Path) -> None:
+    """Raise the first problem of a JSONL file, named `PATH:LINE` (returns if none is found)."""
+    first_seen: dict[tuple[str, str, str], str] = {}
+    for location, row in _jsonl_rows(path):
+        item_id, lang, dataset = _check_row(location, row, path.stem)
+        key = (dataset, item_id, lang)
+        if key in first_seen:
+            raise HybtuiError(
+                f"{location}: item '{item_id}' in language '{lang}' of dataset '{dataset}' "
+                f"already appeared at {first_seen[key]}"
+            )
+        first_seen[key] = location
+    if not first_seen:
+        raise HybtuiError(f"{path}: holds no training rows")
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, object]]:
@@ -174,61 +254,34 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, object]]:
             raise HybtuiError(f"{where}: not valid JSON: {exc.msg} (column {exc.colno})") from exc
 
 
-def _from_hub(source: HubSource) -> list[TrainingSet]:
-    try:
-        import datasets  # optional and heavy: only hf: sources need it
-    except ImportError as exc:
-        raise HybtuiError(f"hf:{source.name} needs the Hugging Face `datasets` package (pip install datasets)") from exc
+def _from_hub(source: HubSource) -> list[TableSet]:
+    """`hf:NAME[:SPLIT]`: a local file or folder `datasets` reads, else a hub dataset
+    (which needs a network connection or a copy in the Hugging Face cache)."""
     local = Path(source.name).expanduser()
+    where = f"hf:{source.name}"
     try:
         if local.is_file():
-            rows = datasets.load_dataset("json", data_files=str(local), split=source.split)
+            table = tables.read_file(local, source.split)
         else:
-            rows = datasets.load_dataset(source.name, split=source.split)
+            table = tables.load(source.name, split=source.split)
     except Exception as exc:  # datasets raises many types: offline, unknown name, missing split, bad files
         raise HybtuiError(
-            f"hf:{source.name}: could not load split '{source.split}' ({type(exc).__name__}: {exc}); "
+            f"{where}: could not load split '{source.split}' ({type(exc).__name__}: {exc}); "
             "hub datasets need a network connection or a copy in the Hugging Face cache"
         ) from exc
-    default = local.stem if local.is_file() else source.name
-    # Columns absent from a row come back as None; treat them as absent.
-    cleaned = ({k: v for k, v in row.items() if v is not None} for row in rows)
-    return _from_rows(
-        ((f"hf:{source.name} row {i}", row) for i, row in enumerate(cleaned, start=1)), default, f"hf:{source.name}"
-    )
+    return tables.group_table(table, local.stem if local.is_file() else source.name, partial(_fail_at, where))
 
 
-def _from_rows(rows: Iterable[tuple[str, object]], default_dataset: str, where: str) -> list[TrainingSet]:
-    """Group validated rows into training sets (by `dataset`) of items (by `item`)."""
-    grouped: dict[str, dict[str, ParallelItem]] = {}
-    first_seen: dict[tuple[str, str, str], str] = {}
-    for location, row in rows:
-        item_id, lang, query, passage, dataset, negatives = _check_row(location, row, default_dataset)
-        key = (dataset, item_id, lang)
-        if key in first_seen:
-            raise HybtuiError(
-                f"{location}: item '{item_id}' in language '{lang}' of dataset '{dataset}' "
-                f"already appeared at {first_seen[key]}"
-            )
-        first_seen[key] = location
-        item = grouped.setdefault(dataset, {}).setdefault(item_id, ParallelItem(item_id, {}, {}))
-        item.texts[lang] = (query, passage)
-        if negatives:
-            item.hard_negatives[lang] = negatives
-    if not grouped:
-        raise HybtuiError(f"{where}: holds no training rows")
-    return [TrainingSet(name, tuple(items.values())) for name, items in grouped.items()]
-
-
-def _check_row(location: str, row: object, default_dataset: str) -> tuple[str, str, str, str, str, tuple[str, ...]]:
+def _check_row(location: str, row: object, default_dataset: str) -> tuple[str, str, str]:
+    """(item, lang, dataset) of a valid JSONL row."""
     if not isinstance(row, dict):
-        raise HybtuiError(f"{location}: expected a JSON object with fields {', '.join(JSONL_FIELDS)}")
-    unknown = [k for k in row if k not in JSONL_FIELDS]
+        raise HybtuiError(f"{location}: expected a JSON object with fields {', '.join(COLUMNS)}")
+    unknown = [k for k in row if k not in COLUMNS]
     if unknown:
         raise HybtuiError(
-            f"{location}: unknown field(s) {', '.join(repr(k) for k in unknown)}; allowed: {', '.join(JSONL_FIELDS)}"
+            f"{location}: unknown field(s) {', '.join(repr(k) for k in unknown)}; allowed: {', '.join(COLUMNS)}"
         )
-    for name, (required, meaning) in JSONL_FIELDS.items():
+    for name, (required, meaning) in COLUMNS.items():
         if name not in row:
             if required:
                 raise HybtuiError(f"{location}: missing field '{name}' ({meaning})")
@@ -241,14 +294,7 @@ def _check_row(location: str, row: object, default_dataset: str) -> tuple[str, s
             raise HybtuiError(f"{location}: field '{name}' must be a string (got {type(value).__name__})")
         elif not value.strip():
             raise HybtuiError(f"{location}: field '{name}' is empty")
-    return (
-        row["item"],
-        row["lang"],
-        row["query"],
-        row["passage"],
-        row.get("dataset", default_dataset),
-        tuple(row.get("hard_negatives", ())),
-    )
+    return row["item"], row["lang"], row.get("dataset", default_dataset)
 
 
 def _hash_unit(item_id: str) -> float:
@@ -256,7 +302,7 @@ def _hash_unit(item_id: str) -> float:
     return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "big") / 2**64
 
 
-def split_validation(ts: TrainingSet, fraction: float) -> tuple[TrainingSet, TrainingSet]:
+def split_validation(ts: TrainingData, fraction: float) -> tuple[TrainingData, TrainingData]:
     """(training, validation): an item is held out, with all its translations, when the
     hash of its id falls below `fraction`.
 
@@ -266,10 +312,7 @@ def split_validation(ts: TrainingSet, fraction: float) -> tuple[TrainingSet, Tra
     """
     if not 0.0 <= fraction < 1.0:
         raise HybtuiError(f"validation fraction must be within [0, 1) (got {fraction})")
-    held = [_hash_unit(item.item_id) < fraction for item in ts.items]
-    train = tuple(item for item, h in zip(ts.items, held) if not h)
-    if not train:
-        raise HybtuiError(
-            f"validation fraction {fraction} holds out all {len(ts.items)} items of '{ts.name}'; lower it"
-        )
-    return TrainingSet(ts.name, train), TrainingSet(ts.name, tuple(item for item, h in zip(ts.items, held) if h))
+    held = np.array([_hash_unit(item_id) < fraction for item_id in ts.item_ids()], dtype=bool)
+    if held.all():
+        raise HybtuiError(f"validation fraction {fraction} holds out all {len(ts)} items of '{ts.name}'; lower it")
+    return ts.subset(~held), ts.subset(held)

@@ -99,10 +99,12 @@ def model_cache() -> Path:
     return Path(base) / "hybtui" / "models"
 
 
-def check_model_and_device(model: str, device: str) -> None:
+def check_model_and_device(model: str, device: str, here: bool = True) -> None:
     """Refuse a model or device a worker could not use, before the run is recorded: the CLI,
-    `reproduce` and the app's form all check here, so none of them queues a run that can only fail."""
-    check_device(device)
+    `reproduce` and the app's form all check here, so none of them queues a run that can only fail.
+    A run that executes elsewhere (``here`` False: a cluster's node) has its device named
+    correctly, not looked for on this machine."""
+    check_device(device, here)
     entry = REGISTRY.get(model)
     if entry is not None:
         if entry.source in (BUNDLED, GENERATED):
@@ -115,12 +117,14 @@ def check_model_and_device(model: str, device: str) -> None:
         _check_hub(model, model)
 
 
-def check_device(device: str | None) -> None:
+def check_device(device: str | None, here: bool = True) -> None:
     """An unknown device, or CUDA / MPS where torch has none, named as `--device` gave it."""
     if device in (None, "", "auto", "cpu"):
         return
     if not DEVICE.fullmatch(device):
         raise HybtuiError(f"--device: unknown device '{device}' (use cpu, cuda, cuda:N, mps or auto)")
+    if not here:
+        return
     import torch  # only here: cuda and mps availability is torch's to tell
 
     if device == "mps":

@@ -173,9 +173,12 @@ def sample_summary(summary: dict, config) -> list:
     return out
 
 
-def run_summary(run: Run, stalled: bool, latest: dict[str, dict], events: list[dict]) -> list:
-    """`hybtui runs show`: the run's identity, status and times, its error, configuration,
-    latest metrics and last events; every stored text in it inert."""
+def run_summary(
+    run: Run, stalled: bool, latest: dict[str, dict], events: list[dict], waiting: str | None = None
+) -> list:
+    """`hybtui runs show`: the run's identity, status (why it waits, where queued) and times,
+    where it executes, its error, configuration, latest metrics and last events; every stored
+    text in it inert."""
     import time
 
     stamp = "%Y-%m-%d %H:%M:%S"
@@ -183,10 +186,15 @@ def run_summary(run: Run, stalled: bool, latest: dict[str, dict], events: list[d
         inert.text(run.id, style="bold"),
         " ",
         inert.text(run.name or ""),
-        f" · {run.status}" + (" (stalled)" if stalled else "") + f" · step {run.step}/{run.total_steps}",
+        f" · {run.status}"
+        + (" (stalled)" if stalled else "")
+        + (f", {waiting}" if waiting else "")
+        + f" · step {run.step}/{run.total_steps}",
     )
     if run.pid:
         head.append_text(inert.text(f" · pid {run.pid} on {run.host}"))
+    if run.devices:
+        head.append_text(inert.text(f" · {run.devices}"))
     head.append(
         "\n"
         + ", ".join(

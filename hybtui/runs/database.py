@@ -11,7 +11,9 @@ import logging
 import os
 import secrets
 import sqlite3
+import threading
 import urllib.parse
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,8 +49,42 @@ def writable(directory: Path, db_path: Path) -> bool:
     return not db_path.exists() or os.access(db_path, os.W_OK)
 
 
+#: The connections this process holds, per database file. POSIX advisory locks belong to the
+#: process, and closing *any* descriptor of a file drops all of them (fcntl(2)). SQLite copes
+#: among its own connections, but a plain open() and close() of ``hybtui.db`` would silently
+#: release the locks of a live connection; another process closing its last connection would
+#: then take the file for itself, checkpoint and remove the WAL under ours: a corrupted store.
+#: So the file is read directly (its header) only while this process holds no connection to it.
+_LIVE: Counter[Path] = Counter()
+_LIVE_LOCK = threading.Lock()
+
+
+def open_connection(db_path: Path, read_only: bool) -> tuple[sqlite3.Connection, str]:
+    """``connect``, after the ``probe`` where this process has no connection to the file yet
+    (one that has, probed it when it opened that one)."""
+    key = db_path.resolve()
+    with _LIVE_LOCK:
+        if not _LIVE[key]:
+            probe(db_path, read_only)
+        opened = connect(db_path, read_only)
+        _LIVE[key] += 1
+    return opened
+
+
+def close_connection(conn: sqlite3.Connection, db_path: Path) -> None:
+    key = db_path.resolve()
+    with _LIVE_LOCK:
+        conn.close()
+        _LIVE[key] -= 1
+        if _LIVE[key] <= 0:
+            del _LIVE[key]
+
+
 def wal_idle(db_path: Path) -> bool:
-    """A WAL-mode database (header bytes 18-19 are 2) without a ``-wal`` file: none has it open."""
+    """A WAL-mode database (header bytes 18-19 are 2) without a ``-wal`` file: none has it open
+    (not even this process: then it is not read, see _LIVE)."""
+    if _LIVE[db_path.resolve()]:
+        return False
     with open(db_path, "rb") as handle:
         header = handle.read(20)
     return header[18:20] == b"\x02\x02" and not db_path.with_name(db_path.name + "-wal").exists()

@@ -20,10 +20,11 @@ from typing import Any
 from hybtui.config import RunConfig
 from hybtui.data import benchmarks
 from hybtui.data.checks import prepare_data, validate_sampler
-from hybtui.data.training import TrainingSet
+from hybtui.data.training import TrainingData
 from hybtui.errors import HybtuiError, RunNotFound
+from hybtui.runs import gpus as gpu_pool
 from hybtui.runs import launcher
-from hybtui.runs.records import TERMINAL_STATUSES, Run
+from hybtui.runs.records import TERMINAL_STATUSES, Placement, Run
 from hybtui.runs.store import Store
 
 #: Throughput of me5-small measured on a 2-core CPU (benchmarks/results): training pairs
@@ -186,7 +187,7 @@ def _check_options(budget: Budget, alphas: Sequence[float], seeds: Sequence[int]
         raise HybtuiError("give at least one --seed")
 
 
-def _cell_config(base: RunConfig, cell: Cell, name: str, train_sets: list[TrainingSet]) -> RunConfig:
+def _cell_config(base: RunConfig, cell: Cell, name: str, train_sets: list[TrainingData]) -> RunConfig:
     """A cell's run: the baseline trains 0 steps; a trained cell's sampler is checked
     against the training data (it may not be able to fill a batch)."""
     if cell.sampler == BASELINE:
@@ -212,11 +213,13 @@ def _eval_texts(budget: Budget, data_dir: Path | None) -> int:
     return texts
 
 
-def launch(store: Store, grid: GridPlan) -> str:
-    """Queue every run (the baseline first: it finishes soonest) and record the grid."""
+def launch(store: Store, grid: GridPlan, remote: Placement | None = None) -> str:
+    """Queue every run (the baseline first: it finishes soonest) and record the grid; on a
+    remote backend, each run is one job submitted at once."""
     cells = []
     for cell, config in zip(grid.cells, grid.configs):
-        run_id = store.create_run(config)
+        local = Placement(gpu_pool.default_count(config.device))
+        run_id = launcher.enqueue(store, config, placement=remote or local)
         cells.append(
             {"run_id": run_id, "sampler": cell.sampler, "alpha": cell.alpha, "seed": cell.seed, "label": cell.label}
         )

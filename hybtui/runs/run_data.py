@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hybtui.errors import HybtuiError, StoreError
+from hybtui.errors import HybtuiError, InvalidTransition, StoreError
 from hybtui.results import AVERAGE, RESULT_COLUMNS
 from hybtui.runs.records import RunState, RunStatus, RunSummary, summary_config
 from hybtui.runs.schema import RESULT_KEY
@@ -39,20 +39,47 @@ TELEMETRY_FIELDS = ("utilization", "memory_used", "memory_total", "power", "temp
 class RunData:
     """The per-run tables' side of the store (mixed into `Store`)."""
 
+    #: The time writes are stamped with instead of now (see `stamped`).
+    _stamp: float | None = None
+
+    @contextmanager
+    def stamped(self, when: float) -> Iterator[None]:
+        """Stamp this connection's writes with ``when``: a remote worker's journal, ingested
+        later, keeps the times its records happened (a stale heartbeat stays stale)."""
+        self._stamp = when
+        try:
+            yield
+        finally:
+            self._stamp = None
+
+    def _now(self) -> float:
+        return time.time() if self._stamp is None else self._stamp
+
     def heartbeat(self, run_id: str, step: int | None = None) -> None:
         """The worker is alive (and at ``step``): keeps the run from looking stalled."""
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE runs SET heartbeat_at = ?, step = coalesce(?, step) WHERE id = ?",
-                [time.time(), None if step is None else int(step), run_id],
+                [self._now(), None if step is None else int(step), run_id],
             )
         if cursor.rowcount == 0:
             self.get_run(run_id)  # raises "no run with id …"
 
+    def adopt(self, run_id: str, pid: int, pgid: int, host: str) -> None:
+        """The process that executes a running run takes it over from the one the launcher
+        started (torchrun's rank 0 from torchrun): the sweep and a cancel then watch it."""
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE runs SET pid = ?, pgid = ?, host = ? WHERE id = ? AND status = 'running'",
+                [pid, pgid, host, run_id],
+            ).rowcount
+        if not changed:
+            raise InvalidTransition(f"run {self.get_run(run_id).id} is no longer running; nothing to take over")
+
     def add_metrics(self, run_id: str, metrics: Iterable[tuple[str, int, float]]) -> None:
         """Record ``(key, step, value)`` rows in one transaction; a step recorded again replaces
         its value. NaN is kept (as NULL in SQLite, which has no NaN) and read back as NaN."""
-        now = time.time()
+        now = self._now()
         rows = []
         for item in metrics:
             try:
@@ -122,7 +149,7 @@ class RunData:
             raise HybtuiError(f"event level must be one of {', '.join(LEVELS)} (got '{level}')")
         try:
             with self._write():
-                return self._insert_event(run_id, level, str(message), time.time())
+                return self._insert_event(run_id, level, str(message), self._now())
         except (sqlite3.Error, StoreError) as exc:
             log.warning("could not record event for run %s in %s: %s", run_id, self.db_path, exc)
             return None
@@ -140,7 +167,7 @@ class RunData:
                     "kind": _text(kind, "artifact kind"),
                     "path": stored,
                     "step": None if step is None else int(step),
-                    "time": time.time(),
+                    "time": self._now(),
                 }
             )
 

@@ -26,6 +26,7 @@ from hybtui.errors import HybtuiError, InvalidTransition, RunNotFound, StoreCorr
 from hybtui.runs import database
 from hybtui.runs.database import DB_NAME, quick_check, raise_if_corrupt, store_error
 from hybtui.runs.grid_records import GridRecords
+from hybtui.runs.jobs import JobRecords
 from hybtui.runs.outcome import read_outcome
 from hybtui.runs.records import Placement, Run, RunStatus, pid_alive, run_status, this_host
 from hybtui.runs.run_data import RunData
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Run columns a status change may set alongside the status.
 STATUS_FIELDS = {"pid", "pgid", "host", "heartbeat_at", "exit_code", "error", "step", "total_steps", "gpus", "job_id"}
+#: What a run queued again forgets of its last attempt: its times, process, end, GPUs and job.
+REQUEUE_CLEARS = ("started_at", "ended_at", *sorted(STATUS_FIELDS - {"step", "total_steps"}))
 
 
 def store_path(path: str | Path | None) -> Path:
@@ -43,7 +46,7 @@ def store_path(path: str | Path | None) -> Path:
     return Path(chosen).expanduser()
 
 
-class Store(RunData, GridRecords):
+class Store(RunData, GridRecords, JobRecords):
     """One connection to a run store; open one per process (and per thread).
 
     Opening refuses a foreign, damaged or too new ``hybtui.db`` before anything touches it
@@ -57,10 +60,10 @@ class Store(RunData, GridRecords):
         self._prepare_directory()
         #: True where the store can be browsed but not written.
         self.read_only = not database.writable(self.path, self.db_path)
-        database.probe(self.db_path, self.read_only)
         self._checked_for_writes = False
+        self._closed = False
         #: "wal", or the rollback-journal mode SQLite kept where WAL is unavailable.
-        self._conn, self.journal_mode = database.connect(self.db_path, self.read_only)
+        self._conn, self.journal_mode = database.open_connection(self.db_path, self.read_only)
         self.db = sqlite_utils.Database(self._conn, execute_plugins=False)
         try:
             self._migrate()
@@ -130,7 +133,9 @@ class Store(RunData, GridRecords):
         return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
-        self._conn.close()
+        if not self._closed:
+            self._closed = True
+            database.close_connection(self._conn, self.db_path)
 
     def __enter__(self) -> Store:
         return self
@@ -179,9 +184,11 @@ class Store(RunData, GridRecords):
         parent_id: str | None = None,
         status: str = "queued",
         placement: Placement | None = None,
+        gpus: tuple[str, ...] = (),
     ) -> str:
         """Record a new run and create ``runs/<id>/config.json``; returns the run id.
-        ``placement`` is where it executes (GPU count, backend and its options)."""
+        ``placement`` is where it executes (GPU count, backend and its options); a run created
+        running holds ``gpus``."""
         if status not in ("queued", "running"):
             raise HybtuiError(f"a new run starts as queued or running, not '{status}'")
         if parent_id is not None:
@@ -202,6 +209,7 @@ class Store(RunData, GridRecords):
         }
         if status == "running":
             record.update(started_at=now, heartbeat_at=now, pid=os.getpid(), pgid=os.getpgrp(), host=this_host())
+            record.update(gpus=",".join(gpus) or None)
         with self._write() as db:
             run_id = database.new_id(db, "runs")
             db.table("runs").insert({"id": run_id, **record})
@@ -261,7 +269,7 @@ class Store(RunData, GridRecords):
             raise HybtuiError(
                 f"set_status cannot set {', '.join(unknown)}; allowed: {', '.join(sorted(STATUS_FIELDS))}"
             )
-        now = time.time()
+        now = self._now()
         with self._write() as db:
             run = self.get_run(run_id)
             if status not in run.status.next:
@@ -276,18 +284,7 @@ class Store(RunData, GridRecords):
                     updates.update(pid=os.getpid(), pgid=os.getpgrp())
                 updates["host"] = this_host()
             elif status == "queued":
-                updates.update(
-                    started_at=None,
-                    ended_at=None,
-                    pid=None,
-                    pgid=None,
-                    host=None,
-                    heartbeat_at=None,
-                    exit_code=None,
-                    error=None,
-                    gpus=None,
-                    job_id=None,
-                )
+                updates.update(dict.fromkeys(REQUEUE_CLEARS))
             else:
                 updates["ended_at"] = now
             updates.update(fields)
@@ -320,14 +317,16 @@ class Store(RunData, GridRecords):
             ) from exc
 
     def sweep_orphans(self, now: float | None = None) -> list[str]:
-        """End every run that is ``running`` on this host but whose process is gone: nobody
+        """End every local run that is ``running`` on this host but whose process is gone: nobody
         else would ever end it. A worker that could not record its end in the store (disk
         full, lock timeout) left it in its outcome file: the run ends as recorded there
         (e.g. ``failed`` with the cause). Without one (killed, OOM, reboot) it is
         ``crashed``. Returns the swept ids."""
         now = time.time() if now is None else now
         candidates = self._rows(
-            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL", [this_host()]
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL "
+            "AND ifnull(backend, 'local') = 'local'",  # a remote run's pid is another host's, even of this name
+            [this_host()],
         )
         swept = []
         for orphan in candidates:

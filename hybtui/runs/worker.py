@@ -27,7 +27,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from hybtui import faults
@@ -36,10 +37,12 @@ from hybtui.errors import HybtuiError, StoreError
 from hybtui.results import ResultRow
 from hybtui.runs import launcher
 from hybtui.runs.outcome import OutcomeRecord
+from hybtui.runs.recorder import JournalRecorder, read_snapshot
 from hybtui.runs.records import Run
 from hybtui.runs.store import Store
 from hybtui.training import checkpoint as checkpoints
 from hybtui.training.callbacks import Events, StepReport, Tee
+from hybtui.training.distributed import is_peer_loss
 from hybtui.training.trainer import Trainer
 
 HEARTBEAT_S = 5.0
@@ -51,10 +54,25 @@ STORE_RETRY_S = 1.0
 log = logging.getLogger(__name__)
 
 
+#: Where a worker reports: the store on its own host, or the run's journal on another host.
+Recorder = Store | JournalRecorder
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A worker's reporting: its recorder, one for the heartbeat thread (a store connection is
+    one thread's), and what to do once the run ended (start the next queued run; nothing on
+    another host, where the store must not be opened)."""
+
+    recorder: Recorder
+    for_thread: Callable[[], AbstractContextManager[Recorder]]
+    after: Callable[[], object] | None
+
+
 class StoreEvents(Events):
     """Trainer events as store rows, buffered so each write is one short transaction."""
 
-    def __init__(self, store: Store, run_id: str):
+    def __init__(self, store: Recorder, run_id: str):
         self.store = store
         self.run_id = run_id
         self._pending: list[tuple[str, int, float]] = []
@@ -174,15 +192,21 @@ def _attempt(what: str, action: Callable[[], object]) -> None:
             time.sleep(STORE_RETRY_S)
 
 
-def _heartbeat(store_path: Path, run_id: str, progress: LogEvents, stop: threading.Event) -> None:
-    """Beat from a thread with its own connection, so a long step never looks stalled; a
-    beat the store refuses is logged and the next one tried."""
-    with Store(store_path) as store:
+def _heartbeat(channel: Channel, run_id: str, progress: LogEvents, stop: threading.Event) -> None:
+    """Beat from a thread (with its own store connection where it writes the store), so a long
+    step never looks stalled; a beat that is refused is logged and the next one tried. Where
+    the worker writes the store, each beat also advances the queue: a neighbour that crashed
+    hands its slot and GPUs on within seconds, with no app or CLI open."""
+    with channel.for_thread() as recorder:
         while not stop.wait(HEARTBEAT_S):
             try:
-                store.heartbeat(run_id, progress.step)
-            except (sqlite3.Error, StoreError) as exc:
+                recorder.heartbeat(run_id, progress.step)
+                if isinstance(recorder, Store):
+                    launcher.advance(recorder)
+            except (sqlite3.Error, StoreError, OSError) as exc:
                 log.warning("heartbeat not recorded: %s: %s", type(exc).__name__, exc)
+            except HybtuiError as exc:
+                log.warning("the queue could not advance: %s", exc)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -201,10 +225,17 @@ def _open_outcome(run_dir: Path) -> OutcomeRecord | None:
         return None
 
 
-def train_unrecorded(config: RunConfig) -> None:
+def train_unrecorded(config: RunConfig, resume_from: Path | None = None) -> None:
     """A data-parallel rank other than 0 (under torchrun): it trains in step with rank 0,
     which records the run, and records nothing itself."""
-    Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run()
+    Trainer(config, Path(tempfile.mkdtemp(prefix="hybtui-rank-"))).run(resume_from=resume_from)
+
+
+def _resume_point(run: Run, out: Path) -> Path | None:
+    """The checkpoint a run continues from: that of the step `Store.requeue` recorded (the
+    record holds exactly the steps up to it; later checkpoints are removed by the trainer)."""
+    resume_from = checkpoints.path_for(out, run.step or 0)
+    return resume_from if checkpoints.is_resumable(resume_from) else None
 
 
 def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> int:
@@ -219,21 +250,52 @@ def run_worker(store_path: Path, run_id: str, console: Events | None = None) -> 
     store = Store(store_path)
     run = store.get_run(run_id)
     out = store.run_dir(run.id)
+    if _other_rank():
+        store.close()
+        train_unrecorded(run.run_config(), _resume_point(run, out))
+        return 0
+    channel = Channel(store, lambda: Store(store.path), lambda: launcher.start_queued(store))
     with _run_log(out / launcher.LOG):
         try:
-            return _execute(store, run, out, console)
+            return _execute(channel, run, out, console)
         finally:
             store.close()
 
 
-def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
-    # The resume point is the step `Store.requeue` recorded: the record holds exactly the
-    # steps up to it, and checkpoints beyond it are removed by the trainer.
-    resume_from = checkpoints.path_for(out, run.step or 0)
-    resume_from = resume_from if checkpoints.is_resumable(resume_from) else None
+def run_journal_worker(run_dir: Path, run_id: str) -> int:
+    """Execute run `run_id` on a host that shares only the run directory with the store: read
+    its snapshot, report into its journal (`hybtui.runs.journal`), never open the store. The
+    store's host starts queued runs; this worker starts none."""
+    faults.arm()
+    if _other_rank():
+        snapshot = read_snapshot(run_dir)
+        if snapshot is None:
+            raise HybtuiError(f"no readable snapshot in {run_dir}: a remote worker starts from one")
+        run = Run.from_row(snapshot["run"])
+        train_unrecorded(run.run_config(), _resume_point(run, run_dir))
+        return 0
+    recorder = JournalRecorder(run_dir)
+    try:
+        run = recorder.get_run(run_id)
+        with _run_log(run_dir / launcher.LOG):
+            return _execute(Channel(recorder, lambda: nullcontext(recorder), None), run, run_dir, None)
+    finally:
+        recorder.close()
+
+
+def _other_rank() -> bool:
+    """A torchrun group's rank other than 0: it trains in step with rank 0, which records."""
+    return int(os.environ.get("RANK", "0")) != 0
+
+
+def _execute(channel: Channel, run: Run, out: Path, console: Events | None) -> int:
+    resume_from = _resume_point(run, out)
     start_step = checkpoints.step_of(resume_from) if resume_from is not None else 0
-    if run.status != "running" or run.pid != os.getpid():
+    store = channel.recorder
+    if run.status != "running":
         store.set_status(run.id, "running", pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
+    elif run.pid != os.getpid():  # rank 0 of a torchrun group: a cancel signals it, and all ranks stop
+        store.adopt(run.id, os.getpid(), os.getpgid(0), socket.gethostname())
     # Each attempt but a foreground run's first (created running) is one "→ running" event.
     attempt = max(1, sum(e["message"].endswith("→ running") for e in store.events(run.id)))
     log.info(
@@ -248,7 +310,7 @@ def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
     progress = LogEvents(start_step)
     events = StoreEvents(store, run.id)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(store.path, run.id, progress, stop), daemon=True)
+    beat = threading.Thread(target=_heartbeat, args=(channel, run.id, progress, stop), daemon=True)
     beat.start()
     listeners = (progress, events, console) if console else (progress, events)
     try:
@@ -269,19 +331,22 @@ def _execute(store: Store, run: Run, out: Path, console: Events | None) -> int:
         log.error("failed at step %d:\n%s", progress.step, trace.rstrip())
         for partial in checkpoints.drop_staging(out):  # its space is what recording the failure needs
             log.info("removed the partial checkpoint %s", partial)
-        _end(store, run.id, outcome, events, "failed", progress.step, 1, _error_text(exc), trace)
+        # A rank of a torchrun group that died (killed, out of memory) is a crash of the run.
+        ended = "crashed" if is_peer_loss(exc) else "failed"
+        _end(store, run.id, outcome, events, ended, progress.step, 1, _error_text(exc), trace)
         if isinstance(exc, HybtuiError) and console is not None:
             raise
         return 1
     finally:
         stop.set()
-        _attempt("start the next queued run", lambda: launcher.start_queued(store))
+        if channel.after is not None:
+            _attempt("start the next queued run", channel.after)
         if outcome is not None:
             outcome.close()
 
 
 def _end(
-    store: Store,
+    store: Recorder,
     run_id: str,
     outcome: OutcomeRecord | None,
     events: StoreEvents,

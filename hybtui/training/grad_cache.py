@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hybtui.data.training import TrainingSet
+from hybtui.data.training import TrainingData
 from hybtui.modeling.encoder import Encoder
 from hybtui.training.distributed import SINGLE_PROCESS, DistContext
 from hybtui.training.loss import InfoNCELoss
@@ -32,15 +32,8 @@ class BatchTexts:
     hard_negatives: list[str] = field(default_factory=list)
 
 
-def batch_texts(batch: Batch, sets: dict[str, TrainingSet], hard_negatives: int = 1) -> BatchTexts:
-    items = sets[batch.dataset].items
-    queries, passages, negatives = [], [], []
-    for pair in batch.pairs:
-        item = items[pair.item]
-        queries.append(item.texts[pair.query_lang][0])
-        passages.append(item.texts[pair.passage_lang][1])
-        negatives += list(item.hard_negatives.get(pair.passage_lang, ()))[:hard_negatives]
-    return BatchTexts(queries, passages, negatives)
+def batch_texts(batch: Batch, sets: dict[str, TrainingData], hard_negatives: int = 1) -> BatchTexts:
+    return BatchTexts(*sets[batch.dataset].batch_texts(batch.pairs, hard_negatives))
 
 
 def chunk_slices(n: int, size: int) -> list[slice]:

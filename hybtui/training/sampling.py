@@ -33,7 +33,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from hybtui.data.pools import LanguagePools, batch_kinds, is_int, pooled_sets
-from hybtui.data.training import TrainingSet
+from hybtui.data.training import TrainingData
 from hybtui.errors import HybtuiError
 
 _BLOCK = 1024  # steps whose decisions are drawn together; part of the (seed, step) → batch map
@@ -91,7 +91,7 @@ class BatchSampler:
 
     def __init__(
         self,
-        datasets: list[TrainingSet],
+        datasets: list[TrainingData],
         strategy: str,
         batch_size: int,
         seed: int,
@@ -270,15 +270,16 @@ def summarize(batches: Iterable[Batch]) -> dict:
     }
 
 
-def batch_to_json(batch: Batch, datasets: list[TrainingSet]) -> dict:
+def batch_to_json(batch: Batch, datasets: list[TrainingData]) -> dict:
     """The batch as a JSON-ready record, with item ids instead of indices."""
-    items = next(ts.items for ts in datasets if ts.name == batch.dataset)
+    ts = next(ts for ts in datasets if ts.name == batch.dataset)
+    ids = ts.item_ids([p.item for p in batch.pairs])
     return {
         "step": batch.step,
         "type": batch.type,
         "dataset": batch.dataset,
         "pairs": [
-            {"item": items[p.item].item_id, "query_lang": p.query_lang, "passage_lang": p.passage_lang}
-            for p in batch.pairs
+            {"item": item_id, "query_lang": p.query_lang, "passage_lang": p.passage_lang}
+            for item_id, p in zip(ids, batch.pairs)
         ],
     }

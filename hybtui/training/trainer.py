@@ -60,12 +60,14 @@ class Trainer:
         self.train_languages = sorted({lang for s in self.train_sets for lang in s.languages})
         self.eval_selections = benchmarks.parse_eval_spec(list(config.eval)) if config.eval else []
         self.ctx = DistContext.from_environment(self.device)
+        self.device = self.ctx.device_of(self.device)
         if config.batch_size % self.ctx.world_size:
             raise HybtuiError(f"--batch-size {config.batch_size} is not divisible by the {self.ctx.world_size} ranks")
         self.sampler = BatchSampler(self.train_sets, config.sampler, config.batch_size, config.seed, config.alpha)
 
     def request_stop(self) -> None:
-        """Finish the current step, checkpoint, and return as cancelled (SIGTERM handler)."""
+        """Finish the current step, checkpoint, and return as cancelled (SIGTERM handler). In a
+        data-parallel group, signalling one rank stops them all at the same step."""
         self._stop = True
 
     def _load_encoder(self, resume_from: Path | None) -> models.Encoder:
@@ -90,7 +92,7 @@ class Trainer:
         loss_fn = InfoNCELoss(c.temperature, c.symmetric)
         self.events.on_start(c.steps, step)
         while step < c.steps:
-            if self._stop:
+            if self.ctx.any(self._stop, self.device):
                 self._checkpoint(encoder, optimizer, scheduler, step)
                 return TrainingResult("cancelled", step, [], None)
             report = self._train_step(encoder, optimizer, scheduler, loss_fn, step)
@@ -202,7 +204,7 @@ class Trainer:
         with torch.inference_mode():
             for s in self.validation_sets:
                 for lang in s.languages:
-                    pairs = [item.texts[lang] for item in s.items if lang in item.texts]
+                    pairs = s.texts_in(lang)
                     for part in chunk_slices(len(pairs), self.config.batch_size):
                         chunk = pairs[part]
                         if len(chunk) < 2:
