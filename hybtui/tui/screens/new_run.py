@@ -26,7 +26,7 @@ from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
 from hybtui.modeling.registry import REGISTRY, check_model_and_device
 from hybtui.runs import gpus as gpu_pool
-from hybtui.runs import launcher
+from hybtui.runs import launcher, slurm
 from hybtui.runs.records import Placement
 from hybtui.runs.store import Store
 from hybtui.tui.screens.run_detail import RunDetailScreen
@@ -101,10 +101,11 @@ class NewRunScreen(Screen):
 
     @dataclass
     class Checked(Message):
-        """The outcome of checking ``config`` and its GPU count against the data and this host
-        (error None: ready to launch), with the GPUs free as it was checked (None: unknown)."""
+        """The outcome of checking ``config`` and where it is to execute against the data and
+        this host (error None: ready to launch), with the GPUs free as it was checked (None: unknown)."""
 
         config: RunConfig
+        placement: Placement
         error: str | None
         free: tuple[str, ...] | None = None
 
@@ -121,10 +122,12 @@ class NewRunScreen(Screen):
         self.refresh_s = refresh_s
         self._checking: RunConfig | None = None
         self._ready: RunConfig | None = None
-        self._placement = Placement()
+        self._ready_placement = Placement()
         self._timer: Timer | None = None
         self._pool: tuple[str, ...] = ()
         self._gpu_default = 0
+        #: the store's default backend: the form's runs are placed on it, as the CLI's are
+        self._backend = Placement()
 
     def compose(self) -> ComposeResult:
         defaults = RunConfig()
@@ -176,13 +179,16 @@ class NewRunScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "new run"
+        line = self.query_one("#gpus-free", Static)
         try:
-            self._pool = gpu_pool.pool()
-            self._gpu_default = gpu_pool.default_count(RunConfig().device)
-        except HybtuiError as exc:  # a malformed HYBTUI_GPUS: the check says so
-            self.query_one("#gpus-free", Static).update(inert.text(str(exc)))
+            self._backend = launcher.default_backend(self.store_path)
+            self._pool = () if self._remote else gpu_pool.pool()
+            self._gpu_default = self._default_gpus(RunConfig().device)
+        except (HybtuiError, OSError) as exc:  # a malformed HYBTUI_GPUS or settings file: the check says so
+            line.update(inert.text(str(exc)))
         else:
-            self.query_one("#gpus-free", Static).update(gpus_line(self._pool, None))
+            remote = f"GPUs from {self._backend.backend}: its scheduler places the run"
+            line.update(inert.text(remote) if self._remote else gpus_line(self._pool, None))
         self.query_one("#gpus", Input).value = str(self._gpu_default)
         self.query_one("#model", Select).focus()
         self._changed()
@@ -193,7 +199,7 @@ class NewRunScreen(Screen):
         gpus = self.query_one("#gpus", Input)
         if gpus.value.strip() == str(self._gpu_default):
             try:
-                self._gpu_default = gpu_pool.default_count(event.value.strip() or "auto")
+                self._gpu_default = self._default_gpus(event.value.strip() or "auto")
             except HybtuiError:
                 return
             gpus.value = str(self._gpu_default)
@@ -246,6 +252,14 @@ class NewRunScreen(Screen):
         values["data_dir"] = str(root.resolve()) if root else None
         return RunConfig.from_dict(values, source="new run")
 
+    @property
+    def _remote(self) -> bool:
+        return self._backend.backend not in (None, "local")
+
+    def _default_gpus(self, device: str) -> int:
+        """The CLI's default: a cluster job on `cuda` asks for one GPU; here, one where the host has some."""
+        return int(device == "cuda") if self._remote else gpu_pool.default_count(device)
+
     def _gpu_count(self) -> int:
         text = self.query_one("#gpus", Input).value.strip()
         try:
@@ -256,19 +270,19 @@ class NewRunScreen(Screen):
     def _check_form(self) -> None:
         try:
             config = self._config()
-            self._placement = Placement(gpu_count=self._gpu_count())
+            placement = Placement(self._gpu_count(), self._backend.backend, self._backend.options)
         except HybtuiError as exc:
             self._show(str(exc), ok=False)
             return
         self._checking = config
         self._show("checking the data…", ok=None)
-        self._check(config, self._placement.gpu_count)
+        self._check(config, placement)
 
     @work(thread=True, group="new-run-check")
-    def _check(self, config: RunConfig, gpu_count: int) -> None:
+    def _check(self, config: RunConfig, placement: Placement) -> None:
         """The data rules (languages, pool sizes for the sampler) load the data, and the model,
-        device and GPU count are checked as the CLI checks them: off the UI thread. The GPUs
-        free now are read alongside, for the form to show."""
+        device and placement (GPU count, backend) are checked as the CLI checks them: off the UI
+        thread. The GPUs free now are read alongside, for the form to show."""
         free = None
         try:
             with Store(self.store_path) as store:
@@ -277,12 +291,16 @@ class NewRunScreen(Screen):
             pass  # an unreadable store is told when launching; the form shows the pool alone
         try:
             prepare_data(config, Path(config.data_dir) if config.data_dir else None)
-            check_model_and_device(config.model, config.device)
-            gpu_pool.check_count(gpu_count, config.device)
+            if self._remote:
+                check_model_and_device(config.model, config.device, here=False)
+                slurm.check(placement)
+            else:
+                check_model_and_device(config.model, config.device)
+                gpu_pool.check_count(placement.gpu_count, config.device)
         except (HybtuiError, OSError) as exc:
-            self.post_message(self.Checked(config, str(exc), free))
+            self.post_message(self.Checked(config, placement, str(exc), free))
             return
-        self.post_message(self.Checked(config, None, free))
+        self.post_message(self.Checked(config, placement, None, free))
 
     def on_new_run_screen_checked(self, message: Checked) -> None:
         if message.config is not self._checking:
@@ -292,9 +310,9 @@ class NewRunScreen(Screen):
         if message.error:
             self._show(message.error, ok=False)
             return
-        self._ready = message.config
+        self._ready, self._ready_placement = message.config, message.placement
         self.query_one("#launch", Button).disabled = False
-        config, count = message.config, self._placement.gpu_count
+        config, count = message.config, message.placement.gpu_count
         on = f", {count} GPU{'s' if count > 1 else ''}" if count else ""
         self._show(f"ready: {config.model}, {config.sampler}, {config.steps} steps{on}", ok=True)
 
@@ -318,7 +336,7 @@ class NewRunScreen(Screen):
         config, self._ready = self._ready, None
         self.query_one("#launch", Button).disabled = True
         self._show("launching…", ok=None)
-        self._submit(config, self._placement)
+        self._submit(config, self._ready_placement)
 
     @work(thread=True, group="new-run-submit")
     def _submit(self, config: RunConfig, placement: Placement) -> None:
