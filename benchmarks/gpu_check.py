@@ -4,11 +4,10 @@
 
 Three measurements, printed as they go, within minutes on one GPU:
 
-1. queue: a tiny run through the queue as a user starts it (`hybtui train --model tiny
-   --device cuda --bf16 --detach`) into a fresh store in a temporary folder, on synthetic
-   parallel pairs (JSONL) and a synthetic BEIR folder, so no download and no benchmark data
-   are needed; waits for `finished`, checks that its metrics and results are in the store and
-   reports the wall time from submit to finished.
+1. queue: a tiny run as a user queues it (`hybtui train --model tiny --device cuda --bf16
+   --detach`) into a fresh store, on synthetic pairs (JSONL) and a synthetic BEIR folder (no
+   download, no benchmark data); waits for `finished`, checks its metrics and results in the
+   store and reports the wall time from submit to finished.
 2. train: a randomly initialised encoder of xlm-roberta-base's shape (transformers'
    `XLMRobertaConfig()` defaults with base's vocabulary of 250,002 and 514 positions) trained
    at batch 100 (100 queries + 100 passages, 128 tokens each) with hybtui's InfoNCE over
@@ -44,6 +43,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import torch
 from environment import machine, write_result  # same folder
 
+from hybtui.runs import gpus as gpu_pool
 from hybtui.runs.store import Store
 from hybtui.training.loss import InfoNCELoss
 
@@ -105,10 +105,6 @@ def peak_tflops(device_name: str) -> tuple[float, float] | None:
     return next(((bf16, fp32) for part, bf16, fp32 in PEAKS if part in device_name), None)
 
 
-def device_name(plan: Plan) -> str:
-    return torch.cuda.get_device_name(0) if plan.device == "cuda" else "cpu"
-
-
 # ---------------------------------------------------------------- 1. a tiny run through the queue
 
 
@@ -141,8 +137,11 @@ def queue_run(plan: Plan, workdir: Path) -> dict:
     args += ["--train", str(pairs), "--eval", f"beir:{beir}:en", "--steps", str(plan.queue_steps)]
     args += ["--batch-size", "8", "--max-length", "32", "--store", str(store), "--json"]
     say(f"queue: hybtui {' '.join(args)}")
+    env, pool = queue_environment(plan)
     start = time.perf_counter()
-    submitted = subprocess.run([sys.executable, "-m", "hybtui", *args], capture_output=True, text=True, check=False)
+    submitted = subprocess.run(
+        [sys.executable, "-m", "hybtui", *args], capture_output=True, text=True, check=False, env=env
+    )
     if submitted.returncode != 0:
         raise SystemExit(f"queue: hybtui train failed ({submitted.returncode}): {submitted.stderr.strip()}")
     run_id = json.loads(submitted.stdout)["id"]
@@ -158,16 +157,19 @@ def queue_run(plan: Plan, workdir: Path) -> dict:
             f"{len(results)} results: {run.error}\n{tail}"
         )
     say(f"queue: run {run_id} finished in {wall:.1f} s ({len(metrics)} metrics, {len(results)} results)")
-    return {
-        "command": "hybtui " + " ".join(args),
-        "status": str(run.status),
-        "wall_s": round(wall, 2),
-        "steps": plan.queue_steps,
-        "metrics": len(metrics),
-        "results": len(results),
-        "gpus": run.gpus,
-        "telemetry_samples": len(telemetry),
-    }
+    counts = {"metrics": len(metrics), "results": len(results), "telemetry_samples": len(telemetry)}
+    figures = {"status": str(run.status), "wall_s": round(wall, 2), "steps": plan.queue_steps, **counts}
+    return {"command": "hybtui " + " ".join(args), **figures, "gpus": run.gpus, "gpu_pool": pool}
+
+
+def queue_environment(plan: Plan) -> tuple[dict[str, str], str]:
+    """The queue's environment and where its GPU pool came from. Without NVML (no nvidia-ml-py)
+    the pool is empty and a `cuda` run is refused, so the GPUs torch sees are declared instead."""
+    env = dict(os.environ)
+    if plan.device != "cuda" or gpu_pool.pool():
+        return env, ",".join(gpu_pool.pool()) or "none"
+    env[gpu_pool.ENV_POOL] = ",".join(str(i) for i in range(torch.cuda.device_count()))
+    return env, f"{env[gpu_pool.ENV_POOL]} ({gpu_pool.ENV_POOL}, declared from torch: NVML unavailable)"
 
 
 def wait_for_end(store: Path, run_id: str):
@@ -227,25 +229,22 @@ def embed(model, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(device: torch.device, step, warmup: int, steps: int) -> tuple[float, float | None]:
     """Seconds for `steps` calls of `step` after `warmup` untimed ones (the device synchronised
     around them), and the GPU memory they peaked at (GiB)."""
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else lambda: None
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
     for _ in range(warmup):
         step()
-    synchronize(device)
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    synchronize(device)
+    sync()
     seconds = time.perf_counter() - start
-    return seconds, round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None
+    return seconds, round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
 
 
 def train_figures(plan: Plan, model, shape: dict, device: torch.device, peaks: tuple[float, float] | None) -> dict:
@@ -370,25 +369,17 @@ def main() -> None:
     if plan.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device visible to torch: run with --dry-run on a CPU machine")
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpu_check-")) if args.dry_run else RESULTS)
-    name = device_name(plan)
+    name = torch.cuda.get_device_name(0) if plan.device == "cuda" else "cpu"
     peaks, source = peaks_for(name, None if args.dry_run else args.peak_tflops)
     command = "python benchmarks/gpu_check.py" + (" --dry-run" if args.dry_run else "")
     say(f"device {name}, torch {torch.__version__}, CUDA {torch.version.cuda}; peak: {source}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as workdir:
         queue = queue_run(plan, Path(workdir))
-    result = {
-        "command": command,
-        "device": name,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
-        "peak_tflops": {"bf16": peaks and peaks[0], "fp32": peaks and peaks[1], "source": source},
-        "flops_formula": FLOPS_FORMULA,
-        "queue": queue,
-        "encoder": encoder_check(plan, peaks, command),
-    }
+    result = {"command": command, "device": name, "torch": torch.__version__, "cuda": torch.version.cuda}
+    result.update(date=time.strftime("%Y-%m-%d"), machine=machine(), flops_formula=FLOPS_FORMULA)
+    result["peak_tflops"] = {"bf16": peaks and peaks[0], "fp32": peaks and peaks[1], "source": source}
+    result.update(queue=queue, encoder=encoder_check(plan, peaks, command))
     result["total_s"] = round(time.perf_counter() - started, 1)
     stem = "gpu_check-" + name.lower().replace(" ", "-")
     write_result(out / f"{stem}.json", result)
