@@ -128,7 +128,9 @@ def test_run_detail_of_a_finished_run(demo, snap_compare):
     assert snap_compare(app(), terminal_size=SIZE, run_before=detail)
 
 
-def test_new_run_form(demo, snap_compare):
+def test_new_run_form(demo, snap_compare, monkeypatch):
+    monkeypatch.setenv("HYBTUI_GPUS", "0,1")  # the host's GPUs, whatever the machine running the test
+
     async def form(pilot):
         await open_runs(pilot)
         await pilot.press("n")

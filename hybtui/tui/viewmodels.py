@@ -45,7 +45,7 @@ STATUS_STYLES = {
 @dataclass(frozen=True)
 class RunRow:
     """One line of the run table: its key (the run id), the ``Store.run_overview`` row it
-    shows, and the text the filter matches (name, model, sampler, status). Cells are
+    shows, and the text the filter matches (name, model, sampler, status, devices). Cells are
     formatted on first use: a huge store's table shows only its first rows."""
 
     key: str
@@ -71,6 +71,7 @@ class RunRow:
             number(run.alpha, 2, missing="") if run.total_steps and run.sampler == "hybrid" else "",
             inert.text(train_languages(run.train)),
             status_text(run, self.now),
+            inert.text(run.devices),
             *(number(figures.get((setting, "map")), missing="") for setting in ("mono", "cross", "multi")),
             number(figures.get(("multi", "rank_distance")), 2, missing=""),
             age(self.now - run.created_at),
@@ -105,6 +106,9 @@ class DetailSnapshot:
     #: the run directory and what it occupies (``disk 487.1 MB (1 checkpoint, 487.1 MB)``)
     run_dir: Path
     disk: str
+    #: new GPU samples (``Store.telemetry`` rows, up to id ``telemetry_last_id``); none for a CPU run
+    telemetry: tuple[dict[str, Any], ...] = ()
+    telemetry_last_id: int = 0
 
 
 def elapsed(run: RunState, now: float) -> float:
@@ -149,7 +153,7 @@ def sampler_label(run: RunSummary) -> str:
 def run_row(run: RunSummary, now: float) -> RunRow:
     """A run's table line (a ``Store.run_overview`` row); headline figures are the final
     macro-averages of its headline bench."""
-    search = " ".join([run.name or "", str(run.model or ""), sampler_label(run), run.status]).lower()
+    search = " ".join([run.name or "", str(run.model or ""), sampler_label(run), run.status, run.devices]).lower()
     return RunRow(run.id, run, now, search)
 
 
@@ -175,10 +179,14 @@ def read_log(path: Path, offset: int) -> tuple[int, int, str]:
     return start, start + len(data), data.decode("utf-8", errors="replace")
 
 
-def read_detail(store: Store, run_id: str, after_id: int, log_offset: int, with_results: bool) -> DetailSnapshot:
-    """One incremental read for the detail screen (``log_offset`` -1: not read yet). Final
-    results are read only when asked (the screen asks until it has them and the run ended)."""
+def read_detail(
+    store: Store, run_id: str, after_id: int, log_offset: int, with_results: bool, after_telemetry: int = 0
+) -> DetailSnapshot:
+    """One incremental read for the detail screen (``log_offset`` -1: not read yet; metrics and
+    GPU samples after the ids given). Final results are read only when asked (the screen asks
+    until it has them and the run ended)."""
     run = store.get_run(run_id)
+    telemetry = tuple(store.telemetry(run.id, after_telemetry))
     rows = store.metrics_since(run.id, after_id, keys=PLOTTED_KEYS)
     series = {
         key: tuple(
@@ -200,6 +208,8 @@ def read_detail(store: Store, run_id: str, after_id: int, log_offset: int, with_
         log_text=text,
         run_dir=run_dir,
         disk=run_disk_usage(run_dir).describe(),
+        telemetry=telemetry,
+        telemetry_last_id=telemetry[-1]["id"] if telemetry else after_telemetry,
     )
 
 

@@ -1,6 +1,6 @@
 """A form for a new training run, checked as it is typed by the CLI's own rules
-(``RunConfig.from_dict``, then ``prepare_data`` and the model and device check), and
-launched through the launcher."""
+(``RunConfig.from_dict``, then ``prepare_data``, the model and device check and the GPU
+count's), and launched through the launcher on as many GPUs as it asks for."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from hybtui.data.lareqa import LANGUAGES as TRAINING_BENCHMARKS
 from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
 from hybtui.modeling.registry import REGISTRY, check_model_and_device
-from hybtui.runs import launcher
+from hybtui.runs import gpus as gpu_pool
+from hybtui.runs import launcher, slurm
+from hybtui.runs.records import Placement
 from hybtui.runs.store import Store
 from hybtui.tui.screens.run_detail import RunDetailScreen
 
@@ -41,6 +43,26 @@ NUMBERS = (
     ("max_length", "max length", int),
     ("seed", "seed", int),
 )
+
+
+def gpu_list(ids: tuple[str, ...]) -> str:
+    """GPU ids as a reader scans them: runs of consecutive ids as ranges (``0-3``, ``0,2-3``)."""
+    runs: list[list[int]] = []
+    for gpu in sorted(int(i) for i in ids):
+        if runs and gpu == runs[-1][-1] + 1:
+            runs[-1].append(gpu)
+        else:
+            runs.append([gpu])
+    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)) for run in runs)
+
+
+def gpus_line(pool: tuple[str, ...], free: tuple[str, ...] | None) -> str:
+    """What the form says of this host's GPUs: ``GPUs free: 1,3 of 0-3`` (free None: not read yet)."""
+    if not pool:
+        return "no GPUs on this host"
+    if free is None:
+        return f"GPUs: {gpu_list(pool)}"
+    return f"GPUs free: {gpu_list(free) or 'none'} of {gpu_list(pool)}"
 
 
 def _row(label: str, *widgets) -> Horizontal:
@@ -79,10 +101,13 @@ class NewRunScreen(Screen):
 
     @dataclass
     class Checked(Message):
-        """The outcome of checking ``config`` against the data (error None: ready to launch)."""
+        """The outcome of checking ``config`` and where it is to execute against the data and
+        this host (error None: ready to launch), with the GPUs free as it was checked (None: unknown)."""
 
         config: RunConfig
+        placement: Placement
         error: str | None
+        free: tuple[str, ...] | None = None
 
     @dataclass
     class Submitted(Message):
@@ -97,7 +122,12 @@ class NewRunScreen(Screen):
         self.refresh_s = refresh_s
         self._checking: RunConfig | None = None
         self._ready: RunConfig | None = None
+        self._ready_placement = Placement()
         self._timer: Timer | None = None
+        self._pool: tuple[str, ...] = ()
+        self._gpu_default = 0
+        #: the store's default backend: the form's runs are placed on it, as the CLI's are
+        self._backend = Placement()
 
     def compose(self) -> ComposeResult:
         defaults = RunConfig()
@@ -141,14 +171,38 @@ class NewRunScreen(Screen):
                 value = getattr(defaults, field)
                 yield _row(label, Input("" if value is None else str(value), id=field, compact=True))
             yield _row("device", Input(defaults.device, id="device", compact=True))
+            yield _row("GPUs", Input(id="gpus", compact=True))
+            yield _row("", Static("", id="gpus-free"))
             yield _row("", Button("Launch (ctrl+s)", id="launch", disabled=True, compact=True))
         yield Static("checking…", id="form-message")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "new run"
+        line = self.query_one("#gpus-free", Static)
+        try:
+            self._backend = launcher.default_backend(self.store_path)
+            self._pool = () if self._remote else gpu_pool.pool()
+            self._gpu_default = self._default_gpus(RunConfig().device)
+        except (HybtuiError, OSError) as exc:  # a malformed HYBTUI_GPUS or settings file: the check says so
+            line.update(inert.text(str(exc)))
+        else:
+            remote = f"GPUs from {self._backend.backend}: its scheduler places the run"
+            line.update(inert.text(remote) if self._remote else gpus_line(self._pool, None))
+        self.query_one("#gpus", Input).value = str(self._gpu_default)
         self.query_one("#model", Select).focus()
         self._changed()
+
+    @on(Input.Changed, "#device")
+    def _device_changed(self, event: Input.Changed) -> None:
+        """A GPU count left at its default follows the device's (none for the CPU)."""
+        gpus = self.query_one("#gpus", Input)
+        if gpus.value.strip() == str(self._gpu_default):
+            try:
+                self._gpu_default = self._default_gpus(event.value.strip() or "auto")
+            except HybtuiError:
+                return
+            gpus.value = str(self._gpu_default)
 
     @on(Select.Changed, "#train-bench, #eval-bench")
     def _bench_changed(self, event: Select.Changed) -> None:
@@ -198,37 +252,69 @@ class NewRunScreen(Screen):
         values["data_dir"] = str(root.resolve()) if root else None
         return RunConfig.from_dict(values, source="new run")
 
+    @property
+    def _remote(self) -> bool:
+        return self._backend.backend not in (None, "local")
+
+    def _default_gpus(self, device: str) -> int:
+        """The CLI's default: a cluster job on `cuda` asks for one GPU; here, one where the host has some."""
+        return int(device == "cuda") if self._remote else gpu_pool.default_count(device)
+
+    def _gpu_count(self) -> int:
+        text = self.query_one("#gpus", Input).value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            raise HybtuiError(f"--gpus must be an integer (got '{text}')") from None
+
     def _check_form(self) -> None:
         try:
             config = self._config()
+            placement = Placement(self._gpu_count(), self._backend.backend, self._backend.options)
         except HybtuiError as exc:
             self._show(str(exc), ok=False)
             return
         self._checking = config
         self._show("checking the data…", ok=None)
-        self._check(config)
+        self._check(config, placement)
 
     @work(thread=True, group="new-run-check")
-    def _check(self, config: RunConfig) -> None:
-        """The data rules (languages, pool sizes for the sampler) load the data, and the model and
-        device are checked as the CLI checks them: off the UI thread."""
+    def _check(self, config: RunConfig, placement: Placement) -> None:
+        """The data rules (languages, pool sizes for the sampler) load the data, and the model,
+        device and placement (GPU count, backend) are checked as the CLI checks them: off the UI
+        thread. The GPUs free now are read alongside, for the form to show."""
+        free = None
+        try:
+            with Store(self.store_path) as store:
+                free = gpu_pool.free(store)
+        except (HybtuiError, sqlite3.Error, OSError):
+            pass  # an unreadable store is told when launching; the form shows the pool alone
         try:
             prepare_data(config, Path(config.data_dir) if config.data_dir else None)
-            check_model_and_device(config.model, config.device)
+            if self._remote:
+                check_model_and_device(config.model, config.device, here=False)
+                slurm.check(placement)
+            else:
+                check_model_and_device(config.model, config.device)
+                gpu_pool.check_count(placement.gpu_count, config.device)
         except (HybtuiError, OSError) as exc:
-            self.post_message(self.Checked(config, str(exc)))
+            self.post_message(self.Checked(config, placement, str(exc), free))
             return
-        self.post_message(self.Checked(config, None))
+        self.post_message(self.Checked(config, placement, None, free))
 
     def on_new_run_screen_checked(self, message: Checked) -> None:
         if message.config is not self._checking:
             return  # the form changed while this was checked
+        if self._pool:
+            self.query_one("#gpus-free", Static).update(gpus_line(self._pool, message.free))
         if message.error:
             self._show(message.error, ok=False)
             return
-        self._ready = message.config
+        self._ready, self._ready_placement = message.config, message.placement
         self.query_one("#launch", Button).disabled = False
-        self._show(f"ready: {message.config.model}, {message.config.sampler}, {message.config.steps} steps", ok=True)
+        config, count = message.config, message.placement.gpu_count
+        on = f", {count} GPU{'s' if count > 1 else ''}" if count else ""
+        self._show(f"ready: {config.model}, {config.sampler}, {config.steps} steps{on}", ok=True)
 
     def _show(self, text: str, ok: bool | None) -> None:
         """The form's message; it quotes what was typed (a name, a path): shown literally."""
@@ -250,14 +336,14 @@ class NewRunScreen(Screen):
         config, self._ready = self._ready, None
         self.query_one("#launch", Button).disabled = True
         self._show("launching…", ok=None)
-        self._submit(config)
+        self._submit(config, self._ready_placement)
 
     @work(thread=True, group="new-run-submit")
-    def _submit(self, config: RunConfig) -> None:
+    def _submit(self, config: RunConfig, placement: Placement) -> None:
         """The launcher records the run and spawns its worker process: off the UI thread."""
         try:
             with Store(self.store_path) as store:
-                run_id = launcher.submit(store, config)
+                run_id = launcher.submit(store, config, placement=placement)
         except (HybtuiError, sqlite3.Error, OSError) as exc:
             self.post_message(self.Submitted(None, str(exc)))
             return

@@ -1,5 +1,6 @@
 """One run up close: status, elapsed and ETA, a live loss and learning-rate plot, final mAP
-per language as bars, the X×Y cross-lingual heatmap, the worker log and the configuration."""
+per language as bars, the X×Y cross-lingual heatmap, the worker log, the configuration and,
+for a run on GPUs, their utilisation, memory, power and temperature."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
 
 from hybtui import inert
@@ -34,9 +35,12 @@ from hybtui.tui.viewmodels import (
 )
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
+from hybtui.tui.widgets.telemetry_plot import TelemetryPlot
 
 #: The tabs under the plot, with the key that opens each.
 TABS = (("languages", "1"), ("heatmap", "2"), ("log", "3"), ("config", "4"))
+#: The GPU tab and its key: present only once the run has GPU samples (a CPU run has none).
+GPU_TAB = ("gpu", "5")
 #: (step, time) samples kept for the ETA: enough to average over the recent pace.
 ETA_SAMPLES = 200
 
@@ -70,6 +74,7 @@ class RunDetailScreen(PolledScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         *(Binding(key, f"show_tab('{tab}')", tab.capitalize()) for tab, key in TABS),
+        Binding(GPU_TAB[1], f"show_tab('{GPU_TAB[0]}')", "GPU", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
     READ_ERRORS = (HybtuiError, sqlite3.Error, OSError)
@@ -81,6 +86,7 @@ class RunDetailScreen(PolledScreen):
         self._log_end = -1
         self._results_final = False
         self._samples: list[tuple[int, float]] = []
+        self._telemetry_id = 0
 
     @property
     def heading(self) -> str:
@@ -99,10 +105,17 @@ class RunDetailScreen(PolledScreen):
                 yield Log(id="worker-log", highlight=False)
             with TabPane("config", id="config-tab"):
                 yield VerticalScroll(Static("", id="config"))
+            with TabPane("gpu", id="gpu-tab"), Vertical():
+                yield Static("", id="gpu-latest")
+                yield TelemetryPlot(id="gpu-plot")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.query_one(TabbedContent).hide_tab("gpu-tab")
+
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = f"{tab}-tab"
+        if tab != GPU_TAB[0] or self._telemetry_id:
+            self.query_one(TabbedContent).active = f"{tab}-tab"
 
     def wants_read(self) -> bool:
         return True
@@ -110,7 +123,9 @@ class RunDetailScreen(PolledScreen):
     def read(self, store: Store) -> tuple[DetailSnapshot, Group | Text | None]:
         """What is new since the last read; the read state is the UI thread's, left alone
         while a read is in flight (never two at once)."""
-        snapshot = read_detail(store, self.run_id, self._last_id, self._log_end, not self._results_final)
+        snapshot = read_detail(
+            store, self.run_id, self._last_id, self._log_end, not self._results_final, self._telemetry_id
+        )
         return snapshot, _heatmaps(snapshot.results) if snapshot.results is not None else None
 
     def show_error(self, error: str) -> None:
@@ -135,6 +150,19 @@ class RunDetailScreen(PolledScreen):
             self.query_one("#heatmap", Static).update(heatmaps)
         self.query_one("#config", Static).update(_config_text(snap))
         self._show_log(snap)
+        self._show_telemetry(snap)
+
+    def _show_telemetry(self, snap: DetailSnapshot) -> None:
+        """New GPU samples into the GPU tab, shown from the first of them on."""
+        if not snap.telemetry:
+            return
+        if not self._telemetry_id:
+            self.query_one(TabbedContent).show_tab("gpu-tab")
+        self._telemetry_id = snap.telemetry_last_id
+        plot = self.query_one(TelemetryPlot)
+        plot.add_samples(snap.telemetry)
+        plot.draw()
+        self.query_one("#gpu-latest", Static).update(plot.summary())
 
     def _header(self, run: Run) -> Text:
         now = time.time()

@@ -61,6 +61,8 @@ class LossPlot(PlotextPlot):
     width, so a refresh of a run with 100,000 steps costs one vectorised pass and a redraw
     of at most one point per column."""
 
+    X_LABEL = "step"
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.series: dict[str, Series] = {}
@@ -85,14 +87,18 @@ class LossPlot(PlotextPlot):
             steps, values = zip(*points)
             self.series.setdefault(label, Series(side)).extend(steps, values)
 
+    def heading(self) -> str:
+        """The plot's title: what it shows, and which series read against the right axis."""
+        right = [label for label, s in self.series.items() if s.side == "right"]
+        title = "loss" if any(s.size for s in self.series.values()) else "loss (no steps reported yet)"
+        return title + (f" · {', '.join(right)} (right axis)" if right else "")
+
     def draw(self) -> None:
         """Draw every series as it is now (once per refresh, however many series changed)."""
         plt = self.plt
         plt.clear_data()
-        right = [label for label, s in self.series.items() if s.side == "right"]
-        title = "loss" if any(s.size for s in self.series.values()) else "loss (no steps reported yet)"
-        plt.title(title + (f" · {', '.join(right)} (right axis)" if right else ""))
-        plt.xlabel("step")
+        plt.title(self.heading())
+        plt.xlabel(self.X_LABEL)
         for label, series in self.series.items():
             xs, ys = downsample(series.steps, series.values, self.size.width - AXIS_WIDTH)
             if len(xs):

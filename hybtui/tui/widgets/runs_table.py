@@ -21,6 +21,7 @@ COLUMNS = (
     ("alpha", "α"),
     ("train", "train"),
     ("status", "status"),
+    ("devices", "devices"),
     ("mono", "mono"),
     ("cross", "cross"),
     ("multi", "multi"),
@@ -33,6 +34,8 @@ MARK = "▶ "
 WIDE = 140
 NARROW_HIDDEN = frozenset({"id", "model", "train", "alpha"})
 NARROW_NAME = 14
+#: What the devices column takes from the names' share when narrow (``gpu 0,1`` and its padding).
+DEVICES_WIDTH = 9
 
 
 class Row(Protocol):
@@ -148,7 +151,9 @@ class LiveTable(DataTable):
 class RunsTable(LiveTable):
     """Runs in the order given. ``marked`` holds run ids in the order they were marked;
     marks outlive the filter hiding their runs. Narrower than WIDE columns, the id, model,
-    α (the sampler cell names it) and training-language columns give way so the rest fits 80 columns."""
+    α (the sampler cell names it) and training-language columns give way so the rest fits 80 columns.
+    The devices column (GPUs, scheduler job) shows only while a shown run has devices: a store of
+    CPU runs spends no width on an empty column."""
 
     COLUMNS = COLUMNS
     BINDINGS = [Binding("enter", "select_cursor", "Open")]
@@ -157,22 +162,35 @@ class RunsTable(LiveTable):
         super().__init__(**kwargs)
         self.marked: list[str] = []
         self._name_width: int | None = None
+        self._with_devices = False
 
     def on_resize(self) -> None:
-        all_columns = frozenset(key for key, _ in COLUMNS)
         name_width = self.column_width("name")
-        self.show_columns(
-            all_columns if self.size.width >= WIDE else all_columns - NARROW_HIDDEN,
-            force=name_width != self._name_width,
-        )
+        self.show_columns(self.fitted_columns(), force=name_width != self._name_width)
         self._name_width = name_width
+
+    def fitted_columns(self) -> frozenset[str]:
+        """The columns this width and these runs call for."""
+        shown = frozenset(key for key, _ in COLUMNS) - (set() if self._with_devices else {"devices"})
+        return shown if self.size.width >= WIDE else shown - NARROW_HIDDEN
+
+    def apply(self, rows: Sequence[RunRow], current: str | None = None) -> None:
+        """As LiveTable's, with the devices column shown or left out as the runs call for."""
+        with_devices = any(row.run.devices for row in rows)
+        if with_devices != self._with_devices:
+            self._with_devices = with_devices
+            self._rows = rows
+            self._name_width = self.column_width("name")
+            self.show_columns(self.fitted_columns(), force=True)
+        super().apply(rows, current)
 
     def column_width(self, key: str) -> int | None:
         """Narrow, names get what the other columns leave (at least NARROW_NAME; the detail
         view shows all of a name)."""
         if key != "name" or self.size.width >= WIDE:
             return None
-        return max(NARROW_NAME, min(36, self.size.width - 66))
+        devices = DEVICES_WIDTH if self._with_devices else 0
+        return max(NARROW_NAME, min(36, self.size.width - 66 - devices))
 
     @property
     def highlighted_run(self) -> str | None:
