@@ -217,16 +217,27 @@ def submit(store: Store, run_id: str) -> str:
     return str(job.job_id)
 
 
+#: How long an answer of squeue is reused: the app advances the queue at every refresh, and
+#: a cluster's controller should not be asked once a second by every open app.
+SQUEUE_REUSE_S = 5.0
+_answered: dict[str, tuple[float, str]] = {}
+
+
 def states(job_ids: list[str]) -> dict[str, str]:
     """Each job's state as squeue says it (PENDING, RUNNING, FAILED, ...), GONE for a job it
-    no longer lists; one squeue call for all."""
+    no longer lists; one squeue call for all (an answer younger than SQUEUE_REUSE_S is reused)."""
     if not job_ids:
         return {}
+    now = time.monotonic()
+    if all(job in _answered and now - _answered[job][0] < SQUEUE_REUSE_S for job in job_ids):
+        return {job: _answered[job][1] for job in job_ids}
     done = _slurm("squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}", "--format=%i|%T")
     if done.returncode != 0 and "Invalid job id" not in done.stderr:
         raise SlurmError(f"squeue failed: {done.stderr.strip() or f'exit status {done.returncode}'}")
     listed = dict(line.split("|", 1) for line in done.stdout.split() if "|" in line)
-    return {job: listed.get(job, GONE) for job in job_ids}
+    found = {job: listed.get(job, GONE) for job in job_ids}
+    _answered.update((job, (now, state)) for job, state in found.items())
+    return found
 
 
 def state(job_id: str) -> str:
@@ -242,6 +253,7 @@ def cancel(store: Store, run: Run) -> str:
     mark = store.run_dir(run.id) / CANCEL_MARK
     asked_before = mark.is_file() and mark.read_text() == run.job_id
     mark.write_text(run.job_id or "")
+    _answered.pop(run.job_id or "", None)  # what the job does now, not 5 s ago
     if run.status == "running" and not asked_before and state(run.job_id) in ACTIVE:
         _output("scancel", "--signal=TERM", run.job_id)
         store.add_event(run.id, "info", f"cancel: SIGTERM sent to Slurm job {run.job_id}")
