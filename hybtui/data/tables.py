@@ -104,10 +104,11 @@ class TableSet:
         """(query, passage) of every item in `lang`, in item order."""
         rows = self.rows[:, self.languages.index(lang)]
         rows = rows[rows >= 0]
-        return list(zip(*(self._table.column(name).take(rows).to_pylist() for name in ("query", "passage"))))
+        return list(zip(self._column("query", rows), self._column("passage", rows)))
 
     def _column(self, name: str, rows: np.ndarray) -> list:
-        """The values of `name` in `rows`, one lookup each: a batch reads only its own rows."""
+        """The values of `name` in `rows`, one lookup each: a batch reads only its own rows
+        (pyarrow's take on a chunked column would first join its chunks, copying the column)."""
         column = self._table.column(name)
         return [column[row].as_py() for row in rows.tolist()]
 
