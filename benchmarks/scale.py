@@ -137,30 +137,38 @@ def in_process(pairs: Path, cache: Path) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs-file", type=Path, default=sources.cache_root().parent / "scale" / "pairs.parquet")
-    parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
-    args = parser.parse_args()
-    args.pairs_file.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    rows = existing_rows(args.pairs_file) or generate(args.pairs_file)
-    generated = time.perf_counter() - t0
-    print(f"{rows} pairs in {args.pairs_file} ({generated:.0f} s)", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="hybtui-scale-"))
+def processes(pairs: Path, work: Path) -> dict:
+    """Start-up and peak RSS of `hybtui sample` (first with an empty cache), and of a 3-step training."""
     env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache"), "HF_HUB_OFFLINE": "1"}
     hybtui = [sys.executable, "-m", "hybtui"]
-    sample = [*hybtui, "sample", "--train", str(args.pairs_file), "--batch-size", str(BATCH), "--seed", "1"]
+    sample = [*hybtui, "sample", "--train", str(pairs), "--batch-size", str(BATCH), "--seed", "1"]
     runs = {}
     for name, sampler in (("sample_hybrid_cold", "hybrid"), *((f"sample_{s}", s) for s in ("mono", "cross", "hybrid"))):
         runs[name] = measure([*sample, "--sampler", sampler, "--steps", "100", "--json"], env, first_line=True)
         print(name, runs[name], flush=True)
     config = work / "tiny.toml"
     config.write_text(f"eval = []\nvalidation_fraction = {VALIDATION}\n")
-    train = [*hybtui, "train", "--config", str(config), "--model", "tiny", "--train", str(args.pairs_file)]
+    train = [*hybtui, "train", "--config", str(config), "--model", "tiny", "--train", str(pairs)]
     train += ["--steps", "3", "--batch-size", str(BATCH), "--device", "cpu", "--store", str(work / "store")]
     runs["train_tiny_3_steps"] = measure(train, env, first_line=False)
     print("train_tiny_3_steps", runs["train_tiny_3_steps"], flush=True)
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs-file", type=Path, default=sources.cache_root().parent / "scale" / "pairs.parquet")
+    parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
+    args = parser.parse_args()
+    load_before = [round(x, 1) for x in os.getloadavg()]
+    args.pairs_file.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows = existing_rows(args.pairs_file) or generate(args.pairs_file)
+    generated = time.perf_counter() - t0
+    print(f"{rows} pairs in {args.pairs_file} ({generated:.0f} s)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="hybtui-scale-") as tmp:  # its Arrow cache: about 800 MB
+        runs = processes(args.pairs_file, Path(tmp))
+        inner = in_process(args.pairs_file, Path(tmp) / "cache")
     result = {
         "command": "python benchmarks/scale.py",
         "pairs": rows,
@@ -169,9 +177,10 @@ def main() -> None:
         "file": "Parquet, " + f"{args.pairs_file.stat().st_size / 2**20:.0f} MiB",
         "generate_or_reuse_s": round(generated, 1),
         "processes": runs,
-        "in_process": in_process(args.pairs_file, work / "cache"),
+        "in_process": inner,
         "machine": machine(),
-        "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
+        "load_average_1_5_15": {"start": load_before, "end": [round(x, 1) for x in os.getloadavg()]},
+        "validation_fraction": VALIDATION,
         "date": time.strftime("%Y-%m-%d"),
     }
     write_result(args.out, result)
@@ -181,12 +190,16 @@ def main() -> None:
 
 def report(result: dict) -> str:
     """The figures as a Markdown table, with the command and the hardware."""
+    load = result["load_average_1_5_15"]
     lines = [
         f"# {result['pairs']:,} parallel pairs over {len(result['languages'])} languages",
         "",
-        f"`{result['command']}` on {result['machine']['cpu']} ({result['machine']['cores']} cores, no GPU), "
-        f"{result['date']}, load average {result['load_average_1_5_15']} (a shared machine). "
-        f"Data: {result['file']}, {result['items']:,} items.",
+        f"`{result['command']}` on a {result['machine']['cores']}-core {result['machine']['cpu']}, no GPU, "
+        f"{result['date']}, shared with other jobs: load average (1, 5, 15 min) "
+        f"{load['start']} at the start, {load['end']} at the end. "
+        f"Data: {result['file']}, {result['items']:,} items. The cold run starts with an empty cache "
+        "(it converts the file to Arrow and indexes it); the training holds out "
+        f"{result['validation_fraction']:.2%} of the items for validation and evaluates nothing.",
         "",
         "| process | start-up (first batch) | wall | peak RSS |",
         "|---|---|---|---|",
