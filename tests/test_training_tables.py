@@ -4,6 +4,7 @@ same batches; bad files are named with what is wrong; pools are numpy index arra
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import resource
 from pathlib import Path
@@ -13,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hybtui.data import tables
 from hybtui.data.pools import LanguagePools
-from hybtui.data.tables import TableSet, arrow_cache
+from hybtui.data.tables import TableSet, arrow_cache, holdout_units
 from hybtui.data.training import ParallelItem, TrainingSet, load_training_sets, split_validation
 from hybtui.errors import HybtuiError
 from hybtui.training.grad_cache import batch_texts
@@ -142,3 +144,49 @@ def test_a_large_set_samples_with_numpy_pools_and_bounded_memory(tmp_path):
         assert isinstance(pool, np.ndarray) and pool.dtype.kind == "i" and len(pool) == n
     assert texts.queries[0] == texts.passages[0].split()[0]  # texts come from the batch's own rows
     assert grown_mb < 150, f"loading and drawing grew the peak RSS by {grown_mb:.0f} MB"
+
+
+def test_holdout_units_equal_the_per_item_python_hash():
+    """Vectorised, the hold-out numbers are exactly the ones a Python loop gives, so the
+    items held out of existing data do not change."""
+    ids = [f"it{i}" for i in range(5000)] + ["", "ü-ß", "中文 7", "x" * 300]
+    loop = [int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "big") / 2**64 for i in ids]
+    assert holdout_units(ids).tolist() == loop
+    # the integer → float rounding near ties and at the top of the range is Python's
+    edges = [2**64 - 1, 2**64 - 2**10, 2**63 + 2**10, 2**63 + 2**10 + 1, 2**53 + 1, 2**54 + 3, 1, 0]
+    raw = b"".join(e.to_bytes(8, "big") for e in edges)
+    assert (np.frombuffer(raw, dtype=">u8").astype(np.float64) / 2**64).tolist() == [e / 2**64 for e in edges]
+
+
+def test_the_index_of_a_checked_table_is_reused_until_the_file_changes(tmp_path, monkeypatch):
+    path = write(tmp_path / "pairs.parquet", rows())
+    first = load_training_sets([str(path)], None)
+    assert len(list((arrow_cache() / "index").glob("*.npz"))) == 1
+
+    def not_again(*args):
+        raise AssertionError("a saved index must spare checking and grouping the table again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tables, "check_columns", not_again)
+        patch.setattr(tables, "_group", not_again)
+        again = load_training_sets([str(path)], None)
+    for a, b in zip(first, again, strict=True):
+        assert (a.name, a.languages, a.item_ids()) == (b.name, b.languages, b.item_ids())
+        assert (a.rows == b.rows).all() and (a.holdout_units() == b.holdout_units()).all()
+    bad = rows()
+    bad[4]["query"] = " "
+    write(path, bad)  # a changed file: new Arrow files, checked again
+    with pytest.raises(HybtuiError, match=r"row 5: field 'query' is empty"):
+        load_training_sets([str(path)], None)
+
+
+def test_a_repeat_in_a_later_dataset_names_its_own_row(tmp_path):
+    table = [{**r, "dataset": "a" if int(r["item"][2:]) % 2 else "b"} for r in rows(20)]
+    repeat = next(i for i, r in enumerate(table) if r["dataset"] == "b" and r["lang"] == "en")
+    path = write(tmp_path / "two.parquet", [*table, table[repeat]])
+    with pytest.raises(
+        HybtuiError,
+        match=rf"row {len(table) + 1}: item 'it0' in language 'en' of dataset 'b' "
+        rf"already appeared at row {repeat + 1}$",
+    ):
+        load_training_sets([str(path)], None)

@@ -15,6 +15,7 @@ the Hugging Face cache, so a dataset other tools downloaded is reused.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -40,6 +41,9 @@ COLUMNS = {
     "hard_negatives": (False, "passages in the same language that do not answer it"),
 }
 
+#: The version of the saved table indices (`check_columns`' rules and `group_table`'s
+#: arrays): a change makes every table be checked and grouped again.
+INDEX_VERSION = 1
 #: Called when a table has a bad row: (row index, message without location) → raises.
 RowError = Callable[[int | None, str], NoReturn]
 
@@ -52,13 +56,14 @@ def arrow_cache() -> Path:
 class TableSet:
     """A named training set: items (parallel groups) over the rows of an Arrow table."""
 
-    def __init__(self, name: str, table: pa.Table, item_ids: pa.Array, languages: tuple[str, ...], rows):
+    def __init__(self, name: str, table: pa.Table, item_ids: pa.Array, languages: tuple[str, ...], rows, units):
         self.name = name
         self.languages = languages
         self._table = table
         self._item_ids = item_ids
         #: item × language (in `languages` order) → table row, -1 where absent
         self.rows: np.ndarray = rows
+        self._units: np.ndarray = units
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -71,9 +76,14 @@ class TableSet:
         """item × language: whether the item exists in that language."""
         return self.rows >= 0
 
+    def holdout_units(self) -> np.ndarray:
+        """`holdout_units` of the item ids, computed with the table's index and saved with it."""
+        return self._units
+
     def subset(self, keep: np.ndarray) -> TableSet:
         """The items where `keep` is true, in order, over the same table."""
-        return TableSet(self.name, self._table, self._item_ids.filter(keep), self.languages, self.rows[keep])
+        ids, rows, units = self._item_ids.filter(keep), self.rows[keep], self._units[keep]
+        return TableSet(self.name, self._table, ids, self.languages, rows, units)
 
     def batch_texts(
         self, pairs: Sequence[tuple[int, str, str]], hard_negatives: int
@@ -94,12 +104,24 @@ class TableSet:
         """(query, passage) of every item in `lang`, in item order."""
         rows = self.rows[:, self.languages.index(lang)]
         rows = rows[rows >= 0]
-        return list(zip(*(self._table.column(name).take(rows).to_pylist() for name in ("query", "passage"))))
+        return list(zip(self._column("query", rows), self._column("passage", rows)))
 
     def _column(self, name: str, rows: np.ndarray) -> list:
-        """The values of `name` in `rows`, one lookup each: a batch reads only its own rows."""
+        """The values of `name` in `rows`, one lookup each: a batch reads only its own rows
+        (pyarrow's take on a chunked column would first join its chunks, copying the column)."""
         column = self._table.column(name)
         return [column[row].as_py() for row in rows.tolist()]
+
+
+def holdout_units(item_ids: list[str]) -> np.ndarray:
+    """A uniform number in [0, 1) per item, fixed by its id alone (validation holds out the
+    items below its fraction): the id's 8-byte BLAKE2b digest as a big-endian integer over
+    2**64. Dividing by a power of two is exact once the integer is rounded to a float, so
+    each number is Python's correctly rounded int / int."""
+    import hashlib
+
+    digests = b"".join(hashlib.blake2b(item_id.encode(), digest_size=8).digest() for item_id in item_ids)
+    return np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2**64
 
 
 def read_file(path: Path, split: str = "train") -> datasets.Dataset:
@@ -152,66 +174,118 @@ def load(*args, **kwargs) -> datasets.Dataset:
 
 def group_table(table: datasets.Dataset, default_dataset: str, fail: RowError) -> list[TableSet]:
     """The training sets of a checked table: rows grouped by `dataset`, then by `item`,
-    each in the order of first appearance (as a reader of the file would list them)."""
+    each in the order of first appearance (as a reader of the file would list them).
+
+    Checking and grouping read every row (most of the start-up at the paper's scale), so
+    for a table read from Arrow files the result is saved under `arrow_cache()` and reused
+    while those files are unchanged (`datasets` writes new ones when the source changes)."""
+    saved = _index_path(table, default_dataset)
+    if saved is not None and saved.exists():
+        return _load_index(saved, table.data.table)
+    check_columns(table, fail)
+    sets = _group(table.data.table, default_dataset, fail)
+    if saved is not None:
+        _save_index(saved, sets)
+    return sets
+
+
+def _group(arrow: pa.Table, default_dataset: str, fail: RowError) -> list[TableSet]:
+    """`group_table`'s work: one hash pass over the languages (and datasets), one over the
+    items of each set; `rows` is filled by scattering row numbers to (item, language)."""
     import pyarrow.compute as pc
 
-    check_columns(table, fail)
-    arrow = table.data.table
     if not arrow.num_rows:
         fail(None, "holds no training rows")
+    lang_array, lang_codes = _codes(arrow["lang"])
+    lang_names = lang_array.to_pylist()
     if "dataset" in arrow.column_names:
         names, dataset_codes = _codes(pc.fill_null(arrow["dataset"], default_dataset))
         dataset_names = names.to_pylist()
     else:
-        dataset_names, dataset_codes = [default_dataset], np.zeros(arrow.num_rows, dtype=np.int64)
-    item_ids, item_codes = _codes(arrow["item"])
-    lang_array, lang_codes = _codes(arrow["lang"])
-    lang_names = lang_array.to_pylist()
+        dataset_names, dataset_codes = [default_dataset], None
     sets = []
     for d, name in enumerate(dataset_names):
-        members = np.flatnonzero(dataset_codes == d) if len(dataset_names) > 1 else np.arange(arrow.num_rows)
-        firsts, local = _first_appearance(item_codes[members])
-        langs_here = np.unique(lang_codes[members])
-        languages = tuple(sorted(lang_names[c] for c in langs_here))
+        if len(dataset_names) > 1:
+            members = np.flatnonzero(dataset_codes == d)
+            item_ids, local = _codes(arrow["item"].take(members))
+        else:  # one set: all rows, no copy of the item column
+            members = np.arange(arrow.num_rows)
+            item_ids, local = _codes(arrow["item"])
+        member_langs = lang_codes[members]
+        languages = tuple(sorted(lang_names[c] for c in np.flatnonzero(np.bincount(member_langs))))
         column = np.full(len(lang_names), -1, dtype=np.int64)
         column[[lang_names.index(lang) for lang in languages]] = np.arange(len(languages))
-        rows = np.full((len(firsts), len(languages)), -1, dtype=np.int64)
-        keys = local * len(languages) + column[lang_codes[members]]
+        rows = np.full((len(item_ids), len(languages)), -1, dtype=np.int64)
+        keys = local * len(languages) + column[member_langs]
         rows.ravel()[keys] = members
         if np.count_nonzero(rows >= 0) < len(members):
-            _duplicate(keys, members, item_codes, lang_codes, item_ids, lang_names, name, fail)
-        ids = item_ids.take(np.asarray(firsts))
-        sets.append(TableSet(name, arrow, ids, languages, rows))
+            _duplicate(keys, members, local, item_ids, lang_names, member_langs, name, fail)
+        sets.append(TableSet(name, arrow, item_ids, languages, rows, holdout_units(item_ids.to_pylist())))
+    return sets
+
+
+def _index_path(table: datasets.Dataset, default_dataset: str) -> Path | None:
+    """Where the index of a table read from Arrow files is saved (None: not from files)."""
+    import hashlib
+    import json
+
+    if not table.cache_files:
+        return None
+    files = sorted(f["filename"] for f in table.cache_files)
+    key = json.dumps([INDEX_VERSION, default_dataset, [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]])
+    return arrow_cache() / "index" / f"{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}.npz"
+
+
+def _save_index(path: Path, sets: list[TableSet]) -> None:
+    """Written whole, then renamed: the ranks of a run may load the same table at once."""
+    import json
+
+    meta = json.dumps([[ts.name, ts.languages] for ts in sets])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    unfinished = path.with_name(f"{path.stem}.{os.getpid()}.unfinished")
+    arrays = {"meta": np.array(meta)}
+    for i, ts in enumerate(sets):
+        arrays[f"rows{i}"], arrays[f"units{i}"] = ts.rows, ts.holdout_units()
+    with unfinished.open("wb") as f:
+        np.savez(f, **arrays)
+    os.replace(unfinished, path)
+
+
+def _load_index(path: Path, arrow: pa.Table) -> list[TableSet]:
+    """The sets a saved index describes; an item's id is read from its first row."""
+    import json
+
+    with np.load(path) as saved:
+        meta = json.loads(str(saved["meta"]))
+        sets = []
+        for i, (name, languages) in enumerate(meta):
+            rows = saved[f"rows{i}"]
+            ids = arrow["item"].take(np.where(rows >= 0, rows, arrow.num_rows).min(axis=1)).combine_chunks()
+            sets.append(TableSet(name, arrow, ids, tuple(languages), rows, saved[f"units{i}"]))
     return sets
 
 
 def _codes(column) -> tuple:
-    """(distinct values in order of first appearance, each row's index into them)."""
-    import pyarrow.compute as pc
+    """(distinct values in order of first appearance, each row's index into them), in one
+    hash pass: the chunks of an encoded column share the final dictionary."""
+    import pyarrow as pa
 
-    distinct = pc.unique(column)
-    return distinct, pc.index_in(column, value_set=distinct).to_numpy().astype(np.int64)
-
-
-def _first_appearance(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct codes in order of first appearance, each entry's rank among them)."""
-    distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(distinct), dtype=np.int64)
-    rank[order] = np.arange(len(distinct))
-    return distinct[order], rank[inverse]
+    encoded = column.dictionary_encode()
+    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
+    return chunks[0].dictionary, codes.astype(np.int64)
 
 
-def _duplicate(keys, members, item_codes, lang_codes, item_ids, lang_names, dataset: str, fail: RowError) -> None:
+def _duplicate(keys, members, local, item_ids, lang_names, lang_codes, dataset: str, fail: RowError) -> None:
     """Report the first row that repeats an (item, language) of its dataset."""
     order = np.argsort(keys, kind="stable")
     ranked = keys[order]
     repeats = np.flatnonzero(ranked[1:] == ranked[:-1]) + 1
-    at = repeats[np.argmin(order[repeats])]
-    row, first = members[order[at]], members[order[np.searchsorted(ranked, ranked[at])]]
+    at = order[repeats[np.argmin(order[repeats])]]
+    first = members[order[np.searchsorted(ranked, keys[at])]]
     fail(
-        int(row),
-        f"item '{item_ids[int(item_codes[row])].as_py()}' in language '{lang_names[int(lang_codes[row])]}' "
+        int(members[at]),
+        f"item '{item_ids[int(local[at])].as_py()}' in language '{lang_names[int(lang_codes[at])]}' "
         f"of dataset '{dataset}' already appeared at row {first + 1}",
     )
 

@@ -15,12 +15,12 @@ Rows: `item` (str), `dataset` (str, optional, default the file stem), `lang`, `q
 file may belong to several datasets, giving several training sets. The LAReQA sets are
 small and kept as Python objects (`TrainingSet`); files and hub datasets stay in Arrow
 tables (`tables.TableSet`). Both offer what the samplers and the trainer read:
-`languages`, `presence()`, `item_ids()`, `subset()`, `batch_texts()`, `texts_in()`.
+`languages`, `presence()`, `item_ids()`, `holdout_units()`, `subset()`, `batch_texts()`,
+`texts_in()`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -78,6 +78,10 @@ class TrainingSet:
         for i, item in enumerate(self.items):
             has[i, [column[lang] for lang in item.texts]] = True
         return has
+
+    def holdout_units(self) -> np.ndarray:
+        """`tables.holdout_units` of the item ids."""
+        return tables.holdout_units(self.item_ids())
 
     def subset(self, keep: np.ndarray) -> TrainingSet:
         """The items where `keep` is true, in order."""
@@ -297,11 +301,6 @@ def _check_row(location: str, row: object, default_dataset: str) -> tuple[str, s
     return row["item"], row["lang"], row.get("dataset", default_dataset)
 
 
-def _hash_unit(item_id: str) -> float:
-    """A uniform number in [0, 1) fixed by the item id alone."""
-    return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "big") / 2**64
-
-
 def split_validation(ts: TrainingData, fraction: float) -> tuple[TrainingData, TrainingData]:
     """(training, validation): an item is held out, with all its translations, when the
     hash of its id falls below `fraction`.
@@ -312,7 +311,7 @@ def split_validation(ts: TrainingData, fraction: float) -> tuple[TrainingData, T
     """
     if not 0.0 <= fraction < 1.0:
         raise HybtuiError(f"validation fraction must be within [0, 1) (got {fraction})")
-    held = np.array([_hash_unit(item_id) < fraction for item_id in ts.item_ids()], dtype=bool)
+    held = ts.holdout_units() < fraction
     if held.all():
         raise HybtuiError(f"validation fraction {fraction} holds out all {len(ts)} items of '{ts.name}'; lower it")
     return ts.subset(~held), ts.subset(held)
