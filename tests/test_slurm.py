@@ -1,7 +1,8 @@
 """Runs on a real single-node Slurm (scripts/slurm.sh): submitted through submitit, reported
 through their journal, ended by the worker or by the sweep from Slurm's job state.
 
-Three runs share the cluster at once, to keep the wall time small: one through the CLI that
+Three runs share the cluster at once, to keep the wall time small (still minutes on a 2-core
+machine: these are slow tests): one through the CLI that
 finishes, one through the store's default backend (as the app launches) that is cancelled,
 and one whose worker is killed with SIGKILL, found crashed and resumed to the end. Without
 sbatch these tests are skipped, unless HYBTUI_REQUIRE_SLURM=1 (CI), where they fail.
@@ -52,6 +53,11 @@ def wait_for(predicate, timeout, what, store=None):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+#: Three runs on a 2-core node take minutes: the cluster's tests run with the slow ones
+#: (`-m slow`); CI runs the checks that need Slurm's answers but no job.
+cluster_test = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, shared_data):
     """Three runs submitted together: `finishing` (CLI, 3 steps), `cancelled` (the store's
@@ -79,6 +85,7 @@ def cluster(tmp_path_factory, shared_data):
             os.system(f"scancel {' '.join(jobs)} 2>/dev/null")
 
 
+@cluster_test
 def test_a_killed_worker_is_crashed_then_resumed_to_the_end(cluster):
     store_dir, runs = cluster
     with Store(store_dir) as store:
@@ -95,6 +102,7 @@ def test_a_killed_worker_is_crashed_then_resumed_to_the_end(cluster):
         assert loss_steps(store, run_id) == list(range(1, 21))
 
 
+@cluster_test
 def test_a_slurm_run_finishes_with_its_metrics_in_the_store(cluster):
     store_dir, runs = cluster
     with Store(store_dir) as store:
@@ -112,6 +120,7 @@ def test_a_slurm_run_finishes_with_its_metrics_in_the_store(cluster):
     wait_for(lambda: slurm.state(run.job_id) in ("COMPLETED", slurm.GONE), 30, "the job to complete")
 
 
+@cluster_test
 def test_the_store_default_backend_places_a_run_and_cancel_stops_its_job(cluster):
     store_dir, runs = cluster
     assert hybtui("runs", "backend", check=True).stdout.strip() == "slurm --partition debug --time 0:30:00"
