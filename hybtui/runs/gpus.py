@@ -107,11 +107,11 @@ def check_count(count: int, device: str, environ: Mapping[str, str] | None = Non
         raise HybtuiError(
             f"--device {device} names one GPU itself; with --gpus the queue chooses them: use --device cuda"
         )
-    if device == "cuda" and count == 0:
-        raise HybtuiError("--device cuda needs a GPU, but --gpus 0 asks for none")
-    if count == 0:
-        return
     available = pool(environ)
+    if count == 0:
+        if device == "cuda" and available:  # where the queue hands out GPUs, a CUDA run needs one
+            raise HybtuiError("--device cuda needs a GPU, but --gpus 0 asks for none")
+        return  # without a pool, whether CUDA is there is the device check's to say
     if not available:
         raise HybtuiError(
             f"--gpus {count}: this host has no GPUs that NVML reports (and CUDA_VISIBLE_DEVICES allows), "
