@@ -15,6 +15,8 @@ from tui_fixtures import drive, new_run_form, refreshed, settle, wait_until
 from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.runs import gpus as gpu_pool
+from hybtui.runs import launcher
+from hybtui.runs.records import Placement
 from hybtui.runs.store import Store
 from hybtui.tui.screens.new_run import NewRunScreen
 from hybtui.tui.screens.run_detail import RunDetailScreen
@@ -172,3 +174,20 @@ def test_the_form_says_when_a_host_has_no_gpus(tmp_path, monkeypatch):
         assert screen.query_one("#gpus", Input).value == "0"
 
     drive(tmp_path / "store", scenario, size=(80, 24))
+
+
+def test_detail_of_a_queued_run_says_why_it_waits(store, monkeypatch):
+    monkeypatch.setenv("HYBTUI_GPUS", "2")  # held by the running `gpu-two`
+    launcher.set_max_parallel(store, 2)
+    waiting = store.create_run(CONFIG, name="waits", placement=Placement(gpu_count=1))
+
+    async def scenario(app, pilot):
+        await pilot.press("enter")  # the newest run, on top
+        await settle(pilot)
+        assert isinstance(app.screen, RunDetailScreen) and app.screen.run_id == waiting
+        await refreshed(pilot)
+        header = str(app.screen.query_one("#run-status", Static).render())
+        assert header.startswith("queued, waiting for 1 GPU (0 free)"), header
+        assert store.get_run(waiting).status == "queued"
+
+    drive(store.path, scenario)

@@ -109,6 +109,8 @@ class DetailSnapshot:
     #: new GPU samples (``Store.telemetry`` rows, up to id ``telemetry_last_id``); none for a CPU run
     telemetry: tuple[dict[str, Any], ...] = ()
     telemetry_last_id: int = 0
+    #: why a queued run waits (``waiting for 2 GPUs (1 free)``); None for any other
+    waiting: str | None = None
 
 
 def elapsed(run: RunState, now: float) -> float:
@@ -210,6 +212,7 @@ def read_detail(
         disk=run_disk_usage(run_dir).describe(),
         telemetry=telemetry,
         telemetry_last_id=telemetry[-1]["id"] if telemetry else after_telemetry,
+        waiting=launcher.schedule(store)[1].get(run.id) if run.status == "queued" else None,
     )
 
 

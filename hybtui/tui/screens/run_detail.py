@@ -136,7 +136,7 @@ class RunDetailScreen(PolledScreen):
         run = snap.run
         self._last_id = snap.last_id
         self._samples = (self._samples + [(step, t) for step, _, t in snap.series[LOSS_KEY]])[-ETA_SAMPLES:]
-        self.query_one("#run-status", Static).update(self._header(run))
+        self.query_one("#run-status", Static).update(self._header(run, snap.waiting))
         plot = self.query_one(LossPlot)
         plot.extend(tuple((step, value) for step, value, _ in snap.series[LOSS_KEY]))
         plot.extend(tuple((step, value) for step, value, _ in snap.series[LR_KEY]), label="lr", side="right")
@@ -164,10 +164,12 @@ class RunDetailScreen(PolledScreen):
         plot.draw()
         self.query_one("#gpu-latest", Static).update(plot.summary())
 
-    def _header(self, run: Run) -> Text:
+    def _header(self, run: Run, waiting: str | None = None) -> Text:
         now = time.time()
         config = run.config
         header = status_text(run, now)
+        if waiting:
+            header.append(f", {waiting}", style="yellow")
         header.append(f"   {inert.visible(run.name or '')}   elapsed {human_duration(elapsed(run, now))}")
         left = eta(run, self._samples)
         if left is not None:
