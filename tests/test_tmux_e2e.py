@@ -13,14 +13,13 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from tui_fixtures import tmux_session
+from tui_fixtures import kill_group, tmux_session
 
 from hybtui.modeling import encoder as models
 from hybtui.runs.store import Store
@@ -208,7 +207,7 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
             with Store(store_dir) as store:
                 for r in store.list_runs(status="running"):
                     with contextlib.suppress(ProcessLookupError, TypeError):
-                        os.killpg(r["pgid"] or r["pid"], signal.SIGKILL)
+                        kill_group(r["pgid"] or r["pid"])
         print(f"tmux e2e took {time.monotonic() - started:.1f} s")
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
-import signal
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from cli_helpers import TINY_CONFIG
 from rich.console import Console
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Button, Input, Log, Select, SelectionList, Static
-from tui_fixtures import drive, new_run_form, record_grid, refreshed, settle, wait_until
+from tui_fixtures import drive, kill_group, new_run_form, record_grid, refreshed, settle, wait_until
 
 from hybtui.config import RunConfig
 from hybtui.formatting import human_duration
@@ -312,7 +310,7 @@ def test_new_run_form_launches_a_worker_and_opens_its_detail(tmp_path, shared_da
             with Store(path) as store:
                 for r in store.list_runs(status="running"):
                     with contextlib.suppress(ProcessLookupError):
-                        os.killpg(r["pgid"] or r["pid"], signal.SIGKILL)
+                        kill_group(r["pgid"] or r["pid"])
 
 
 def test_new_run_form_refuses_invalid_input_and_records_nothing(tmp_path, shared_data, monkeypatch):
@@ -657,4 +655,4 @@ def test_cancelling_a_running_run_checkpoints_it_and_shows_cancelled(tmp_path, s
         with Store(path) as store:
             for r in store.list_runs(status="running"):
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(r["pgid"] or r["pid"], signal.SIGKILL)
+                    kill_group(r["pgid"] or r["pid"])

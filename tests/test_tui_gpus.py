@@ -187,7 +187,7 @@ def test_detail_of_a_queued_run_says_why_it_waits(store, monkeypatch):
         assert isinstance(app.screen, RunDetailScreen) and app.screen.run_id == waiting
         await refreshed(pilot)
         header = str(app.screen.query_one("#run-status", Static).render())
-        assert header.startswith("queued, waiting for 1 GPU (0 free)"), header
+        assert header.startswith("queued · waiting for 1 GPU (0 free)"), header
         assert store.get_run(waiting).status == "queued"
 
     drive(store.path, scenario)

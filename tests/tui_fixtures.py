@@ -18,6 +18,7 @@ import asyncio
 import math
 import os
 import shlex
+import signal
 import subprocess
 import time
 import uuid
@@ -97,6 +98,13 @@ CRASH_ERROR = (
     "worker process 31337 on gpu-node-2 is gone without recording an exit; marked crashed "
     "(resume it with `hybtui runs resume {id}`)"
 )
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL a worker's process group, never this test's own: a run recorded as running by
+    the test process itself (a slot holder) has the test's group, which is CI's too."""
+    if pgid != os.getpgrp():
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def demo_run_id(index: int, created_at: float) -> str:

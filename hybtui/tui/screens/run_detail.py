@@ -169,7 +169,7 @@ class RunDetailScreen(PolledScreen):
         config = run.config
         header = status_text(run, now)
         if waiting:
-            header.append(f", {waiting}", style="yellow")
+            header.append(f" · {waiting}", style="yellow")
         header.append(f"   {inert.visible(run.name or '')}   elapsed {human_duration(elapsed(run, now))}")
         left = eta(run, self._samples)
         if left is not None:
