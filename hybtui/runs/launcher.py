@@ -146,6 +146,9 @@ def schedule(store: Store) -> tuple[list[tuple[Run, tuple[str, ...]]], dict[str,
     """The queued runs that may start now, each with the GPUs it gets, and why each other
     queued run waits. First come, first served: the oldest run waiting for GPUs keeps the
     free ones for itself, so a run asking for many is never starved by later small ones."""
+    queued = _local(store.list_runs(status="queued"))
+    if not queued:
+        return [], {}  # nothing to place: no GPU pool to read (NVML) for `runs ls` and the app
     limit = max_parallel(store)
     slots = _free_slots(store)
     try:
@@ -154,7 +157,7 @@ def schedule(store: Store) -> tuple[list[tuple[Run, tuple[str, ...]]], dict[str,
         available, unknown = [], str(exc)
     starts, waiting = [], {}
     reserved = False
-    for run in reversed(_local(store.list_runs(status="queued"))):  # list_runs is newest first
+    for run in reversed(queued):  # list_runs is newest first
         need = run.gpu_count or 0
         if slots <= 0:
             waiting[run.id] = f"waiting for a slot (max-parallel {limit})"
