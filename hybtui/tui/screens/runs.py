@@ -5,25 +5,22 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.reporting import export as report
-from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.tui.screens.compare import CompareScreen
-from hybtui.tui.screens.confirm import ConfirmScreen
 from hybtui.tui.screens.grids import GridsScreen
 from hybtui.tui.screens.new_run import NewRunScreen
 from hybtui.tui.screens.polled import PolledScreen
+from hybtui.tui.screens.run_actions import RUN_ACTION_BINDINGS, RunActions
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.viewmodels import RunRow, read_runs
 from hybtui.tui.widgets.runs_table import RunsTable, SortOrder, sort_rows
@@ -49,7 +46,7 @@ SORTS = (
 EXPORT_FORMATS = ("md", "csv")
 
 
-class RunsScreen(PolledScreen):
+class RunsScreen(RunActions, PolledScreen):
     """The run table, re-read every ``refresh_s`` and applied in place."""
 
     BINDINGS = [
@@ -59,31 +56,12 @@ class RunsScreen(PolledScreen):
         Binding("m", "compare", "Compare marked"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
-        Binding("c", "cancel_run", "Cancel"),
-        Binding("r", "resume_run", "Resume"),
-        Binding("d", "delete_runs", "Delete"),
+        *RUN_ACTION_BINDINGS,
         Binding("e", "export_runs", "Export"),
         Binding("g", "grids", "Grids"),
         Binding("escape", "leave_filter", "Back to runs", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
-
-    @dataclass
-    class Deleted(Message):
-        """The runs a delete removed, and why the others were kept."""
-
-        gone: list[str]
-        errors: list[str]
-
-    @dataclass
-    class Reported(Message):
-        """What an export or the launcher answered (paths, errors: shown literally); with
-        ``reload``, the runs are read again (their status changed)."""
-
-        text: str
-        title: str = ""
-        severity: str = "information"
-        reload: bool = False
 
     def __init__(self, store_path: Path, refresh_s: float) -> None:
         super().__init__(store_path, refresh_s)
@@ -177,48 +155,19 @@ class RunsScreen(PolledScreen):
     def action_grids(self) -> None:
         self.app.push_screen(GridsScreen(self.store_path, self.refresh_s))
 
-    def action_delete_runs(self) -> None:
-        """Delete the marked runs, or the highlighted one when none is marked, once confirmed."""
+    def current_run(self) -> str | None:
+        return self.query_one(RunsTable).highlighted_run
+
+    def runs_to_delete(self) -> list[tuple[str, str]]:
+        """The marked runs, or the highlighted one when none is marked."""
         table = self.query_one(RunsTable)
         run_ids = list(table.marked) or ([table.highlighted_run] if table.highlighted_run else [])
-        if not run_ids:
-            self.notify("no run to delete", title="delete", severity="warning")
-            return
+        names = {row.key: row.run.name or "" for row in self._rows}
+        return [(run_id, names.get(run_id, "")) for run_id in run_ids]
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._delete(run_ids)
-
-        self.app.push_screen(
-            ConfirmScreen(f"delete {len(run_ids)} run(s) and their checkpoints?", " ".join(run_ids)), answered
-        )
-
-    @work(thread=True, group="runs-act")
-    def _delete(self, run_ids: list[str]) -> None:
-        """Off the UI thread: removing a run's directory (checkpoints, caches) takes a while.
-        The store refuses running runs; the marks of runs that are gone are dropped; the
-        launcher fills a slot that a deleted run held."""
-        errors = []
-        try:
-            with Store(self.store_path) as store:
-                for run_id in run_ids:
-                    try:
-                        launcher.delete(store, run_id)
-                    except HybtuiError as exc:
-                        errors.append(str(exc))
-                left = {run.id for run in store.list_runs()}
-        except (HybtuiError, sqlite3.Error) as exc:
-            self.post_message(self.Deleted([], [str(exc)]))
-            return
-        self.post_message(self.Deleted([run_id for run_id in run_ids if run_id not in left], errors))
-
-    def on_runs_screen_deleted(self, message: Deleted) -> None:
-        """Forget the deleted runs' marks, say what was refused."""
-        self.query_one(RunsTable).unmark(message.gone)
-        for error in message.errors:
-            self.notify(inert.visible(error), title="cannot delete", severity="error", markup=False)
-        if message.gone:
-            self.notify(f"deleted {len(message.gone)} run(s)")
+    def runs_changed(self, gone: list[str]) -> None:
+        """Forget the deleted runs' marks; read the runs again."""
+        self.query_one(RunsTable).unmark(gone)
         self.reload()
 
     def action_export_runs(self) -> None:
@@ -247,34 +196,3 @@ class RunsScreen(PolledScreen):
             self.post_message(self.Reported(str(exc), "cannot export", "error"))
             return
         self.post_message(self.Reported("\n".join(map(str, paths)), f"exported {len(runs)} run(s)"))
-
-    def on_runs_screen_reported(self, message: Reported) -> None:
-        self.notify(inert.lines(message.text), title=message.title, severity=message.severity, markup=False)
-        if message.reload:
-            self.reload()
-
-    def action_cancel_run(self) -> None:
-        self._act("cancel")
-
-    def action_resume_run(self) -> None:
-        self._act("resume")
-
-    def _act(self, verb: str) -> None:
-        run_id = self.query_one(RunsTable).highlighted_run
-        if run_id is not None:
-            self._launch(verb, run_id)
-
-    @work(thread=True, group="runs-act")
-    def _launch(self, verb: str, run_id: str) -> None:
-        """Ask the launcher (it may signal or spawn a worker process) off the UI thread."""
-        try:
-            with Store(self.store_path) as store:
-                if verb == "cancel":
-                    outcome = launcher.cancel(store, run_id)
-                else:
-                    launcher.resume(store, run_id)
-                    outcome = "queued again"
-        except (HybtuiError, sqlite3.Error, OSError) as exc:
-            self.post_message(self.Reported(str(exc), f"cannot {verb}", "error"))
-            return
-        self.post_message(self.Reported(f"run {run_id}: {outcome}", reload=True))

@@ -1,0 +1,129 @@
+"""What a screen showing runs can do to them: cancel, resume and delete, with the same keys
+and the same words wherever runs are shown (the run list, a run's page)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import work
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+
+from hybtui import inert
+from hybtui.errors import HybtuiError
+from hybtui.runs import launcher
+from hybtui.runs.store import Store
+from hybtui.tui.screens.confirm import ConfirmScreen
+
+#: The keys, the same on every screen that shows runs.
+RUN_ACTION_BINDINGS = [
+    Binding("c", "cancel_run", "Cancel"),
+    Binding("r", "resume_run", "Resume"),
+    Binding("d", "delete_runs", "Delete"),
+]
+
+
+class RunActions(Screen):
+    """A screen's runs acted on off the UI thread through the launcher (it may signal or spawn
+    workers, and a delete removes checkpoints). Subclasses say which run ``c`` and ``r`` act
+    on (``current_run``) and which runs ``d`` deletes (``runs_to_delete``: (id, name) pairs,
+    all named in the question), and how to show that runs changed (``runs_changed``)."""
+
+    store_path: Path
+
+    @dataclass
+    class Reported(Message):
+        """What the launcher answered (paths, errors: shown literally); with ``changed``, the
+        runs acted on changed (their status, or they are gone)."""
+
+        text: str
+        title: str = ""
+        severity: str = "information"
+        changed: bool = False
+
+    @dataclass
+    class Deleted(Message):
+        """The runs a delete removed, and why the others were kept."""
+
+        gone: list[str]
+        errors: list[str]
+
+    def current_run(self) -> str | None:
+        raise NotImplementedError
+
+    def runs_to_delete(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def runs_changed(self, gone: list[str]) -> None:
+        """Runs changed status (``gone``: those deleted); by default nothing to redo."""
+
+    def action_cancel_run(self) -> None:
+        self._act("cancel")
+
+    def action_resume_run(self) -> None:
+        self._act("resume")
+
+    def _act(self, verb: str) -> None:
+        run_id = self.current_run()
+        if run_id is not None:
+            self._launch(verb, run_id)
+
+    @work(thread=True, group="run-actions")
+    def _launch(self, verb: str, run_id: str) -> None:
+        try:
+            with Store(self.store_path) as store:
+                if verb == "cancel":
+                    outcome = launcher.cancel(store, run_id)
+                else:
+                    launcher.resume(store, run_id)
+                    outcome = "queued again"
+        except (HybtuiError, sqlite3.Error, OSError) as exc:
+            self.post_message(self.Reported(str(exc), f"cannot {verb}", "error"))
+            return
+        self.post_message(self.Reported(f"run {run_id}: {outcome}", changed=True))
+
+    def action_delete_runs(self) -> None:
+        """Delete once confirmed, the question naming every run it removes."""
+        runs = self.runs_to_delete()
+        if not runs:
+            self.notify("no run to delete", title="delete", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete([run_id for run_id, _ in runs])
+
+        listing = "\n".join(f"{run_id}  {name}".rstrip() for run_id, name in runs)
+        self.app.push_screen(ConfirmScreen(f"delete {len(runs)} run(s) and their checkpoints?", listing), answered)
+
+    @work(thread=True, group="run-actions")
+    def _delete(self, run_ids: list[str]) -> None:
+        """The store refuses running runs; the launcher fills a slot that a deleted run held."""
+        errors = []
+        try:
+            with Store(self.store_path) as store:
+                for run_id in run_ids:
+                    try:
+                        launcher.delete(store, run_id)
+                    except HybtuiError as exc:
+                        errors.append(str(exc))
+                left = {run.id for run in store.list_runs()}
+        except (HybtuiError, sqlite3.Error) as exc:
+            self.post_message(self.Deleted([], [str(exc)]))
+            return
+        self.post_message(self.Deleted([run_id for run_id in run_ids if run_id not in left], errors))
+
+    def on_run_actions_deleted(self, message: Deleted) -> None:
+        for error in message.errors:
+            self.notify(inert.visible(error), title="cannot delete", severity="error", markup=False)
+        if message.gone:
+            self.notify(f"deleted {len(message.gone)} run(s)")
+        self.runs_changed(message.gone)
+
+    def on_run_actions_reported(self, message: Reported) -> None:
+        self.notify(inert.lines(message.text), title=message.title, severity=message.severity, markup=False)
+        if message.changed:
+            self.runs_changed([])
