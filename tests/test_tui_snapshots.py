@@ -1,6 +1,7 @@
 """SVG snapshots of every screen of the app (pytest-textual-snapshot), over a store with
 fixed content (tests/tui_fixtures.py: fixed run ids, a frozen clock, loss curves and
-final xquad-r results in all 11 languages), at 100x30.
+final xquad-r results in all 11 languages), each at 80x24 (the smallest terminal the app
+is made for) and 160x48.
 
 The screens are still changing: after an intended change of a screen, regenerate the
 baselines in tests/__snapshots__/test_tui_snapshots/ and look at them before committing:
@@ -32,7 +33,8 @@ from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
 from hybtui.tui.widgets.runs_table import RunsTable
 
-SIZE = (100, 30)
+#: The terminal sizes every screen is recorded at.
+SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
 #: Long: the run list is read once at mount; nothing changes in the store meanwhile.
 REFRESH_S = 3600.0
 
@@ -69,6 +71,11 @@ def demo(tmp_path, monkeypatch, shared_data) -> dict[str, str]:
     return ids
 
 
+@pytest.fixture(params=list(SIZES))
+def size(request) -> tuple[int, int]:
+    return SIZES[request.param]
+
+
 def app() -> HybtuiApp:
     return HybtuiApp("store", refresh_s=REFRESH_S)
 
@@ -95,19 +102,19 @@ def row_of(name: str) -> int:
     return [run[0] for run in reversed(DEMO_RUNS)].index(name)
 
 
-def test_runs_screen(demo, snap_compare):
-    assert snap_compare(app(), terminal_size=SIZE, run_before=open_runs)
+def test_runs_screen(demo, snap_compare, size):
+    assert snap_compare(app(), terminal_size=size, run_before=open_runs)
 
 
-def test_runs_screen_light_theme(demo, snap_compare):
+def test_runs_screen_light_theme(demo, snap_compare, size):
     async def light(pilot):
         pilot.app.theme = "textual-light"
         await open_runs(pilot)
 
-    assert snap_compare(app(), terminal_size=SIZE, run_before=light)
+    assert snap_compare(app(), terminal_size=size, run_before=light)
 
 
-def test_run_detail_of_a_finished_run(demo, snap_compare):
+def test_run_detail_of_a_finished_run(demo, snap_compare, size):
     async def detail(pilot):
         await open_runs(pilot)
         await pilot.press(*["down"] * row_of("hybrid-a0.5"), "enter")
@@ -125,10 +132,10 @@ def test_run_detail_of_a_finished_run(demo, snap_compare):
 
         await until(pilot, shown, "the detail of hybrid-a0.5")
 
-    assert snap_compare(app(), terminal_size=SIZE, run_before=detail)
+    assert snap_compare(app(), terminal_size=size, run_before=detail)
 
 
-def test_new_run_form(demo, snap_compare, monkeypatch):
+def test_new_run_form(demo, snap_compare, size, monkeypatch):
     monkeypatch.setenv("HYBTUI_GPUS", "0,1")  # the host's GPUs, whatever the machine running the test
 
     async def form(pilot):
@@ -143,10 +150,10 @@ def test_new_run_form(demo, snap_compare, monkeypatch):
 
         await until(pilot, checked, "the form's check", timeout=120)
 
-    assert snap_compare(app(), terminal_size=SIZE, run_before=form)
+    assert snap_compare(app(), terminal_size=size, run_before=form)
 
 
-def test_compare_two_runs(demo, snap_compare):
+def test_compare_two_runs(demo, snap_compare, size):
     async def compare(pilot):
         await open_runs(pilot)
         await pilot.press(*["down"] * row_of("hybrid-a0.5"), "space", "down", "space", "m")
@@ -161,7 +168,7 @@ def test_compare_two_runs(demo, snap_compare):
 
         await until(pilot, shown, "the comparison", timeout=60)
 
-    assert snap_compare(app(), terminal_size=SIZE, run_before=compare)
+    assert snap_compare(app(), terminal_size=size, run_before=compare)
 
 
 async def open_grids(pilot) -> None:
@@ -176,11 +183,11 @@ async def open_grids(pilot) -> None:
     await until(pilot, shown, "the grid list")
 
 
-def test_grids_screen(demo, snap_compare):
-    assert snap_compare(app(), terminal_size=SIZE, run_before=open_grids)
+def test_grids_screen(demo, snap_compare, size):
+    assert snap_compare(app(), terminal_size=size, run_before=open_grids)
 
 
-def test_grid_report_screen(demo, snap_compare):
+def test_grid_report_screen(demo, snap_compare, size):
     async def report(pilot):
         await open_grids(pilot)
         await pilot.press("enter")
@@ -193,4 +200,4 @@ def test_grid_report_screen(demo, snap_compare):
 
         await until(pilot, shown, "the grid's report")
 
-    assert snap_compare(app(), terminal_size=SIZE, run_before=report)
+    assert snap_compare(app(), terminal_size=size, run_before=report)
