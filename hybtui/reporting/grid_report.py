@@ -106,7 +106,7 @@ def build_report(store: Store, grid_id: str) -> dict[str, Any]:
         "grid": grid["id"],
         "name": grid["name"],
         "options": grid["spec"]["options"],
-        "runs": [{**cell, "status": run.status if run else "deleted", "wall_s": _wall(run)} for cell, run in pairs],
+        "runs": _run_entries(pairs),
         "status": status,
         "benchmarks": {},
     }
@@ -289,8 +289,8 @@ def publish(store: Store, rep: dict[str, Any]) -> Path:
     (the last worker, the app, the CLI) each switch in a whole file, never a torn one."""
     directory = store.path / "grids" / rep["grid"]
     directory.mkdir(parents=True, exist_ok=True)
-    _replace(directory / "report.json", json.dumps(rep, indent=1) + "\n")
     _replace(directory / "report.md", to_markdown(rep))
+    _replace(directory / "report.json", json.dumps(rep, indent=1) + "\n")  # last: it tells what the files hold
     fsync_path(directory)
     return directory
 
@@ -310,15 +310,25 @@ def _replace(path: Path, text: str) -> None:
 
 
 def is_stale(store: Store, grid: dict[str, Any], pairs: list[tuple[dict, Run | None]]) -> bool:
-    """Whether the grid has ended and its report.md is missing or older than its last end
-    (written mid-grid, or before a resumed run ended again)."""
+    """Whether the grid has ended and its report is missing or tells other ends than its runs
+    now have (written mid-grid, or before a resumed run ended again). Judged by what the report
+    holds, not by clocks: a run's end may be stamped by another host's."""
     if not is_done(pairs):
         return False
+    directory = store.path / "grids" / grid["id"]
     try:
-        written = (store.path / "grids" / grid["id"] / "report.md").stat().st_mtime
-    except FileNotFoundError:
+        written = json.loads((directory / "report.json").read_text())["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
         return True
-    return written < max((run.ended_at or 0.0 for _, run in pairs if run), default=0.0)
+    ends = [(r.get("run_id"), r.get("status"), r.get("wall_s")) for r in written if isinstance(r, dict)]
+    return not (directory / "report.md").exists() or ends != [
+        (r["run_id"], r["status"], r["wall_s"]) for r in _run_entries(pairs)
+    ]
+
+
+def _run_entries(pairs: list[tuple[dict, Run | None]]) -> list[dict[str, Any]]:
+    """Each cell with its run's status (``deleted`` where it is gone) and wall time."""
+    return [{**cell, "status": run.status if run else "deleted", "wall_s": _wall(run)} for cell, run in pairs]
 
 
 def write_if_ended(store: Store, grid: dict[str, Any]) -> Path | None:
