@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from rich import box
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
@@ -32,6 +33,12 @@ class GridRow(NamedTuple):
 
 def _title(text: str) -> Text:
     return inert.text(text, style="table.title")
+
+
+def _titled(title: str, *headers: str) -> Table:
+    """A table at least as wide as its title where the screen allows: a narrow table would
+    wrap its title into a column of words."""
+    return Table(*headers, title=_title(title), min_width=cell_len(title) + 2, **TABLE_STYLE)
 
 
 def table1(bench: str, figures: dict[str, Any]) -> Table:
@@ -75,8 +82,11 @@ def seen_table(bench: str, figures: dict[str, Any]) -> Table | None:
     ]
     if not columns:
         return None
-    title = _title(f"{bench}: mAP by whether training saw the languages (cross: mixed = one of the two)")
-    table = Table("sampler", *(f"{group}\n{setting}" for group, setting in columns), title=title, **TABLE_STYLE)
+    table = _titled(
+        f"{bench}: mAP by whether training saw the languages (cross: mixed = one of the two)",
+        "sampler",
+        *(f"{group}\n{setting}" for group, setting in columns),
+    )
     for label, row in groups.items():
         table.add_row(inert.text(label), *(figure(row[group][setting], "map") for group, setting in columns))
     return table
@@ -84,8 +94,7 @@ def seen_table(bench: str, figures: dict[str, Any]) -> Table | None:
 
 def languages_table(bench: str, figures: dict[str, Any]) -> Table:
     """Per query language, each sampler's multi mAP / rank distance (report.md's last table)."""
-    title = _title(f"{bench}: multi mAP / rank distance per query language († unseen in training, ‡ low-resource)")
-    table = Table("language", title=title, **TABLE_STYLE)
+    table = _titled(f"{bench}: multi mAP / rank distance per query language († unseen, ‡ low-resource)", "language")
     for label in figures["table1"]:
         table.add_column(inert.text(label))
     for lang, info in figures["languages"].items():
