@@ -226,6 +226,8 @@ def test_a_detached_grid_gets_its_report_from_its_last_worker(store_dir):  # noq
     grid_id = json.loads(hybtui("reproduce", *args, "--max-parallel", "2", "--detach", "--json").stdout)["grid"]
     report = store_dir / "grids" / grid_id / "report.md"
     wait_for(report.exists, 240, "the report written with no app or CLI watching")
+    logs = [log.read_text() for log in (store_dir / "runs").glob("*/worker.log")]
+    assert sum("grid report written to" in log for log in logs) >= 1  # by a worker: none else was running
     with Store(store_dir) as store:
         rep = json.loads(report.with_name("report.json").read_text())
         assert [r["status"] for r in rep["runs"]] == ["finished"] * 4
