@@ -4,6 +4,7 @@ whole, however many write at once."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import multiprocessing
@@ -21,6 +22,7 @@ from hybtui.cli.grids import report_after_run
 from hybtui.formatting import figure
 from hybtui.reporting import grid_report
 from hybtui.runs.store import Store
+from hybtui.tui.screens import grids as grids_screen
 from hybtui.tui.screens.grids import TABS, GridReportScreen, GridRunsTable, GridsScreen, GridsTable
 from hybtui.tui.screens.run_detail import RunDetailScreen
 
@@ -245,3 +247,25 @@ def test_grid_report_tab(demo, snap_compare, size, tab):  # noqa: F811
         await until(pilot, lambda: report.query_one("TabbedContent").active == tab, "the tab")
 
     assert snap_compare(app(), terminal_size=size, run_before=shown)
+
+
+def test_a_store_that_refuses_the_report_still_shows_the_grid_and_says_why(tmp_path, monkeypatch):
+    def refuse(*_args) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(grids_screen, "write_if_ended", refuse)
+    monkeypatch.setattr(grids_screen, "publish", refuse)
+    with Store(tmp_path / "store") as store:
+        hold_the_slot(store)
+        grid_id, cells = record_grid(store, per_language=True)
+        end_all(store, cells)
+
+    async def scenario(app, pilot):
+        report = await open_report(pilot, grid_id)
+        summary = report.query_one("#grid-summary", Static)
+        await wait_until(pilot, lambda: "not written" in str(summary.content), "why the report is not written", 5)
+        assert "Read-only file system" in str(summary.content)
+        assert "zero-shot" in text_of(report.query_one("#grid-tables", Static).content)
+
+    drive(tmp_path / "store", scenario)
+    assert not (tmp_path / "store" / "grids").exists()

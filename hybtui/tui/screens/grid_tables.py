@@ -127,14 +127,16 @@ def run_rows(rep: dict[str, Any]) -> tuple[GridRow, ...]:
 
 def summary(rep: dict[str, Any], done: bool, report: str | None) -> Text:
     """What the grid trains and evaluates, how far it is, how long its runs took and, once it
-    has ended, where its report.md is (stored text: inert)."""
+    has ended, where its report.md is or why it is not (stored text: inert)."""
     opts = rep["options"]
     finished = sum(1 for run in rep["runs"] if run["status"] == "finished")
     walls = [run["wall_s"] for run in rep["runs"] if run["wall_s"]]
     took = f" Run time {sum(walls) / 60:.1f} min." if walls else ""
-    written = f" Report: {report}" if report else ""
     return inert.text(
         f"{rep['name']}: {opts['model']} on {' '.join(opts['train'])}, {opts['steps']} steps × batch "
         f"{opts['batch_size']}, seeds {', '.join(map(str, opts['seeds']))}; eval {' '.join(opts['eval'])}. "
-        f"{finished}/{len(rep['runs'])} runs finished" + ("." if done else ", refreshing…") + took + written
+        f"{finished}/{len(rep['runs'])} runs finished"
+        + ("." if done else ", refreshing…")
+        + took
+        + (f" {report}" if report else "")
     )

@@ -6,6 +6,7 @@ grid that has ended without a current report.md writes it (as its last worker an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,11 +43,21 @@ TABS = (
 
 class ReportRead(NamedTuple):
     """One read of a grid: its report's figures, whether every run has ended, and then
-    where its report.md is (relative to the store)."""
+    where its report.md is (relative to the store) or why it could not be written."""
 
     rep: dict[str, Any]
     done: bool
     report: str | None
+
+
+def _unwritten(write: Callable[[], object]) -> str | None:
+    """Write a grid's report; why it could not be written (a read-only or full store), if not:
+    the app still shows the grid, and the CLI or the grid's worker may write it."""
+    try:
+        write()
+    except OSError as exc:
+        return f"report.md not written ({type(exc).__name__}: {exc})"
+    return None
 
 
 def read_grids(store: Store) -> tuple[GridRow, ...]:
@@ -58,7 +69,7 @@ def read_grids(store: Store) -> tuple[GridRow, ...]:
         runs = reproduce.grid_runs(store, grid)
         finished = sum(1 for _, run in runs if run and run.status == "finished")
         if reproduce.is_done(runs):
-            write_if_ended(store, grid)
+            _unwritten(lambda grid=grid: write_if_ended(store, grid))
         rows.append(
             GridRow(
                 grid["id"],
@@ -92,7 +103,6 @@ class GridsScreen(PolledScreen):
 
     BINDINGS = list(BACK_AND_QUIT)
     heading = "grids of `hybtui reproduce`"
-    READ_ERRORS = (*PolledScreen.READ_ERRORS, OSError)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,7 +132,6 @@ class GridReportScreen(PolledScreen):
     report.md is written if the grid's last worker has not written it yet."""
 
     BINDINGS = [*BACK_AND_QUIT, *(Binding(key, f"tab('{pane}')", title) for pane, key, title, _ in TABS)]
-    READ_ERRORS = (*PolledScreen.READ_ERRORS, OSError)
 
     def __init__(self, store_path: Path, grid_id: str, refresh_s: float = REPORT_REFRESH_S) -> None:
         super().__init__(store_path, refresh_s)
@@ -155,9 +164,8 @@ class GridReportScreen(PolledScreen):
         done = reproduce.is_done(pairs)
         if not done:
             return ReportRead(rep, False, None)
-        if is_stale(store, grid, pairs):
-            publish(store, rep)
-        return ReportRead(rep, True, f"grids/{grid['id']}/report.md in the store")
+        failed = _unwritten(lambda: publish(store, rep)) if is_stale(store, grid, pairs) else None
+        return ReportRead(rep, True, failed or f"Report: grids/{grid['id']}/report.md in the store")
 
     def show(self, data: ReportRead) -> None:
         if data.done and self.polling is not None:
