@@ -62,7 +62,8 @@ def _unwritten(write: Callable[[], object]) -> str | None:
 
 def read_grids(store: Store) -> tuple[GridRow, ...]:
     """Every grid, newest first, with how many of its runs have finished; a grid that has
-    ended gets its report.md written here if no one has yet."""
+    ended gets its report.md written here if no one has yet (where the store refuses it, its
+    report screen says why)."""
     now = time.time()
     rows = []
     for grid in store.list_grids():
