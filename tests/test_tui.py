@@ -24,7 +24,7 @@ from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
-from hybtui.tui.screens.grids import GridReportScreen, GridsScreen, GridsTable
+from hybtui.tui.screens.grids import GridReportScreen, GridRunsTable, GridsScreen, GridsTable
 from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
@@ -496,8 +496,8 @@ def test_grids_screen_opens_a_live_report_with_table1_deltas_bars_and_statuses(t
         assert "+0.300" in rows["hybrid α=0.5 − zero-shot"]
         bars = report.query_one(GridBars)
         assert [language_label(lang, info) for lang, info in bars.languages.items()] == ["en", "th†‡"]
-        await pilot.press("3")
-        statuses = text_of(report.query_one("#grid-runs", Static).content)
+        await pilot.press("4")
+        statuses = [str(report.query_one(GridRunsTable).get_row_at(i)[2]) for i in range(5)]
         assert statuses.count("queued") == 4 and "deleted" in statuses
         assert "refreshing" in str(report.query_one("#grid-summary", Static).content)
         for cell in cells[:2] + cells[3:]:  # every run ends: the report stops re-reading
@@ -505,7 +505,7 @@ def test_grids_screen_opens_a_live_report_with_table1_deltas_bars_and_statuses(t
             store.set_status(cell["run_id"], "finished")
         summary = report.query_one("#grid-summary", Static)
         await wait_until(pilot, lambda: "4/5 runs finished." in str(summary.content), "the report of the ended grid", 5)
-        assert text_of(report.query_one("#grid-runs", Static).content).count("finished") == 4
+        assert [str(report.query_one(GridRunsTable).get_row_at(i)[2]) for i in range(5)].count("finished") == 4
         await pilot.press("escape")
         await wait_until(pilot, lambda: str(grids.get_row(grid_id)[2]) == "4/5", "the grid list updated", 5)
         await pilot.press("escape")

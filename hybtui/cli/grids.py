@@ -4,6 +4,7 @@ a grid of runs, then watched and reported."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -144,6 +145,25 @@ def _print_grid_report(path: Path, grid_id: str, as_json: bool) -> None:
 
     Console().print(Markdown(grid_report.to_markdown(rep)))
     typer.echo(f"report written to {directory}/report.md and report.json")
+
+
+def report_after_run(path: Path, run_id: str) -> None:
+    """The worker's last act: where its run was the last of a grid to end, write the grid's
+    report (a detached grid has no watcher to do it). Rank 0 alone writes; a failure is only
+    logged (the app and `hybtui grids report` write it too), never the run's exit status."""
+    import os
+
+    from hybtui.reporting import grid_report
+    from hybtui.runs.store import Store
+
+    if os.environ.get("RANK", "0") != "0":
+        return
+    try:
+        with Store(path) as db:
+            for directory in grid_report.write_for_run(db, run_id):
+                print(f"grid report written to {directory}/report.md", file=sys.stderr)
+    except Exception as exc:  # the run has ended as recorded; the report can be written later
+        print(f"hybtui: warning: grid report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 @grids_app.command("ls")

@@ -280,7 +280,11 @@ def worker_command(
         from hybtui.runs.worker import run_journal_worker
 
         raise typer.Exit(run_journal_worker(journal, run_id))
+    from hybtui.cli.grids import report_after_run
     from hybtui.runs.store import store_path
     from hybtui.runs.worker import run_worker
 
-    raise typer.Exit(run_worker(store_path(store), run_id))
+    path = store_path(store)
+    code = run_worker(path, run_id)
+    report_after_run(path, run_id)
+    raise typer.Exit(code)

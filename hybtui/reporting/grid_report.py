@@ -10,15 +10,18 @@ figures) and report.md (the same as a person reads it).
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hybtui.durable import fsync_path
 from hybtui.formatting import figure
 from hybtui.inert import md_cell
 from hybtui.results import AVERAGE, HEADLINE, SETTINGS, headline, per_language, seen_of
-from hybtui.runs.grid import grid_runs
+from hybtui.runs.grid import grid_runs, is_done
 from hybtui.runs.records import Run
 from hybtui.runs.store import Store
 
@@ -103,7 +106,7 @@ def build_report(store: Store, grid_id: str) -> dict[str, Any]:
         "grid": grid["id"],
         "name": grid["name"],
         "options": grid["spec"]["options"],
-        "runs": [{**cell, "status": run.status if run else "deleted", "wall_s": _wall(run)} for cell, run in pairs],
+        "runs": _run_entries(pairs),
         "status": status,
         "benchmarks": {},
     }
@@ -278,8 +281,65 @@ def _row(first: str, cells: Sequence[str]) -> str:
 def write_report(store: Store, grid_id: str) -> tuple[dict[str, Any], Path]:
     """Build the report and write ``report.md`` and ``report.json`` into ``grids/<id>/``."""
     rep = build_report(store, grid_id)
+    return rep, publish(store, rep)
+
+
+def publish(store: Store, rep: dict[str, Any]) -> Path:
+    """Write a built report beside its grid, each file atomically: several writers at once
+    (the last worker, the app, the CLI) each switch in a whole file, never a torn one."""
     directory = store.path / "grids" / rep["grid"]
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
-    (directory / "report.md").write_text(to_markdown(rep))
-    return rep, directory
+    _replace(directory / "report.md", to_markdown(rep))
+    _replace(directory / "report.json", json.dumps(rep, indent=1) + "\n")  # last: it tells what the files hold
+    fsync_path(directory)
+    return directory
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write into a temporary file of this writer's own, flush it, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_stale(store: Store, grid: dict[str, Any], pairs: list[tuple[dict, Run | None]]) -> bool:
+    """Whether the grid has ended and its report is missing or tells other ends than its runs
+    now have (written mid-grid, or before a resumed run ended again). Judged by what the report
+    holds, not by clocks: a run's end may be stamped by another host's."""
+    if not is_done(pairs):
+        return False
+    directory = store.path / "grids" / grid["id"]
+    try:
+        written = json.loads((directory / "report.json").read_text())["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    ends = [(r.get("run_id"), r.get("status"), r.get("wall_s")) for r in written if isinstance(r, dict)]
+    return not (directory / "report.md").exists() or ends != [
+        (r["run_id"], r["status"], r["wall_s"]) for r in _run_entries(pairs)
+    ]
+
+
+def _run_entries(pairs: list[tuple[dict, Run | None]]) -> list[dict[str, Any]]:
+    """Each cell with its run's status (``deleted`` where it is gone) and wall time."""
+    return [{**cell, "status": run.status if run else "deleted", "wall_s": _wall(run)} for cell, run in pairs]
+
+
+def write_if_ended(store: Store, grid: dict[str, Any]) -> Path | None:
+    """Write the report of a grid that has ended unless it is already current; its directory if written."""
+    if not is_stale(store, grid, grid_runs(store, grid)):
+        return None
+    return write_report(store, grid["id"])[1]
+
+
+def write_for_run(store: Store, run_id: str) -> list[Path]:
+    """What the worker of ``run_id`` does once its run has ended: write the report of each grid
+    the run belongs to that has now ended (the last worker of a grid to end sees it so)."""
+    grids = [g for g in store.list_grids() if any(c["run_id"] == run_id for c in g["spec"]["cells"])]
+    return [path for grid in grids if (path := write_if_ended(store, grid)) is not None]

@@ -1,16 +1,16 @@
-"""The grids of `hybtui reproduce` and, for each, its report as the CLI prints it: Table 1,
-hybrid's deltas, multi mAP per language, and the status of every run, live until all have ended."""
+"""The grids of `hybtui reproduce` and, for each, every table of its report.md (Table 1 and
+hybrid's deltas, mAP by seen / unseen languages, the per-language figures with their bars,
+and the runs, each openable), live until all its runs have ended. Whichever screen sees a
+grid that has ended without a current report.md writes it (as its last worker and the CLI do)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from rich import box
 from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,40 +18,59 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from hybtui import inert
-from hybtui.formatting import figure, human_duration
-from hybtui.reporting.grid_report import TABLE1, build_report
+from hybtui.formatting import human_duration
+from hybtui.reporting.grid_report import build_report, is_stale, publish, write_if_ended
 from hybtui.runs import grid as reproduce
 from hybtui.runs.store import Store
+from hybtui.tui.screens.grid_tables import GridRow, deltas_table, languages_table, run_rows, seen_table, summary, table1
 from hybtui.tui.screens.polled import PolledScreen
-from hybtui.tui.viewmodels import STATUS_STYLES
+from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.widgets.grid_bars import GridBars
 from hybtui.tui.widgets.runs_table import LiveTable
 
 #: Longest pause between two reads of an unfinished grid's report (it reads every run's results).
 REPORT_REFRESH_S = 2.0
-#: Table 1 headings where a decrease is the improvement.
-LOWER_IS_BETTER = frozenset({"rank distance"})
-HEADINGS = tuple(heading for _, _, heading in TABLE1)
 #: The keys of both grid screens, before their own.
 BACK_AND_QUIT = (Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit"))
-#: Rules under the header only: the tables fit 80 columns, in the theme's own colours.
-TABLE_STYLE = {"box": box.SIMPLE_HEAD, "header_style": "bold"}
+#: The report's tabs: (pane id, key, title, id of what it shows).
+TABS = (
+    ("tab-table1", "1", "Table 1", "grid-tables"),
+    ("tab-seen", "2", "Seen/unseen", "grid-seen"),
+    ("tab-languages", "3", "Languages", "grid-languages"),
+    ("tab-runs", "4", "Runs", "grid-runs"),
+)
 
 
-class GridRow(NamedTuple):
-    """One line of the grid list, keyed by grid id."""
+class ReportRead(NamedTuple):
+    """One read of a grid: its report's figures, whether every run has ended, and then
+    where its report.md is (relative to the store) or why it could not be written."""
 
-    key: str
-    cells: tuple[str | Text, ...]
+    rep: dict[str, Any]
+    done: bool
+    report: str | None
+
+
+def _unwritten(write: Callable[[], object]) -> str | None:
+    """Write a grid's report; why it could not be written (a read-only or full store), if not:
+    the app still shows the grid, and the CLI or the grid's worker may write it."""
+    try:
+        write()
+    except OSError as exc:
+        return f"report.md not written ({type(exc).__name__}: {exc})"
+    return None
 
 
 def read_grids(store: Store) -> tuple[GridRow, ...]:
-    """Every grid, newest first, with how many of its runs have finished."""
+    """Every grid, newest first, with how many of its runs have finished; a grid that has
+    ended gets its report.md written here if no one has yet (where the store refuses it, its
+    report screen says why)."""
     now = time.time()
     rows = []
     for grid in store.list_grids():
         runs = reproduce.grid_runs(store, grid)
         finished = sum(1 for _, run in runs if run and run.status == "finished")
+        if reproduce.is_done(runs):
+            _unwritten(lambda grid=grid: write_if_ended(store, grid))
         rows.append(
             GridRow(
                 grid["id"],
@@ -71,6 +90,13 @@ class GridsTable(LiveTable):
 
     COLUMNS = (("id", "id"), ("name", "name"), ("runs", "runs finished"), ("age", "age"))
     BINDINGS = [Binding("enter", "select_cursor", "Open report")]
+
+
+class GridRunsTable(LiveTable):
+    """A grid's runs in its cells' order; enter opens the highlighted run's page."""
+
+    COLUMNS = (("sampler", "sampler"), ("seed", "seed"), ("status", "status"), ("run", "run"), ("wall", "wall"))
+    BINDINGS = [Binding("enter", "select_cursor", "Open run")]
 
 
 class GridsScreen(PolledScreen):
@@ -102,74 +128,16 @@ class GridsScreen(PolledScreen):
             self.app.push_screen(GridReportScreen(self.store_path, grid_id, min(REPORT_REFRESH_S, 2 * self.refresh_s)))
 
 
-def table1(bench: str, figures: dict[str, Any]) -> Table:
-    """The paper's Table 1 for one benchmark: a row per sampler, mean ± sd over seeds."""
-    title = inert.text(f"{bench}: Table 1 (mean ± sd over seeds)", style="table.title")
-    table = Table("sampler", *HEADINGS, title=title, **TABLE_STYLE)
-    for label, row in figures["table1"].items():
-        table.add_row(inert.text(label), *(figure(row[h]["mean"], h, row[h]["sd"]) for h in HEADINGS))
-    return table
-
-
-def _delta(value: float | None, heading: str) -> Text:
-    """A signed delta, green where hybrid is better, red where it is worse."""
-    style = ""
-    if value:
-        style = "green" if (value < 0) == (heading in LOWER_IS_BETTER) else "red"
-    return Text(figure(value, heading, signed=True), style=style)
-
-
-def deltas_table(figures: dict[str, Any]) -> Table:
-    """Hybrid's mean minus each other sampler's, per Table 1 column."""
-    table = Table(
-        "hybrid − other",
-        *HEADINGS,
-        title="hybrid against each other sampler (rank distance: lower is better)",
-        **TABLE_STYLE,
-    )
-    for name, row in figures["deltas"].items():
-        table.add_row(inert.text(name), *(_delta(row[h], h) for h in HEADINGS))
-    return table
-
-
-def runs_table(rep: dict[str, Any]) -> Table:
-    """Every run of the grid: its cell (sampler, seed), status, id and wall time."""
-    table = Table("sampler", "seed", "status", "run", "wall", **TABLE_STYLE)
-    for run in rep["runs"]:
-        table.add_row(
-            inert.text(run["label"]),
-            inert.text(run["seed"]),
-            inert.text(run["status"], style=STATUS_STYLES.get(run["status"], "")),
-            inert.text(run["run_id"]),
-            human_duration(run["wall_s"]) if run["wall_s"] else "",
-        )
-    return table
-
-
-def summary(rep: dict[str, Any], done: bool) -> Text:
-    """What the grid trains and evaluates, and how far it is (stored text: inert)."""
-    opts = rep["options"]
-    finished = sum(1 for run in rep["runs"] if run["status"] == "finished")
-    return inert.text(
-        f"{rep['name']}: {opts['model']} on {' '.join(opts['train'])}, {opts['steps']} steps × batch "
-        f"{opts['batch_size']}, seeds {', '.join(map(str, opts['seeds']))}; eval {' '.join(opts['eval'])}. "
-        f"{finished}/{len(rep['runs'])} runs finished" + ("." if done else ", refreshing…")
-    )
-
-
 class GridReportScreen(PolledScreen):
-    """The report of `hybtui reproduce` for one grid, re-read until every run has ended."""
+    """Every table of a grid's report.md, re-read until every run has ended; then its
+    report.md is written if the grid's last worker has not written it yet."""
 
-    BINDINGS = [
-        *BACK_AND_QUIT,
-        Binding("1", "tab('tab-table1')", "Table 1"),
-        Binding("2", "tab('tab-languages')", "Languages"),
-        Binding("3", "tab('tab-runs')", "Runs"),
-    ]
+    BINDINGS = [*BACK_AND_QUIT, *(Binding(key, f"tab('{pane}')", title) for pane, key, title, _ in TABS)]
 
     def __init__(self, store_path: Path, grid_id: str, refresh_s: float = REPORT_REFRESH_S) -> None:
         super().__init__(store_path, refresh_s)
         self.grid_id = grid_id
+        self._deleted: set[str] = set()
 
     @property
     def heading(self) -> str:
@@ -179,44 +147,68 @@ class GridReportScreen(PolledScreen):
         yield Header()
         yield Static("reading the grid…", id="grid-summary")
         with TabbedContent(id="grid-tabs"):
-            with TabPane("1 Table 1", id="tab-table1"):
-                yield VerticalScroll(Static(id="grid-tables"))
-            with TabPane("2 Languages", id="tab-languages"):
-                yield VerticalScroll(id="grid-languages")
-            with TabPane("3 Runs", id="tab-runs"):
-                yield VerticalScroll(Static(id="grid-runs"))
+            for pane, key, title, content in TABS:
+                with TabPane(f"{key} {title}", id=pane):
+                    if pane == "tab-runs":
+                        yield GridRunsTable(id=content)
+                    else:
+                        yield VerticalScroll(Static(id=content))
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#tab-table1 VerticalScroll").focus()
 
-    def read(self, store: Store) -> tuple[dict[str, Any], bool]:
+    def read(self, store: Store) -> ReportRead:
+        grid = store.get_grid(self.grid_id)
+        pairs = reproduce.grid_runs(store, grid)
         rep = build_report(store, self.grid_id)
-        return rep, reproduce.is_done(reproduce.grid_runs(store, store.get_grid(self.grid_id)))
+        done = reproduce.is_done(pairs)
+        if not done:
+            return ReportRead(rep, False, None)
+        failed = _unwritten(lambda: publish(store, rep)) if is_stale(store, grid, pairs) else None
+        return ReportRead(rep, True, failed or f"Report: grids/{grid['id']}/report.md in the store")
 
-    def show(self, data: tuple[dict[str, Any], bool]) -> None:
-        rep, done = data
-        if done and self.polling is not None:
+    def show(self, data: ReportRead) -> None:
+        if data.done and self.polling is not None:
             self.polling.stop()
-        self.query_one("#grid-summary", Static).update(summary(rep, done))
-        self.query_one("#grid-runs", Static).update(runs_table(rep))
-        tables: list[Table] = []
-        for bench, figures in rep["benchmarks"].items():
-            tables.append(table1(bench, figures))
-            if figures["deltas"]:
-                tables.append(deltas_table(figures))
+        self.query_one("#grid-summary", Static).update(summary(data.rep, data.done, data.report))
+        self.query_one(GridRunsTable).apply(run_rows(data.rep))
+        self._deleted = {run["run_id"] for run in data.rep["runs"] if run["status"] == "deleted"}
+        benches = data.rep["benchmarks"]
+        tables = [t for bench, f in benches.items() for t in (table1(bench, f), f["deltas"] and deltas_table(f)) if t]
         self.query_one("#grid-tables", Static).update(
             Group(*tables) if tables else "no results yet: Table 1 fills in as runs finish"
         )
-        languages = self.query_one("#grid-languages", VerticalScroll)
-        plots = {plot.bench: plot for plot in languages.query(GridBars)}
-        for bench, figures in rep["benchmarks"].items():
+        seen = [t for bench, f in benches.items() if (t := seen_table(bench, f)) is not None]
+        self.query_one("#grid-seen", Static).update(
+            Group(*seen) if seen else "no seen / unseen averages yet: they fill in as runs finish"
+        )
+        self._show_languages(benches)
+
+    def _show_languages(self, benches: dict[str, Any]) -> None:
+        """Per benchmark, the per-language table, then its bars."""
+        self.query_one("#grid-languages", Static).update(
+            Group(*(languages_table(bench, f) for bench, f in benches.items()))
+            if benches
+            else "no per-language figures yet: they fill in as runs finish"
+        )
+        scroll = self.query_one("#tab-languages VerticalScroll", VerticalScroll)
+        plots = {plot.bench: plot for plot in scroll.query(GridBars)}
+        for bench, figures in benches.items():
             if bench not in plots:
                 plots[bench] = GridBars(bench, classes="grid-bars")
-                languages.mount(plots[bench])
+                scroll.mount(plots[bench])
             plots[bench].show(figures["languages"])
+
+    @on(DataTable.RowSelected, "#grid-runs")
+    def _open_run(self) -> None:
+        run_id = self.query_one(GridRunsTable).highlighted_key
+        if run_id in self._deleted:
+            self.notify(inert.visible(f"run {run_id} was deleted: it has no page"), severity="warning")
+        elif run_id is not None:
+            self.app.push_screen(RunDetailScreen(self.store_path, run_id, min(self.refresh_s, 0.5)))
 
     def action_tab(self, pane: str) -> None:
         tabs = self.query_one(TabbedContent)
         tabs.active = pane
-        tabs.active_pane.query_one(VerticalScroll).focus()
+        tabs.active_pane.query_one("VerticalScroll, DataTable").focus()
