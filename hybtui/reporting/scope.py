@@ -32,10 +32,8 @@ class Scope:
             return None
         shared = "; ".join(f"{b}: {','.join(sorted(self.langs[b]))}" for b in self.benches) or "nothing"
         return (
-            "evaluations differ — "
-            + "; ".join(self.notes)
-            + f". Figures and Δ are over what every run shares ({shared}), macro-averages recomputed"
-            " over those languages (multi still ranks within each run's own pool)."
+            f"evaluations differ — {'; '.join(self.notes)}. Figures and Δ are over what every run shares"
+            f" only ({shared}; macro-averages recomputed, multi within each run's own pool)."
         )
 
 

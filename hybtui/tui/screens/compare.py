@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 from textual.app import ComposeResult
@@ -48,6 +48,29 @@ COLOURS = (
 NATURAL_MAX_WIDTH = 1000
 
 
+class Legend:
+    """Entries packed into lines as wide as the screen, none broken across two (a label
+    split over lines reads as two runs)."""
+
+    GAP = "   "
+
+    def __init__(self, entries: list[Text]) -> None:
+        self.entries = entries
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        line = Text()
+        for entry in self.entries:
+            if line.cell_len and line.cell_len + len(self.GAP) + entry.cell_len > options.max_width:
+                yield line
+                line = Text()
+            line.append(self.GAP if line.cell_len else "").append_text(entry)
+        yield line
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widths = [entry.cell_len for entry in self.entries]
+        return Measurement(max(widths, default=0), sum(widths) + len(self.GAP) * len(widths))
+
+
 class CurvesPlot(LossPlot):
     """The runs' loss curves, each in its run's colour (``colours``, by series label); the
     legend is the line above the plot, never drawn over the curves."""
@@ -59,8 +82,10 @@ class CurvesPlot(LossPlot):
     def draw(self) -> None:
         plt = self.plt
         plt.clear_data()
-        plt.title(self.heading())
+        empty = not any(s.size for s in self.series.values())
+        plt.title(self.heading() if empty else "")  # the axis label says it: one more row for the curves
         plt.xlabel(self.X_LABEL)
+        plt.ylabel("loss")
         for label, series in self.series.items():
             xs, ys = downsample(series.steps, series.values, self.size.width - AXIS_WIDTH)
             if len(xs):
@@ -102,7 +127,9 @@ class CompareScreen(PolledScreen):
         self.results: dict[str, tuple[list[dict], str]] = {}
         self._last_ids: dict[str, int] = {}
         self._final: set[str] = set()
-        self._shown: object = None
+        #: what the legend (and the heatmap), and the tables, were last drawn from
+        self._shown: tuple = ()
+        self._tables_shown: tuple = ()
 
     @property
     def heading(self) -> str:
@@ -172,24 +199,21 @@ class CompareScreen(PolledScreen):
 
     def _redraw(self) -> None:
         """Legend, tables and difference heatmap as the runs, results, baseline and selection
-        are now (skipped when none of them changed since the last time)."""
+        are now; each redrawn only when what it shows changed (a live run's step moves the
+        legend, not the tables)."""
         if not self.runs:
             return
-        state = (
-            self.baseline,
-            self.selected,
-            tuple((run.status, run.step) for run in self.runs),
-            tuple(label for _, label in self.results.values()),
-        )
-        if state == self._shown:
+        evaluations = tuple(label for _, label in self.results.values())
+        tables = (self.baseline, evaluations)
+        legend = (*tables, self.selected, tuple((run.status, run.step) for run in self.runs))
+        if legend == self._shown:
             return
-        self._shown = state
+        self._shown = legend
         self.query_one("#compare-legend", Static).update(self._legend())
         results = {run_id: rows for run_id, (rows, _) in self.results.items()}
-        tables = self.query_one("#compare-tables", ScrollableContainer)
-        tables.remove_children()
-        parts = comparison(list(self.runs), results, self.baseline, self.labels)
-        tables.mount_all(self._natural(part) for part in parts)
+        if tables != self._tables_shown:
+            self._tables_shown = tables
+            self._show_tables(comparison(list(self.runs), results, self.baseline, self.labels))
         base, other = self.run_ids[self.baseline], self.run_ids[self.selected]
         benches = {r["bench"] for r in results[base]} & {r["bench"] for r in results[other]}
         self.query_one(Heatmap).show_difference(
@@ -200,29 +224,43 @@ class CompareScreen(PolledScreen):
         )
         self.sub_title = f"{self.heading} · Δ against {inert.visible(self.labels[self.baseline])}"
 
-    def _natural(self, part: Group | Text) -> Static:
-        """A table at its natural width (the container scrolls sideways: twelve runs do not fit
-        80 columns); a line of text wraps to the screen."""
-        static = Static(part)
-        if not isinstance(part, Text):
-            options = self.app.console.options.update(max_width=NATURAL_MAX_WIDTH)
-            static.styles.width = Measurement.get(self.app.console, options, part).maximum
-        return static
+    def _show_tables(self, parts: list) -> None:
+        """The tables in place where there are as many as before (the scroll position stays),
+        else anew."""
+        tables = self.query_one("#compare-tables", ScrollableContainer)
+        shown = list(tables.query_children(Static))
+        if len(shown) != len(parts):
+            tables.remove_children()
+            shown = [Static() for _ in parts]
+            tables.mount_all(shown)
+        for static, part in zip(shown, parts):
+            static.update(part)
+            static.styles.width = self._natural_width(part)
 
-    def _legend(self) -> Text:
+    def _natural_width(self, part: Group | Text) -> int | str:
+        """A table's natural width (the container scrolls sideways: twelve runs do not fit 80
+        columns); a line of text wraps to the screen."""
+        if isinstance(part, Text):
+            return "1fr"
+        options = self.app.console.options.update(max_width=NATURAL_MAX_WIDTH)
+        return Measurement.get(self.app.console, options, part).maximum
+
+    def _legend(self) -> Legend:
         """Each run's colour and label, the baseline and the selected run marked, and the
-        status of a run not finished (with the evaluation its figures are from)."""
-        legend = Text()
+        status of a run not finished (and the evaluation its figures are from, until the final one)."""
+        entries = []
         for i, run in enumerate(self.runs):
             rgb = COLOURS[i % len(COLOURS)]
-            legend.append("━━ ", style=f"bold rgb({rgb[0]},{rgb[1]},{rgb[2]})")
-            legend.append_text(inert.text(self.labels[i], style="bold" if i == self.baseline else ""))
+            entry = Text("━━ ", style=f"bold rgb({rgb[0]},{rgb[1]},{rgb[2]})")
+            entry.append_text(inert.text(self.labels[i], style="bold" if i == self.baseline else ""))
             if i == self.baseline:
-                legend.append(" baseline", style="reverse")
+                entry.append(" ").append("baseline", style="reverse")
             elif i == self.selected:
-                legend.append(" selected", style="underline")
+                entry.append(" ").append("selected", style="underline")
             if run.status != "finished":
-                legend.append(" ").append_text(status_text(run))
-                legend.append(f" ({self.results[run.id][1]})", style="dim")
-            legend.append("   ")
-        return legend
+                entry.append(" ").append_text(status_text(run))
+            evaluation = self.results[run.id][1]
+            if evaluation.startswith("step"):
+                entry.append(f" (figures at {evaluation})", style="dim")
+            entries.append(entry)
+        return Legend(entries)
