@@ -22,7 +22,7 @@ from rich.console import Console
 from test_tui_snapshots import app, demo, size, until  # noqa: F401 (fixtures)
 from textual.app import App, ComposeResult
 from textual.widgets import Static
-from tui_fixtures import DEMO_RUNS, QUALITY, demo_loss, wait_until
+from tui_fixtures import DEMO_RUNS, QUALITY, demo_loss, refreshed, wait_until
 
 from hybtui.config import RunConfig
 from hybtui.data.lareqa import LANGUAGES
@@ -224,6 +224,8 @@ def test_baseline_and_selected_run_steer_deltas_and_the_difference(demo):  # noq
             assert "cross − mono" in text_of(heatmap.query_one(Static).content)
             await pilot.press("b")  # the next run is the baseline: deltas change sign
             assert "Δ against cross" in screen_text(screen)
+            await refreshed(pilot)  # a later read keeps saying which run is the baseline
+            assert screen.sub_title.endswith("Δ against cross")
             row = next(line for line in screen_text(screen).splitlines() if "mono map" in line)
             assert f"{mono_map(0.0) - mono_map(0.01):+.3f}" in row and f"{mono_map(0.02) - mono_map(0.01):+.3f}" in row
             assert "hybrid α.3 − cross" in text_of(heatmap.query_one(Static).content)

@@ -133,7 +133,8 @@ class CompareScreen(PolledScreen):
 
     @property
     def heading(self) -> str:
-        return f"compare {len(self.run_ids)} runs"
+        against = f" · Δ against {inert.visible(self.labels[self.baseline])}" if self.labels else ""
+        return f"compare {len(self.run_ids)} runs{against}"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -222,7 +223,7 @@ class CompareScreen(PolledScreen):
             (self.labels[self.baseline], self.labels[self.selected]),
             headline_bench(benches) if benches else None,
         )
-        self.sub_title = f"{self.heading} · Δ against {inert.visible(self.labels[self.baseline])}"
+        self.sub_title = self.heading
 
     def _show_tables(self, parts: list) -> None:
         """The tables in place where there are as many as before (the scroll position stays),
