@@ -127,9 +127,10 @@ class CompareScreen(PolledScreen):
         self.results: dict[str, tuple[list[dict], str]] = {}
         self._last_ids: dict[str, int] = {}
         self._final: set[str] = set()
-        #: what the legend (and the heatmap), and the tables, were last drawn from
+        #: what the legend, the tables and the difference heatmap were last drawn from
         self._shown: tuple = ()
         self._tables_shown: tuple = ()
+        self._heatmap_shown: tuple = ()
 
     @property
     def heading(self) -> str:
@@ -204,7 +205,7 @@ class CompareScreen(PolledScreen):
         legend, not the tables)."""
         if not self.runs:
             return
-        evaluations = tuple(label for _, label in self.results.values())
+        evaluations = tuple((label, len(rows)) for rows, label in self.results.values())
         tables = (self.baseline, evaluations)
         legend = (*tables, self.selected, tuple((run.status, run.step) for run in self.runs))
         if legend == self._shown:
@@ -215,6 +216,13 @@ class CompareScreen(PolledScreen):
         if tables != self._tables_shown:
             self._tables_shown = tables
             self._show_tables(comparison(list(self.runs), results, self.baseline, self.labels))
+        if legend[:3] != self._heatmap_shown:
+            self._heatmap_shown = legend[:3]
+            self._show_difference(results)
+        self.sub_title = self.heading
+
+    def _show_difference(self, results: dict[str, list[dict]]) -> None:
+        """The baseline against the selected run, on their headline benchmark."""
         base, other = self.run_ids[self.baseline], self.run_ids[self.selected]
         benches = {r["bench"] for r in results[base]} & {r["bench"] for r in results[other]}
         self.query_one(Heatmap).show_difference(
@@ -223,7 +231,6 @@ class CompareScreen(PolledScreen):
             (self.labels[self.baseline], self.labels[self.selected]),
             headline_bench(benches) if benches else None,
         )
-        self.sub_title = self.heading
 
     def _show_tables(self, parts: list) -> None:
         """The tables in place where there are as many as before (the scroll position stays),

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import ScrollableContainer
 from textual.widgets import Static
 
+from hybtui import inert
 from hybtui.reporting.compare import difference_heatmap
 from hybtui.reporting.heat import METRIC_NAMES, cross_matrix, heat_table
 
@@ -83,7 +84,8 @@ class Heatmap(ScrollableContainer, can_focus=True):
             self.metric = metrics[0]
         parts: list = [self._matrix(bench) for bench in self.benches]
         if not parts:
-            parts = [Text("no cross-lingual results yet", style="dim")]
+            pair = f" of both {self._names[0]} and {self._names[1]}" if len(self._runs) == 2 else ""
+            parts = [inert.text(f"no cross-lingual results{pair} yet", style="dim")]
         elif len(metrics) > 1:
             choices = Text("m: metric ", style="dim")
             for m in metrics:
