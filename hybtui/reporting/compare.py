@@ -1,6 +1,7 @@
 """Runs side by side, as `hybtui compare` prints them and the app's compare screen shows
-them: the parameters that differ, headline figures with deltas against the first run,
-and mAP per query language for each setting.
+them: the parameters that differ, headline figures with deltas against a baseline run,
+mAP per query language for each setting, short labels that tell the runs apart, and the
+X×Y difference between two runs — all over what the runs were evaluated on in common.
 
 Its own module because a comparison is read against a reference run (deltas, coloured
 by whether they improve), which neither the single-run tables nor the exports do.
@@ -12,11 +13,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from hybtui import inert
 from hybtui.formatting import figure
+from hybtui.reporting.heat import METRIC_NAMES, cross_matrix, heat_table
+from hybtui.reporting.scope import restrict, shared_scope
 from hybtui.reporting.tables import titled
 from hybtui.results import HEADLINE, SETTINGS, headline, per_language, seen_of
 from hybtui.runs.records import UNREADABLE, Run
@@ -40,7 +44,7 @@ def _table(*headers: str | Text) -> Table:
 
 
 def _delta(value: float | None, base: float | None, metric: str = "map") -> Text:
-    """A run's figure and, where it differs from the first run's, the difference: green
+    """A run's figure and, where it differs from the baseline's, the difference: green
     where it improves, red where it worsens."""
     if value is None:
         return Text("–", style="dim")
@@ -52,38 +56,105 @@ def _delta(value: float | None, base: float | None, metric: str = "map") -> Text
     return text
 
 
-def comparison(runs: list[Run], results: dict[str, list[dict]]) -> list:
-    """`hybtui compare`: differing parameters, headline figures with deltas against the
-    first run, and per-language mAP per setting."""
+def _describe(config: dict, key: str) -> str:
+    """One differing parameter of a run as a label part (``hybrid α.5``, ``s42``, ``tiny``)."""
+    value = config.get(key)
+    if key == "sampler":
+        if config.get("steps") == 0:
+            return "zero-shot"
+        alpha = config.get("alpha")
+        return f"hybrid α{alpha:g}".replace("α0.", "α.") if value == "hybrid" and alpha is not None else str(value)
+    if isinstance(value, list):
+        return "+".join(map(str, value))
+    return {"seed": "s", "model": ""}.get(key, f"{key}=") + str(value)
+
+
+#: What tells runs apart in a label, most telling first.
+LABEL_KEYS = ("sampler", "alpha", "seed", "model", "lr", "batch_size", "steps", "train")
+
+
+def short_labels(runs: Sequence[Run]) -> list[str]:
+    """A short, distinct label per run: its name where set and no other run has it, else
+    what differs between the runs (sampler and α, seed, model, …); any label still shared
+    gets the id's random suffix (``mono s1 ·a1f3``)."""
+    names = [run.name or "" for run in runs]
+    named = [bool(name) and names.count(name) == 1 for name in names]
+    unnamed = [run.config for run, has in zip(runs, named) if not has]
+    differ = [k for k in LABEL_KEYS if k in differing_parameters(unnamed)]
+    if "alpha" in differ and "sampler" not in differ:
+        differ[differ.index("alpha")] = "sampler"  # α is shown with its sampler
+    keys = list(dict.fromkeys(k for k in differ if k != "alpha")) or ["sampler"]
+    labels = [
+        name if has else " ".join(_describe(run.config, k) for k in keys) for run, name, has in zip(runs, names, named)
+    ]
+    return [
+        label if labels.count(label) == 1 else f"{label} ·{run.id.rsplit('-', 1)[-1]}"
+        for run, label in zip(runs, labels)
+    ]
+
+
+def comparison(
+    runs: list[Run], results: dict[str, list[dict]], baseline: int = 0, labels: Sequence[str] | None = None
+) -> list:
+    """`hybtui compare` (columns named by run id, deltas against the first run) and the app's
+    compare screen (columns by ``labels``, a chosen ``baseline``): a warning where the runs'
+    evaluations differ, the differing parameters, headline figures with deltas, and
+    per-language mAP per setting — over what every run was evaluated on."""
     ids = [run.id for run in runs]
-    columns = [inert.text(run_id) for run_id in ids]
+    names = list(labels or ids)
+    scope = shared_scope([results[i] for i in ids], names)
+    rows = {i: restrict(results[i], scope) for i in ids}
     out: list = []
-    differ = differing_parameters([{**run.config, "name": run.name} for run in runs])
-    params = _table("parameter", *columns)
-    for key, values in differ.items():
-        params.add_row(inert.text(key), *(inert.text(v if isinstance(v, str) else json.dumps(v)) for v in values))
+    warning = scope.warning()
+    if warning:
+        out.append(inert.text("⚠ " + warning, style="bold yellow"))
     unreadable = [run.id for run in runs if run.config_error]
     if unreadable:
         out.append(inert.text(f"{', '.join(unreadable)}: {UNREADABLE}", style="red"))
-    out.append(titled("parameters that differ" if differ else "no parameter differs", params))
-    heads = [headline(results[i]) for i in ids]
-    benches = sorted({b for h in heads for b, _, _ in h})
+    out.append(_parameters(runs, names, with_ids=labels is not None))
+    columns = [inert.text(name) for name in names]
+    heads = [headline(rows[i]) for i in ids]
     head = _table("bench", "figure", *columns)
-    for bench in benches:
+    for bench in scope.benches:
         for setting, metric in HEADLINE:
             values = [h.get((bench, setting, metric)) for h in heads]
-            head.add_row(inert.text(bench), f"{setting} {metric}", *(_delta(v, values[0], metric) for v in values))
-    out.append(titled(f"headline figures (Δ against {ids[0]})", head))
-    for bench in benches:
-        seen = seen_of(results[ids[0]], bench)
+            base = values[baseline]
+            head.add_row(inert.text(bench), f"{setting} {metric}", *(_delta(v, base, metric) for v in values))
+    out.append(titled(f"headline figures (Δ against {names[baseline]})", head))
+    for bench in scope.benches:
+        seen = seen_of(rows[ids[baseline]], bench)
         for setting in SETTINGS:
-            per_run = [per_language(results[i], bench, setting) for i in ids]
-            langs = sorted({lang for p in per_run for lang in p})
+            per_run = [per_language(rows[i], bench, setting) for i in ids]
             table = _table("lang", "seen", *columns)
-            for lang in langs:
+            for lang in sorted({lang for p in per_run for lang in p}):
                 values = [p.get(lang) for p in per_run]
-                table.add_row(
-                    inert.text(lang), inert.text(seen.get(lang) or ""), *(_delta(v, values[0]) for v in values)
-                )
+                cells = (_delta(v, values[baseline]) for v in values)
+                table.add_row(inert.text(lang), inert.text(seen.get(lang) or ""), *cells)
             out.append(titled(f"{bench} {setting} mAP per query language", table))
     return out
+
+
+def _parameters(runs: Sequence[Run], names: Sequence[str], with_ids: bool) -> Group:
+    """The configuration keys that differ (and, where columns are labels, each run's id)."""
+    differ = differing_parameters([{**run.config, "name": run.name} for run in runs])
+    params = _table("parameter", *(inert.text(name) for name in names))
+    if with_ids:
+        params.add_row("id", *(inert.text(run.id) for run in runs))
+    for key, values in differ.items():
+        params.add_row(inert.text(key), *(inert.text(v if isinstance(v, str) else json.dumps(v)) for v in values))
+    return titled("parameters that differ" if differ else "no parameter differs", params)
+
+
+def difference_heatmap(base: Sequence[dict], other: Sequence[dict], bench: str, metric: str, names: tuple[str, str]):
+    """``other`` minus ``base`` over the X×Y languages both were evaluated on (blue: the
+    other run is better), coloured over the largest difference either way."""
+    langs, base_values = cross_matrix(base, bench, metric)
+    other_langs, other_values = cross_matrix(other, bench, metric)
+    shared = [lang for lang in langs if lang in other_langs]
+    diff = {
+        pair: other_values[pair] - value
+        for pair, value in base_values.items()
+        if pair in other_values and pair[0] in shared and pair[1] in shared
+    }
+    title = f"{bench} {METRIC_NAMES.get(metric, metric)} Δ: {names[1]} − {names[0]} (query ↓, candidate →)"
+    return heat_table(title, shared, diff, diverging=True)

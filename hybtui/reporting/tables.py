@@ -16,6 +16,7 @@ from rich.text import Text
 
 from hybtui import inert
 from hybtui.formatting import figure, number
+from hybtui.reporting.heat import METRIC_NAMES, cross_matrix, heat_table
 from hybtui.results import AVERAGE, HEADLINE, POOL_ALL, ResultRow
 from hybtui.runs.records import Run
 
@@ -24,13 +25,13 @@ def _index(rows: Iterable[ResultRow]) -> dict[tuple, ResultRow]:
     return {(r.bench, r.setting, r.query_lang, r.doc_lang, r.metric): r for r in rows if r.query_lang != AVERAGE}
 
 
-def _heat(value: float | None, digits: int = 3) -> Text:
+def _heat(value: float | None) -> Text:
     """A cell coloured from red (0) through yellow to green (1)."""
     if value is None:
         return Text("–", style="dim")
     v = min(max(value, 0.0), 1.0)
     red, green = (255, int(510 * v)) if v < 0.5 else (int(510 * (1 - v)), 255)
-    return Text(number(value, digits), style=f"rgb({red},{green},80)")
+    return Text(number(value), style=f"rgb({red},{green},80)")
 
 
 def titled(title: str, table: Table) -> Group:
@@ -107,20 +108,11 @@ def language_table(rows: list[ResultRow], bench: str) -> Table:
 
 
 def cross_heatmap(rows: list[ResultRow], bench: str, metric: str = "map") -> Group:
-    """The X×Y matrix of mono (diagonal) and cross-lingual `metric`, queries in rows."""
-    index = _index(rows)
-    langs = sorted({r.query_lang for r in rows if r.bench == bench and r.query_lang != AVERAGE})
-    table = Table()
-    table.add_column("")
-    for lang in langs:
-        table.add_column(inert.text(lang), justify="right")
-    for q in langs:
-        cells = []
-        for d in langs:
-            r = index.get((bench, "mono" if q == d else "cross", q, d, metric))
-            cells.append(_heat(r.value if r else None, 2))
-        table.add_row(inert.text(q), *cells)
-    return titled(f"{bench} {metric}: query language ↓, candidate language →", table)
+    """The X×Y matrix of mono (diagonal) and cross-lingual `metric`, queries in rows, coloured
+    over the range of its values, with that scale as a legend."""
+    langs, values = cross_matrix((r.as_dict() for r in rows), bench, metric)
+    name = METRIC_NAMES.get(metric, metric)
+    return heat_table(f"{bench} {name}: query language ↓, candidate language →", langs, values)
 
 
 def seen_summary(rows: list[ResultRow], bench: str) -> Table | None:

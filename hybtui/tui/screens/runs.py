@@ -31,7 +31,7 @@ MAX_SHOWN = 1000
 #: The share of time a huge store's periodic re-read may take.
 READ_SHARE = 0.25
 #: How many runs one comparison takes (more do not fit side by side).
-COMPARE_MIN, COMPARE_MAX = 2, 6
+COMPARE_MIN, COMPARE_MAX = 2, 12
 #: The orders ``s`` cycles through: mAP best first, rank distance (language bias) lowest first.
 SORTS = (
     SortOrder("newest first"),
