@@ -22,6 +22,7 @@ from hybtui.formatting import human_duration
 from hybtui.modeling import encoder as models
 from hybtui.runs import launcher
 from hybtui.runs.store import Store
+from hybtui.tui.run_page import language_rows
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
 from hybtui.tui.screens.grids import GridReportScreen, GridsScreen, GridsTable
@@ -29,7 +30,6 @@ from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.screens.runs import RunsScreen
-from hybtui.tui.run_page import language_rows
 from hybtui.tui.viewmodels import downsample, train_languages
 from hybtui.tui.widgets.grid_bars import GridBars, language_label
 from hybtui.tui.widgets.language_table import LanguageTable

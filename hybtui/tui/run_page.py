@@ -226,7 +226,7 @@ def eta(run: RunState, samples: list[tuple[int, float]], step: int, evaluation_s
     return max(0.0, (run.total_steps - step) * per_step) + evaluation_s
 
 
-def ema(values: Sequence[float], state: tuple[float, int], beta: float = 0.98) -> tuple[list[float], tuple[float, int]]:
+def ema(values: Sequence[float], state: tuple[float, int], beta: float = 0.9) -> tuple[list[float], tuple[float, int]]:
     """Exponential moving average of new ``values`` from ``state`` (running mean, count),
     bias-corrected as Adam's moments are, so the first points are not pulled to 0."""
     mean, count = state

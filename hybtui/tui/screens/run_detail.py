@@ -298,7 +298,7 @@ class RunDetailScreen(RunActions, PolledScreen):
             header.append(f" · {waiting}", style="yellow")
         header.append_text(inert.text(f"   {run.name or ''}"))
         header.append(f"   elapsed {human_duration(elapsed(run, now))}{self._time_left(run)}")
-        device = self._progress.device or f"{config.get('device')} (not started)"
+        device = self._progress.device or f"device {config.get('device')}"
         header.append(
             "\n"
             + inert.visible(
