@@ -160,6 +160,7 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
             quiet_form(tmux, "ready: tiny, hybrid, 3 steps")
             tmux.send("C-s")
             tmux.wait_for(lambda s: "— new run" not in s, 30, "ctrl+s to launch the run and open its detail")
+            tmux.send("3")  # the run's page: its final figures per language
 
             try:
                 finished = tmux.wait_for(

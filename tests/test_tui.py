@@ -22,6 +22,7 @@ from hybtui.formatting import human_duration
 from hybtui.modeling import encoder as models
 from hybtui.runs import launcher
 from hybtui.runs.store import Store
+from hybtui.tui.run_page import language_rows
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
 from hybtui.tui.screens.grids import GridReportScreen, GridRunsTable, GridsScreen, GridsTable
@@ -29,7 +30,7 @@ from hybtui.tui.screens.help import HelpScreen
 from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.screens.runs import RunsScreen
-from hybtui.tui.viewmodels import downsample, language_rows, train_languages
+from hybtui.tui.viewmodels import downsample, train_languages
 from hybtui.tui.widgets.grid_bars import GridBars, language_label
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot
@@ -157,7 +158,7 @@ def test_enter_opens_detail_with_loss_plot_languages_and_log(store):
     drive(store.path, scenario)
 
 
-def test_detail_config_tab_shows_the_run_directory_and_its_disk_use(store):
+def test_detail_files_tab_shows_the_run_directory_and_its_disk_use(store):
     done = by_name(store, "finished-run")
     checkpoint = store.run_dir(done) / "checkpoints" / "step-0000010"
     checkpoint.mkdir(parents=True)
@@ -165,11 +166,11 @@ def test_detail_config_tab_shows_the_run_directory_and_its_disk_use(store):
     (checkpoint / "checkpoint.json").write_text('{"step": 10, "files": ["model.safetensors"], "resumable": false}')
 
     async def scenario(app, pilot):
-        await pilot.press("down", "enter", "4")
+        await pilot.press("down", "enter", "6")
         await settle(pilot)
-        shown = str(app.screen.query_one("#config", Static).render()).splitlines()
-        assert shown[0] == str(store.run_dir(done))
-        assert re.fullmatch(r"disk 2\.0 MB \(1 checkpoint, 2\.0 MB\)", shown[1]), shown[1]
+        shown = str(app.screen.query_one("#files", Static).render()).splitlines()
+        assert shown[2:4] == ["run directory", str(store.run_dir(done))]
+        assert re.fullmatch(r"disk 2\.0 MB \(1 checkpoint, 2\.0 MB\)", shown[5]), shown[5]
 
     drive(store.path, scenario)
 

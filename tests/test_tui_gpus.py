@@ -102,7 +102,7 @@ def test_detail_shows_gpu_telemetry_and_reads_only_new_samples(store):
         assert isinstance(screen, RunDetailScreen) and screen.run_id == run
         tabs = screen.query_one(TabbedContent)
         assert tabs.get_tab("gpu-tab").display
-        await pilot.press("5")
+        await pilot.press("8")
         assert tabs.active == "gpu-tab"
         plot = screen.query_one(TelemetryPlot)
         assert plot.series["gpu 2 %"].values.tolist() == [80, 81, 82]
@@ -129,8 +129,8 @@ def test_detail_of_a_run_without_telemetry_has_no_gpu_tab(store):
         await refreshed(pilot)
         tabs = screen.query_one(TabbedContent)
         assert not tabs.get_tab("gpu-tab").display
-        await pilot.press("5")
-        assert tabs.active == "languages-tab"
+        await pilot.press("8")
+        assert tabs.active == "loss-tab"
         assert not screen.query_one(TelemetryPlot).series
 
     drive(store.path, scenario)

@@ -107,8 +107,11 @@ class StoreEvents(Events):
         self._add(step, validation_loss=loss)
 
     def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None:
+        """The rows, then their end as an event: with the event that began the evaluation, the
+        app measures what an evaluation costs (its ETA counts those still to come)."""
         self.flush()
         self.store.add_results(self.run_id, rows, step, final)
+        self.store.add_event(self.run_id, "info", f"step {step}: {'final' if final else 'periodic'} evaluation done")
 
     def before_checkpoint(self, step: int) -> None:
         self.flush()
@@ -323,6 +326,9 @@ def _execute(channel: Channel, run: Run, out: Path, console: Events | None) -> i
         log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
         log.info("loading data")
         trainer = Trainer(config, out, Tee(*listeners))
+        # The device the run trains on, as resolved (the configuration may say "auto").
+        progress.on_message(f"device {trainer.device}")
+        events.on_message(f"device {trainer.device}")
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: trainer.request_stop())
         if resume_from is not None:

@@ -8,7 +8,6 @@ The trainer reports through `Events` and never imports the store or the UI.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections import Counter
@@ -34,8 +33,6 @@ from hybtui.training.loss import InfoNCELoss
 from hybtui.training.optimizer import build_optimizer
 from hybtui.training.sampling import Batch, BatchSampler, shard
 from hybtui.training.trainer_state import restore_state, save_checkpoint
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -219,7 +216,7 @@ class Trainer:
     def _evaluate(self, encoder: models.Encoder, step: int, final: bool) -> list[ResultRow]:
         if not self.eval_selections or self.ctx.rank != 0:
             return []
-        log.info("step %d: %s evaluation", step, "final" if final else "periodic")
+        self.events.on_message(f"step {step}: {'final' if final else 'periodic'} evaluation")
         loaded = [benchmarks.load(s, self.data_dir) for s in self.eval_selections]
         limit = self.config.final_eval_max_queries if final else self.config.eval_max_queries
         if limit:

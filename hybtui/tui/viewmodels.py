@@ -10,28 +10,19 @@ import math
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rich.text import Text
 
 from hybtui import inert
 from hybtui.formatting import age, number
-from hybtui.results import AVERAGE, headline, per_language, seen_of
-from hybtui.runs import launcher
-from hybtui.runs.disk import run_disk_usage
-from hybtui.runs.records import Run, RunState, RunSummary, is_stalled
+from hybtui.runs.records import RunState, RunSummary, is_stalled
 from hybtui.runs.store import Store
 
 #: The benchmark whose final macro-averages are the run list's headline figures.
 HEADLINE_BENCH = "xquad-r"
-#: The metric key plotted as the loss curve, and the one plotted beside it (right axis).
+#: The metric key plotted as the loss curve.
 LOSS_KEY = "loss"
-LR_KEY = "lr"
-PLOTTED_KEYS = (LOSS_KEY, LR_KEY)
-#: How much of an existing worker log the detail screen shows when it opens.
-LOG_TAIL_BYTES = 16_384
 STATUS_STYLES = {
     "queued": "dim",
     "running": "bold cyan",
@@ -88,31 +79,6 @@ class RunRow:
         return None if value is None or math.isnan(value) else value
 
 
-@dataclass(frozen=True)
-class DetailSnapshot:
-    """What changed for one run since the last read: the run itself, new loss and learning-rate
-    points (up to metric id ``last_id``), the final results, and the log text from
-    ``log_offset`` to ``log_end``."""
-
-    run: Run
-    last_id: int
-    #: new (step, value, time) points per plotted key
-    series: dict[str, tuple[tuple[int, float, float], ...]]
-    #: the final results, when they were read
-    results: tuple[dict[str, Any], ...] | None
-    log_offset: int
-    log_end: int
-    log_text: str
-    #: the run directory and what it occupies (``disk 487.1 MB (1 checkpoint, 487.1 MB)``)
-    run_dir: Path
-    disk: str
-    #: new GPU samples (``Store.telemetry`` rows, up to id ``telemetry_last_id``); none for a CPU run
-    telemetry: tuple[dict[str, Any], ...] = ()
-    telemetry_last_id: int = 0
-    #: why a queued run waits (``waiting for 2 GPUs (1 free)``); None for any other
-    waiting: str | None = None
-
-
 def elapsed(run: RunState, now: float) -> float:
     """Seconds the current attempt has run (until it ended), 0 before it started."""
     if run.started_at is None:
@@ -163,96 +129,6 @@ def read_runs(store: Store) -> tuple[RunRow, ...]:
     """Every run, newest first, as table lines: one query whatever the number of runs."""
     now = time.time()
     return tuple(run_row(run, now) for run in store.run_overview())
-
-
-def read_log(path: Path, offset: int) -> tuple[int, int, str]:
-    """Log text written since ``offset`` as ``(offset, end, text)``. The first read starts
-    LOG_TAIL_BYTES before the end; a file that shrank (rewritten) is read again from its tail."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return offset, offset, ""
-    start = offset if 0 <= offset <= size else -1
-    if start < 0:
-        start = max(0, size - LOG_TAIL_BYTES)
-    with path.open("rb") as handle:
-        handle.seek(start)
-        data = handle.read(size - start)
-    return start, start + len(data), data.decode("utf-8", errors="replace")
-
-
-def read_detail(
-    store: Store, run_id: str, after_id: int, log_offset: int, with_results: bool, after_telemetry: int = 0
-) -> DetailSnapshot:
-    """One incremental read for the detail screen (``log_offset`` -1: not read yet; metrics and
-    GPU samples after the ids given). Final results are read only when asked (the screen asks
-    until it has them and the run ended)."""
-    run = store.get_run(run_id)
-    telemetry = tuple(store.telemetry(run.id, after_telemetry))
-    rows = store.metrics_since(run.id, after_id, keys=PLOTTED_KEYS)
-    series = {
-        key: tuple(
-            (row["step"], row["value"], row["time"])
-            for row in rows
-            if row["key"] == key and not math.isnan(row["value"])
-        )
-        for key in PLOTTED_KEYS
-    }
-    start, end, text = read_log(launcher.log_path(store, run.id), log_offset)
-    run_dir = store.run_dir(run.id)
-    return DetailSnapshot(
-        run=run,
-        last_id=rows[-1]["id"] if rows else after_id,
-        series=series,
-        results=tuple(store.results(run.id)) if with_results else None,
-        log_offset=start,
-        log_end=end,
-        log_text=text,
-        run_dir=run_dir,
-        disk=run_disk_usage(run_dir).describe(),
-        telemetry=telemetry,
-        telemetry_last_id=telemetry[-1]["id"] if telemetry else after_telemetry,
-        waiting=launcher.schedule(store)[1].get(run.id) if run.status == "queued" else None,
-    )
-
-
-def eta(run: RunState, samples: list[tuple[int, float]]) -> float | None:
-    """Seconds left to the last step at this attempt's pace, from (step, time) samples of
-    steps reported since the run (re)started; None before two of them."""
-    if run.status != "running" or not run.total_steps:
-        return None
-    attempt = [(step, t) for step, t in samples if run.started_at is None or t >= run.started_at]
-    if len(attempt) < 2 or attempt[-1][0] == attempt[0][0] or attempt[-1][1] == attempt[0][1]:
-        return None
-    (first_step, first_t), (last_step, last_t) = attempt[0], attempt[-1]
-    per_step = (last_t - first_t) / (last_step - first_step)
-    return max(0.0, (run.total_steps - (run.step or last_step)) * per_step)
-
-
-@dataclass(frozen=True)
-class LanguageFigures:
-    """One query language of the detail screen: final mAP per setting and language bias."""
-
-    lang: str
-    #: "seen" / "unseen" in training, "" when unknown
-    seen: str
-    mono: float | None
-    cross: float | None
-    multi: float | None
-    rank_distance: float | None
-
-
-def language_rows(results: list[dict[str, Any]], bench: str) -> list[LanguageFigures]:
-    """Per query language (cross: the mean over its pairs), then the macro-averages as ``avg``."""
-    settings = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))
-    per = [per_language(results, bench, setting, metric) for setting, metric in settings]
-    seen = seen_of(results, bench)
-    langs = sorted({lang for values in per for lang in values})
-    rows = [LanguageFigures(lang, seen.get(lang) or "", *(values.get(lang) for values in per)) for lang in langs]
-    figures = headline(results)
-    if rows:
-        rows.append(LanguageFigures(AVERAGE, "", *(figures.get((bench, s, m)) for s, m in settings)))
-    return rows
 
 
 def downsample(steps: np.ndarray, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,12 @@
-"""One run up close: status, elapsed and ETA, a live loss and learning-rate plot, final mAP
-per language as bars, the X×Y cross-lingual heatmap, the worker log, the configuration and,
-for a run on GPUs, their utilisation, memory, power and temperature."""
+"""One run's page: status, elapsed time and ETA, the device it trains on; tabs that take the
+whole body (so a plot has rows even at 80x24) for the loss (raw and smoothed, validation,
+learning rate), the evaluations over steps, final mAP per language, the X×Y heatmap, the
+events merged with the worker log, the run's files, its configuration and its GPUs; and the
+run list's actions (cancel, resume, delete) on this run."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from pathlib import Path
@@ -19,30 +22,47 @@ from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.formatting import human_duration
 from hybtui.reporting.tables import cross_heatmap
-from hybtui.results import ResultRow
+from hybtui.results import AVERAGE, ResultRow
 from hybtui.runs.records import TERMINAL_STATUSES, Run
 from hybtui.runs.store import Store
-from hybtui.tui.screens.polled import PolledScreen
-from hybtui.tui.viewmodels import (
-    LOSS_KEY,
+from hybtui.tui.run_page import (
     LR_KEY,
+    VALIDATION_KEY,
     DetailSnapshot,
-    elapsed,
+    Progress,
+    ReadState,
+    ema,
     eta,
-    headline_bench,
+    eval_curves,
+    eval_languages,
+    evaluations_left,
+    files_lines,
+    merge_log,
     read_detail,
-    status_text,
 )
+from hybtui.tui.screens.polled import PolledScreen
+from hybtui.tui.screens.run_actions import RUN_ACTION_BINDINGS, RunActions
+from hybtui.tui.viewmodels import LOSS_KEY, elapsed, headline_bench, status_text
+from hybtui.tui.widgets.eval_plot import EvalPlot
 from hybtui.tui.widgets.language_table import LanguageTable
-from hybtui.tui.widgets.loss_plot import LossPlot
+from hybtui.tui.widgets.loss_plot import LossPlot, Series
 from hybtui.tui.widgets.telemetry_plot import TelemetryPlot
 
-#: The tabs under the plot, with the key that opens each.
-TABS = (("languages", "1"), ("heatmap", "2"), ("log", "3"), ("config", "4"))
+#: The tabs, with the key that opens each (also written on the tab).
+TABS = (
+    ("loss", "1"),
+    ("evaluations", "2"),
+    ("languages", "3"),
+    ("heatmap", "4"),
+    ("log", "5"),
+    ("files", "6"),
+    ("config", "7"),
+)
 #: The GPU tab and its key: present only once the run has GPU samples (a CPU run has none).
-GPU_TAB = ("gpu", "5")
+GPU_TAB = ("gpu", "8")
 #: (step, time) samples kept for the ETA: enough to average over the recent pace.
 ETA_SAMPLES = 200
+SMOOTHED = "smoothed"
 
 
 def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
@@ -54,39 +74,62 @@ def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
     return Group(*(cross_heatmap(rows, bench) for bench in benches))
 
 
-def _config_text(snap: DetailSnapshot) -> Text:
-    """The run's files (directory and disk use: checkpoints are large) and its configuration."""
-    run = snap.run
-    text = inert.text(snap.run_dir, style="dim").append("\n").append_text(inert.text(snap.disk, style="dim"))
-    text.append("\n\n")
-    text.append_text(inert.text(run.config_error or "", style="red"))
+def _config_text(run: Run) -> Text:
+    text = inert.text(run.config_error or "", style="red")
     for key, value in sorted(run.config.items()):
         if value is not None:
             text.append(f"{inert.visible(key):<24}", style="bold").append(f"{inert.visible(value)}\n")
     return text
 
 
-class RunDetailScreen(PolledScreen):
-    """Reads only what is new (metrics after the last id, log bytes after the last offset,
-    results until the run has ended and they are in) every ``refresh_s``, also while another
-    screen covers it."""
+def _files_text(snap: DetailSnapshot) -> Text:
+    """Each file on a line of its own under its label, so a long path wraps whole at 80 columns."""
+    text = Text()
+    for label, value in files_lines(snap):
+        text.append(f"{label}\n", style="bold").append_text(inert.text(value)).append("\n")
+    return text.append("y copies the run id, p the run directory (OSC 52)", style="dim")
+
+
+def sampler_words(run: Run) -> str:
+    """``zero-shot`` for a run of 0 steps (evaluated as it is), α only for a hybrid run."""
+    sampler = run.config.get("sampler")
+    if run.total_steps == 0:
+        return "zero-shot"
+    return f"hybrid α={run.config.get('alpha')}" if sampler == "hybrid" else inert.visible(sampler or "")
+
+
+class RunDetailScreen(RunActions, PolledScreen):
+    """Reads only what is new (metrics and events after the last ids, log bytes after the last
+    offset, results until the run has ended and they are in) every ``refresh_s``, also while
+    another screen covers it."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        *(Binding(key, f"show_tab('{tab}')", tab.capitalize()) for tab, key in TABS),
-        Binding(GPU_TAB[1], f"show_tab('{GPU_TAB[0]}')", "GPU", show=False),
-        Binding("q", "app.quit", "Quit"),
+        *RUN_ACTION_BINDINGS,
+        Binding("s", "toggle_smoothing", "Smooth"),
+        Binding("l", "next_language", "Lang"),
+        Binding("y", "copy('id')", "Copy id"),
+        Binding("p", "copy('dir')", "Copy dir"),
+        *(Binding(key, f"show_tab('{tab}')", tab.capitalize(), show=False) for tab, key in (*TABS, GPU_TAB)),
+        Binding("q", "app.quit", "Quit", show=False),
     ]
     READ_ERRORS = (HybtuiError, sqlite3.Error, OSError)
 
     def __init__(self, store_path: Path, run_id: str, refresh_s: float) -> None:
         super().__init__(store_path, refresh_s)
         self.run_id = run_id
-        self._last_id = 0
-        self._log_end = -1
+        self.run: Run | None = None
+        self.run_dir: Path | None = None
+        self._state = ReadState()
         self._results_final = False
         self._samples: list[tuple[int, float]] = []
-        self._telemetry_id = 0
+        self._smoothed = Series()
+        self._smoothing = True
+        self._ema = (0.0, 0)
+        self._progress = Progress()
+        self._results: tuple[dict, ...] = ()
+        self._lang = AVERAGE
+        self._step = 0
 
     @property
     def heading(self) -> str:
@@ -95,17 +138,22 @@ class RunDetailScreen(PolledScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(inert.text(f"run {self.run_id}"), id="run-status")
-        yield LossPlot(id="loss")
-        with TabbedContent(id="detail-tabs", initial="languages-tab"):
-            with TabPane("languages", id="languages-tab"):
+        with TabbedContent(id="detail-tabs", initial="loss-tab"):
+            with TabPane("1 loss", id="loss-tab"):
+                yield LossPlot(id="loss")
+            with TabPane("2 evaluations", id="evaluations-tab"):
+                yield EvalPlot(id="eval-plot")
+            with TabPane("3 languages", id="languages-tab"):
                 yield LanguageTable(id="languages")
-            with TabPane("cross X×Y", id="heatmap-tab"):
+            with TabPane("4 X×Y", id="heatmap-tab"):
                 yield VerticalScroll(Static("", id="heatmap"))
-            with TabPane("log", id="log-tab"):
+            with TabPane("5 log", id="log-tab"):
                 yield Log(id="worker-log", highlight=False)
-            with TabPane("config", id="config-tab"):
+            with TabPane("6 files", id="files-tab"):
+                yield VerticalScroll(Static("", id="files"))
+            with TabPane("7 config", id="config-tab"):
                 yield VerticalScroll(Static("", id="config"))
-            with TabPane("gpu", id="gpu-tab"), Vertical():
+            with TabPane("8 gpu", id="gpu-tab"), Vertical():
                 yield Static("", id="gpu-latest")
                 yield TelemetryPlot(id="gpu-plot")
         yield Footer()
@@ -114,8 +162,46 @@ class RunDetailScreen(PolledScreen):
         self.query_one(TabbedContent).hide_tab("gpu-tab")
 
     def action_show_tab(self, tab: str) -> None:
-        if tab != GPU_TAB[0] or self._telemetry_id:
+        if tab != GPU_TAB[0] or self._state.telemetry:
             self.query_one(TabbedContent).active = f"{tab}-tab"
+
+    # -- actions ----------------------------------------------------------------------
+
+    def current_run(self) -> str | None:
+        return self.run_id
+
+    def runs_to_delete(self) -> list[tuple[str, str]]:
+        return [(self.run_id, self.run.name or "" if self.run else "")]
+
+    def runs_changed(self, gone: list[str]) -> None:
+        """A deleted run has no page: back to the list. Otherwise show its new status."""
+        if self.run_id in gone:
+            self.app.pop_screen()
+        else:
+            self.reload()
+
+    def action_copy(self, what: str) -> None:
+        """The run id or directory to the clipboard (OSC 52: also over ssh and in tmux)."""
+        text = self.run_id if what == "id" else str(self.run_dir or "")
+        self.app.copy_to_clipboard(text)
+        self.notify(inert.visible(text), title=f"copied the run {'id' if what == 'id' else 'directory'}", markup=False)
+
+    def action_toggle_smoothing(self) -> None:
+        self._smoothing = not self._smoothing
+        plot = self.query_one(LossPlot)
+        plot.series.pop(SMOOTHED, None)
+        if self._smoothing and len(self._smoothed):
+            plot.series[SMOOTHED] = self._smoothed
+        plot.draw()
+
+    def action_next_language(self) -> None:
+        """Cycle the evaluation curves through the macro-average and each query language."""
+        langs = eval_languages(self._results)
+        self._lang = langs[(langs.index(self._lang) + 1) % len(langs)] if self._lang in langs else AVERAGE
+        self.query_one(EvalPlot).show_curves(eval_curves(self._results, self._lang), self._lang)
+        self.action_show_tab("evaluations")
+
+    # -- reading and showing ---------------------------------------------------------------
 
     def wants_read(self) -> bool:
         return True
@@ -123,61 +209,100 @@ class RunDetailScreen(PolledScreen):
     def read(self, store: Store) -> tuple[DetailSnapshot, Group | Text | None]:
         """What is new since the last read; the read state is the UI thread's, left alone
         while a read is in flight (never two at once)."""
-        snapshot = read_detail(
-            store, self.run_id, self._last_id, self._log_end, not self._results_final, self._telemetry_id
-        )
-        return snapshot, _heatmaps(snapshot.results) if snapshot.results is not None else None
+        snapshot = read_detail(store, self.run_id, self._state)
+        heatmaps = _heatmaps(snapshot.final_results) if snapshot.results is not None else None
+        return snapshot, heatmaps
 
     def show_error(self, error: str) -> None:
         self.query_one("#run-status", Static).update(inert.text(f"run {self.run_id}: {error}"))
 
     def show(self, data: tuple[DetailSnapshot, Group | Text | None]) -> None:
         snap, heatmaps = data
-        run = snap.run
-        self._last_id = snap.last_id
-        self._samples = (self._samples + [(step, t) for step, _, t in snap.series[LOSS_KEY]])[-ETA_SAMPLES:]
+        run = self.run = snap.run
+        self.run_dir = snap.run_dir
+        self._progress.add(snap.events)
+        losses = snap.series[LOSS_KEY]
+        self._step = max(self._step, run.step or 0, *(step for step, _, _ in losses[-1:]))
+        self._samples = (self._samples + [(step, t) for step, _, t in losses])[-ETA_SAMPLES:]
         self.query_one("#run-status", Static).update(self._header(run, snap.waiting))
-        plot = self.query_one(LossPlot)
-        plot.extend(tuple((step, value) for step, value, _ in snap.series[LOSS_KEY]))
-        plot.extend(tuple((step, value) for step, value, _ in snap.series[LR_KEY]), label="lr", side="right")
-        if any(snap.series.values()) or not plot.series:
-            plot.draw()
+        self._show_losses(snap)
         terminal = run.status in TERMINAL_STATUSES
         self._results_final = terminal and (snap.results is not None or self._results_final)
         if snap.results is not None:
-            benches = {r["bench"] for r in snap.results}
-            self.query_one(LanguageTable).show(snap.results, headline_bench(benches))
-            self.query_one("#heatmap", Static).update(heatmaps)
-        self.query_one("#config", Static).update(_config_text(snap))
+            self._show_results(snap.results, heatmaps)
+        self.query_one("#files", Static).update(_files_text(snap))
+        self.query_one("#config", Static).update(_config_text(run))
         self._show_log(snap)
         self._show_telemetry(snap)
+        self._state = ReadState(
+            snap.last_id, snap.log_end, snap.events_last_id, snap.telemetry_last_id, not self._results_final
+        )
+
+    def _show_losses(self, snap: DetailSnapshot) -> None:
+        """New points of the loss (raw and its moving average), validation loss and learning rate."""
+        plot = self.query_one(LossPlot)
+        if snap.run.total_steps == 0:
+            plot.empty_title = "zero-shot: evaluated without training (no loss)"
+        losses = tuple((step, value) for step, value, _ in snap.series[LOSS_KEY])
+        plot.extend(losses)
+        if losses:
+            smoothed, self._ema = ema([value for _, value in losses], self._ema)
+            self._smoothed.extend([step for step, _ in losses], smoothed)
+            if self._smoothing:
+                plot.series.setdefault(SMOOTHED, self._smoothed)
+        plot.extend(tuple((s, v) for s, v, _ in snap.series[VALIDATION_KEY]), label="validation")
+        plot.extend(tuple((s, v) for s, v, _ in snap.series[LR_KEY]), label="lr", side="right")
+        if any(snap.series.values()) or not plot.series:
+            plot.draw()
+
+    def _show_results(self, results: tuple[dict, ...], heatmaps: Group | Text | None) -> None:
+        if results == self._results:
+            return
+        self._results = results
+        final = [r for r in results if r["final"]]
+        self.query_one(LanguageTable).show(tuple(final), headline_bench({r["bench"] for r in final}))
+        self.query_one("#heatmap", Static).update(heatmaps)
+        self.query_one(EvalPlot).show_curves(eval_curves(results, self._lang), self._lang)
 
     def _show_telemetry(self, snap: DetailSnapshot) -> None:
         """New GPU samples into the GPU tab, shown from the first of them on."""
         if not snap.telemetry:
             return
-        if not self._telemetry_id:
+        if not self._state.telemetry:
             self.query_one(TabbedContent).show_tab("gpu-tab")
-        self._telemetry_id = snap.telemetry_last_id
         plot = self.query_one(TelemetryPlot)
         plot.add_samples(snap.telemetry)
         plot.draw()
         self.query_one("#gpu-latest", Static).update(plot.summary())
 
+    def _time_left(self, run: Run) -> str:
+        """``ETA 3m + final evaluation``, or what the evaluation under way has taken so far."""
+        evaluating, each = self._progress.evaluating, self._progress.eval_s
+        if run.status == "running" and evaluating is not None:
+            step, final, since = evaluating
+            kind = "final" if final else f"step {step}"
+            return f"   {kind} evaluation for {human_duration(time.time() - since)}"
+        left = evaluations_left(run, run.config.get("eval_every"), self._step)
+        seconds = eta(run, self._samples, self._step, left * (each or 0.0))
+        if seconds is None:
+            return ""
+        counted = f" ({left} evaluations counted)" if left and each else ""
+        return f"   ETA {human_duration(seconds)}{counted} + final evaluation"
+
     def _header(self, run: Run, waiting: str | None = None) -> Text:
         now = time.time()
         config = run.config
-        header = status_text(run, now)
+        shown = dataclasses.replace(run, step=self._step) if run.status == "running" else run
+        header = status_text(shown, now)
         if waiting:
             header.append(f" · {waiting}", style="yellow")
-        header.append(f"   {inert.visible(run.name or '')}   elapsed {human_duration(elapsed(run, now))}")
-        left = eta(run, self._samples)
-        if left is not None:
-            header.append(f"   ETA {human_duration(left)} + final evaluation")
+        header.append_text(inert.text(f"   {run.name or ''}"))
+        header.append(f"   elapsed {human_duration(elapsed(run, now))}{self._time_left(run)}")
+        device = self._progress.device or f"device {config.get('device')}"
         header.append(
             "\n"
             + inert.visible(
-                f"{config.get('model')} · {config.get('sampler')} α={config.get('alpha')} · "
+                f"{config.get('model')} · {sampler_words(run)} · {device} · "
                 f"batch {config.get('batch_size')} · lr {config.get('lr')} · seed {config.get('seed')}"
             ),
             style="dim",
@@ -188,9 +313,10 @@ class RunDetailScreen(PolledScreen):
         return header
 
     def _show_log(self, snap: DetailSnapshot) -> None:
+        """New events and log lines, merged in time order, under what is shown."""
         log = self.query_one(Log)
-        if snap.log_offset != self._log_end:
-            log.clear()  # first read, or the log was rewritten: this text starts from its tail
-        if snap.log_text:
-            log.write(inert.lines(snap.log_text))
-        self._log_end = snap.log_end
+        if 0 <= self._state.log_offset != snap.log_offset:
+            log.clear()  # the log was rewritten: this text starts from its tail
+        text = merge_log(snap.events, snap.log_text)
+        if text:
+            log.write(inert.lines(text))

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from hybtui import inert
-from hybtui.tui.viewmodels import LanguageFigures, language_rows
+from hybtui.tui.run_page import LanguageFigures, language_rows
 
 #: Cells of a bar: eighths of a block give 8 levels per cell.
 BAR_CELLS = 6

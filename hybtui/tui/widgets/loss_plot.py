@@ -62,10 +62,13 @@ class LossPlot(PlotextPlot):
     of at most one point per column."""
 
     X_LABEL = "step"
+    TITLE = "loss"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.series: dict[str, Series] = {}
+        #: The title while there is nothing to draw (a zero-shot run never has steps).
+        self.empty_title = f"{self.TITLE} (no steps reported yet)"
 
     @property
     def points(self) -> list[tuple[float, float]]:
@@ -90,7 +93,7 @@ class LossPlot(PlotextPlot):
     def heading(self) -> str:
         """The plot's title: what it shows, and which series read against the right axis."""
         right = [label for label, s in self.series.items() if s.side == "right"]
-        title = "loss" if any(s.size for s in self.series.values()) else "loss (no steps reported yet)"
+        title = self.TITLE if any(s.size for s in self.series.values()) else self.empty_title
         return title + (f" · {', '.join(right)} (right axis)" if right else "")
 
     def draw(self) -> None:
