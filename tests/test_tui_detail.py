@@ -263,7 +263,7 @@ def page(run_id: str, key: str, ready):
     return run_before
 
 
-@pytest.mark.parametrize("tab", ["2", "5", "6"])
+@pytest.mark.parametrize("tab", ["2", "3", "4", "5", "6"])
 def test_page_of_a_finished_run_snapshot(evaluated_demo, snap_compare, size, tab):
     def ready(screen) -> bool:
         return bool(screen.query_one(EvalPlot).series) and "cuda:0" in str(

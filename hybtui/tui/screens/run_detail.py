@@ -11,7 +11,6 @@ import sqlite3
 import time
 from pathlib import Path
 
-from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,8 +20,7 @@ from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
 from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.formatting import human_duration
-from hybtui.reporting.tables import cross_heatmap
-from hybtui.results import AVERAGE, ResultRow
+from hybtui.results import AVERAGE
 from hybtui.runs.records import TERMINAL_STATUSES, Run
 from hybtui.runs.store import Store
 from hybtui.tui.run_page import (
@@ -44,6 +42,7 @@ from hybtui.tui.screens.polled import PolledScreen
 from hybtui.tui.screens.run_actions import RUN_ACTION_BINDINGS, RunActions
 from hybtui.tui.viewmodels import LOSS_KEY, elapsed, headline_bench, status_text
 from hybtui.tui.widgets.eval_plot import EvalPlot
+from hybtui.tui.widgets.heatmap import Heatmap
 from hybtui.tui.widgets.language_table import LanguageTable
 from hybtui.tui.widgets.loss_plot import LossPlot, Series
 from hybtui.tui.widgets.telemetry_plot import TelemetryPlot
@@ -63,15 +62,6 @@ GPU_TAB = ("gpu", "8")
 #: (step, time) samples kept for the ETA: enough to average over the recent pace.
 ETA_SAMPLES = 200
 SMOOTHED = "smoothed"
-
-
-def _heatmaps(results: tuple[dict, ...]) -> Group | Text:
-    """Every benchmark's X×Y mAP matrix (rendered with the read, off the UI thread)."""
-    rows = [ResultRow.from_dict(r) for r in results]
-    benches = sorted({r.bench for r in rows if r.setting == "cross"})
-    if not benches:
-        return Text("no cross-lingual results yet: they are written when the run ends", style="dim")
-    return Group(*(cross_heatmap(rows, bench) for bench in benches))
 
 
 def _config_text(run: Run) -> Text:
@@ -108,6 +98,7 @@ class RunDetailScreen(RunActions, PolledScreen):
         *RUN_ACTION_BINDINGS,
         Binding("s", "toggle_smoothing", "Smooth"),
         Binding("l", "next_language", "Lang"),
+        Binding("m", "next_metric", "Metric", show=False),
         Binding("y", "copy('id')", "Copy id"),
         Binding("p", "copy('dir')", "Copy dir"),
         *(Binding(key, f"show_tab('{tab}')", tab.capitalize(), show=False) for tab, key in (*TABS, GPU_TAB)),
@@ -146,7 +137,7 @@ class RunDetailScreen(RunActions, PolledScreen):
             with TabPane("3 languages", id="languages-tab"):
                 yield LanguageTable(id="languages")
             with TabPane("4 X×Y", id="heatmap-tab"):
-                yield VerticalScroll(Static("", id="heatmap"))
+                yield Heatmap(id="heatmap")
             with TabPane("5 log", id="log-tab"):
                 yield Log(id="worker-log", highlight=False)
             with TabPane("6 files", id="files-tab"):
@@ -201,23 +192,25 @@ class RunDetailScreen(RunActions, PolledScreen):
         self.query_one(EvalPlot).show_curves(eval_curves(self._results, self._lang), self._lang)
         self.action_show_tab("evaluations")
 
+    def action_next_metric(self) -> None:
+        """The X×Y matrix's next metric (mAP, R@1, nDCG@10, …), shown."""
+        self.query_one(Heatmap).action_next_metric()
+        self.action_show_tab("heatmap")
+
     # -- reading and showing ---------------------------------------------------------------
 
     def wants_read(self) -> bool:
         return True
 
-    def read(self, store: Store) -> tuple[DetailSnapshot, Group | Text | None]:
+    def read(self, store: Store) -> DetailSnapshot:
         """What is new since the last read; the read state is the UI thread's, left alone
         while a read is in flight (never two at once)."""
-        snapshot = read_detail(store, self.run_id, self._state)
-        heatmaps = _heatmaps(snapshot.final_results) if snapshot.results is not None else None
-        return snapshot, heatmaps
+        return read_detail(store, self.run_id, self._state)
 
     def show_error(self, error: str) -> None:
         self.query_one("#run-status", Static).update(inert.text(f"run {self.run_id}: {error}"))
 
-    def show(self, data: tuple[DetailSnapshot, Group | Text | None]) -> None:
-        snap, heatmaps = data
+    def show(self, snap: DetailSnapshot) -> None:
         run = self.run = snap.run
         self.run_dir = snap.run_dir
         self._progress.add(snap.events)
@@ -229,7 +222,7 @@ class RunDetailScreen(RunActions, PolledScreen):
         terminal = run.status in TERMINAL_STATUSES
         self._results_final = terminal and (snap.results is not None or self._results_final)
         if snap.results is not None:
-            self._show_results(snap.results, heatmaps)
+            self._show_results(snap)
         self.query_one("#files", Static).update(_files_text(snap))
         self.query_one("#config", Static).update(_config_text(run))
         self._show_log(snap)
@@ -255,13 +248,13 @@ class RunDetailScreen(RunActions, PolledScreen):
         if any(snap.series.values()) or not plot.series:
             plot.draw()
 
-    def _show_results(self, results: tuple[dict, ...], heatmaps: Group | Text | None) -> None:
-        if results == self._results:
+    def _show_results(self, snap: DetailSnapshot) -> None:
+        if snap.results == self._results:
             return
-        self._results = results
-        final = [r for r in results if r["final"]]
-        self.query_one(LanguageTable).show(tuple(final), headline_bench({r["bench"] for r in final}))
-        self.query_one("#heatmap", Static).update(heatmaps)
+        results = self._results = snap.results or ()
+        final = snap.final_results
+        self.query_one(LanguageTable).show(final, headline_bench({r["bench"] for r in final}))
+        self.query_one(Heatmap).show(final)
         self.query_one(EvalPlot).show_curves(eval_curves(results, self._lang), self._lang)
 
     def _show_telemetry(self, snap: DetailSnapshot) -> None:
