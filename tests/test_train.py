@@ -140,6 +140,7 @@ def test_two_process_data_parallel_equals_single_process(tiny_encoder, tmp_path)
 class Recorder(Events):
     def __init__(self):
         self.steps, self.evals, self.validation, self.checkpoints = [], [], [], []
+        self.eval_progress = {}
 
     def on_step(self, report):
         self.steps.append(report)
@@ -149,6 +150,9 @@ class Recorder(Events):
 
     def on_validation(self, step, loss):
         self.validation.append((step, loss))
+
+    def on_eval_progress(self, step, final, label, done, total):
+        self.eval_progress.setdefault((step, final, label), []).append((done, total))
 
     def on_checkpoint(self, step, path):
         self.checkpoints.append((step, path))
@@ -182,6 +186,11 @@ def test_smoke_run_every_sampler(shared_data, tmp_path, sampler):
     expected = {"mono"} if sampler == "mono" else {"cross"} if sampler == "cross" else {"mono", "cross"}
     assert {r.batch_type for r in events.steps} <= expected
     assert [(step, final) for step, final, _ in events.evals] == [(2, False), (3, True)]
+    # Each encoding of each evaluation told at most its four quarters, the last at its end.
+    assert {key[:2] for key in events.eval_progress} == {(2, False), (3, True)}
+    for told in events.eval_progress.values():
+        dones = [done for done, _ in told]
+        assert 1 <= len(told) <= 4 and dones == sorted(set(dones)) and told[-1][0] == told[-1][1]
     final_rows = events.evals[-1][2]
     seen = {r.query_lang: r.seen for r in final_rows if r.setting == "multi" and r.query_lang != "avg"}
     assert seen == {"en": "seen", "de": "seen", "el": "unseen"}

@@ -67,6 +67,10 @@ def test_progress_reads_the_device_and_measures_periodic_evaluations():
     progress.add([event(16, "step 10: periodic evaluation done"), event(30, "step 20: periodic evaluation")])
     progress.add([event(40, "step 20: periodic evaluation done"), event(50, "step 30: final evaluation")])
     assert progress.eval_s == 8.0 and progress.evaluating == (30, True, 50)
+    progress.add([event(52, "step 30: final evaluation: xquad-r candidates 50%")])
+    assert progress.evaluated == "xquad-r candidates 50%"
+    progress.add([event(60, "step 30: final evaluation done")])
+    assert progress.evaluated is None and progress.evaluating is None
 
 
 def test_eta_counts_the_evaluations_still_to_come():

@@ -19,7 +19,7 @@ from rich.progress import (
 
 from hybtui.inert import visible
 from hybtui.results import ResultRow, summary
-from hybtui.training.callbacks import Events, StepReport
+from hybtui.training.callbacks import Events, StepReport, eval_progress_text
 
 stderr = Console(stderr=True)
 
@@ -124,6 +124,9 @@ class TrainingProgress(Events):
                 f"step {step} {'final' if final else 'quick'} eval {bench}: {figures}"
                 + (f" rank distance {bias:.1f}" if bias is not None else "")
             )
+
+    def on_eval_progress(self, step: int, final: bool, label: str, done: int, total: int) -> None:
+        self._progress.update(self._task, status=visible(eval_progress_text(step, final, label, done, total)))
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         self._progress.console.print(visible(f"checkpoint {path}"), style="dim", markup=False)

@@ -42,7 +42,7 @@ from hybtui.runs.recorder import JournalRecorder, read_snapshot
 from hybtui.runs.records import Run
 from hybtui.runs.store import Store
 from hybtui.training import checkpoint as checkpoints
-from hybtui.training.callbacks import Events, StepReport, Tee
+from hybtui.training.callbacks import Events, StepReport, Tee, eval_progress_text
 from hybtui.training.distributed import is_peer_loss
 from hybtui.training.trainer import Trainer
 
@@ -113,6 +113,9 @@ class StoreEvents(Events):
         self.store.add_results(self.run_id, rows, step, final)
         self.store.add_event(self.run_id, "info", f"step {step}: {'final' if final else 'periodic'} evaluation done")
 
+    def on_eval_progress(self, step: int, final: bool, label: str, done: int, total: int) -> None:
+        self.store.add_event(self.run_id, "info", eval_progress_text(step, final, label, done, total))
+
     def before_checkpoint(self, step: int) -> None:
         self.flush()
 
@@ -153,6 +156,9 @@ class LogEvents(Events):
 
     def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None:
         log.info("step %d: %s evaluation done (%d result rows)", step, "final" if final else "periodic", len(rows))
+
+    def on_eval_progress(self, step: int, final: bool, label: str, done: int, total: int) -> None:
+        log.info("%s", eval_progress_text(step, final, label, done, total))
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         log.info("step %d: checkpoint saved to %s", step, path)

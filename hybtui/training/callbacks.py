@@ -37,6 +37,9 @@ class Events:
 
     def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None: ...
 
+    def on_eval_progress(self, step: int, final: bool, label: str, done: int, total: int) -> None:
+        """An evaluation encoded ``done`` of ``total`` texts of ``label`` (told at each quarter)."""
+
     def before_checkpoint(self, step: int) -> None:
         """Everything of steps ≤ `step` must be recorded before checkpoint `step` becomes
         visible: a resume from it never recomputes those steps."""
@@ -47,6 +50,11 @@ class Events:
         """Checkpoint `step` is about to be deleted (pruned): forget it before its files go."""
 
     def on_message(self, text: str) -> None: ...
+
+
+def eval_progress_text(step: int, final: bool, label: str, done: int, total: int) -> str:
+    """``step 60: final evaluation: xquad-r candidates 50%``: the same words in the log and the store."""
+    return f"step {step}: {'final' if final else 'periodic'} evaluation: {label} {100 * done // max(1, total)}%"
 
 
 #: The hooks of Events, in the order a run calls them first.

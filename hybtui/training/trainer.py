@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,10 +223,34 @@ class Trainer:
         if limit:
             loaded = [b.max_queries(limit) for b in loaded]
         encoder.eval()
-        rows = evaluate.evaluate(encoder, loaded, self.train_languages, self.config.eval_batch_size, self.config.bf16)
+        rows = evaluate.evaluate(
+            encoder,
+            loaded,
+            self.train_languages,
+            self.config.eval_batch_size,
+            self.config.bf16,
+            self._eval_progress(step, final),
+        )
         encoder.train()
         self.events.on_eval(step, rows, final)
         return rows
+
+    def _eval_progress(self, step: int, final: bool) -> Callable[[str], Callable[[int, int], None]]:
+        """Per encoding call, tells the events at each quarter done: a long final evaluation
+        shows how far it is, in a handful of events."""
+
+        def per_call(label: str) -> Callable[[int, int], None]:
+            told = [0]
+
+            def progress(done: int, total: int) -> None:
+                quarter = 4 * done // max(1, total)
+                if quarter > told[0]:
+                    told[0] = quarter
+                    self.events.on_eval_progress(step, final, label, done, total)
+
+            return progress
+
+        return per_call
 
 
 def _languages(batch: Batch) -> dict[str, int]:

@@ -33,6 +33,8 @@ LOG_TAIL_BYTES = 16_384
 DEVICE_EVENT = re.compile(r"^device (\S+)$")
 #: The trainer's evaluation events: "step 10: periodic evaluation", then "… evaluation done".
 EVAL_EVENT = re.compile(r"^step (\d+): (periodic|final) evaluation( done)?$")
+#: How far the evaluation under way has encoded: "step 10: final evaluation: xquad-r candidates 50%".
+EVAL_PROGRESS_EVENT = re.compile(r"^step \d+: (?:periodic|final) evaluation: (.+)$")
 #: The curves of the evaluation plot: (label, setting, metric); rank distance on the right axis.
 EVAL_CURVES = tuple(
     (f"{setting} {'mAP' if metric == 'map' else 'rank dist.'}", setting, metric) for setting, metric in HEADLINE
@@ -180,6 +182,8 @@ class Progress:
     device: str | None = None
     #: the evaluation under way: (step, final, started at)
     evaluating: tuple[int, bool, float] | None = None
+    #: how far the evaluation under way is (``xquad-r candidates 50%``), once it has said
+    evaluated: str | None = None
     eval_seconds: list[float] | None = None
 
     def add(self, events: Iterable[dict[str, Any]]) -> None:
@@ -188,10 +192,14 @@ class Progress:
             device = DEVICE_EVENT.match(message)
             if device:
                 self.device = device.group(1)
+            so_far = EVAL_PROGRESS_EVENT.match(message)
+            if so_far:
+                self.evaluated = so_far.group(1)
             found = EVAL_EVENT.match(message)
             if not found:
                 continue
             step, final, done = int(found.group(1)), found.group(2) == "final", bool(found.group(3))
+            self.evaluated = None
             if not done:
                 self.evaluating = (step, final, event["time"])
             elif self.evaluating is not None and self.evaluating[:2] == (step, final):

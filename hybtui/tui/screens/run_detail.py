@@ -274,7 +274,8 @@ class RunDetailScreen(RunActions, PolledScreen):
         if run.status == "running" and evaluating is not None:
             step, final, since = evaluating
             kind = "final" if final else f"step {step}"
-            return f"   {kind} evaluation for {human_duration(time.time() - since)}"
+            so_far = f": {self._progress.evaluated}" if self._progress.evaluated else ""
+            return f"   {kind} evaluation for {human_duration(time.time() - since)}{so_far}"
         left = evaluations_left(run, run.config.get("eval_every"), self._step)
         seconds = eta(run, self._samples, self._step, left * (each or 0.0))
         if seconds is None:
