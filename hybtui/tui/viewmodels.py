@@ -159,10 +159,10 @@ def spec_languages(spec: str) -> tuple[str, ...]:
 
 
 def status_room(run: RunState, now: float | None = None) -> int:
-    """The widest ``status_text`` of this run until its status changes: its progress counted up
-    to the last step (``running 100/100``), so a column this wide never cuts a live status."""
+    """The widest ``status_text`` of this run until its status changes: a running run's progress
+    counted up to the last step (``running 100/100``), so a column this wide never cuts a live status."""
     shown = len(status_text(run, now))
-    if run.status == "finished" or run.started_at is None or not run.total_steps:
+    if run.status != "running" or run.started_at is None or not run.total_steps:
         return shown
     return shown + len(str(run.total_steps)) - len(str(run.step or 0))
 

@@ -38,7 +38,7 @@ NARROW_HIDDEN = frozenset({"id", "model", "train", "alpha"})
 NARROW_NAME, NAME_MAX = 14, 40
 #: Left out in this order while names would get less than NARROW_NAME (a long live status, devices).
 NARROW_SPARED = ("age", "rank_distance")
-#: What a DataTable adds to each column (a space either side) and keeps for its vertical scrollbar.
+#: What a DataTable adds to each column (a space either side) and takes for its vertical scrollbar.
 CELL_PADDING, SCROLLBAR = 2, 2
 
 
@@ -205,19 +205,20 @@ class RunsTable(LiveTable):
     def fitted_columns(self) -> frozenset[str]:
         """The columns this width and these runs call for."""
         shown = frozenset(key for key, _ in COLUMNS) - (set() if self._with_devices else {"devices"})
-        return shown if self.size.width >= WIDE else shown - NARROW_HIDDEN
+        return shown if self.outer_size.width >= WIDE else shown - NARROW_HIDDEN
 
     def fitted_widths(self, rows: Sequence[RunRow], visible: frozenset[str]) -> dict[str, int | None]:
         """Fixed widths: the status column's always; narrow, every column's, names taking the rest
         (maybe less than NARROW_NAME, which ``_fit`` then makes room for)."""
         status = max((status_room(row.run, row.now) for row in rows), default=0)
         widths: dict[str, int | None] = {"status": max(status, len("status"))}
-        if self.size.width >= WIDE:
+        if self.outer_size.width >= WIDE:
             return widths
         for index, (key, label) in enumerate(COLUMNS):
             if key in visible and key not in widths and key != "name":
                 widths[key] = max([len(label), *(cell_len(str(row.cells[index])) for row in rows)])
-        rest = self.size.width - SCROLLBAR - sum(width + CELL_PADDING for width in widths.values() if width)
+        scrollbar = SCROLLBAR if len(rows) > self.outer_size.height - 1 else 0  # more rows than fit below the header
+        rest = self.outer_size.width - scrollbar - sum(width + CELL_PADDING for width in widths.values() if width)
         widths["name"] = min(NAME_MAX, rest - CELL_PADDING)
         return widths
 
