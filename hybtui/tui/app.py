@@ -150,6 +150,8 @@ class HybtuiApp(App):
                 runs.action_export_runs,
             )
             yield SystemCommand("Sort runs", "Next order: newest, name, status, mAP, rank distance", runs.action_sort)
+            yield SystemCommand("Reverse the sort", "The same order the other way round (S)", runs.action_reverse_sort)
+            yield SystemCommand("Clear the marks", "Unmark every run, shown or hidden (U)", runs.action_clear_marks)
 
 
 def run_app(store_path: str | Path | None = None) -> None:

@@ -11,7 +11,8 @@ from hybtui.tui.viewmodels import RunRow
 
 #: The fields a term may name, as the filter's hint lists them.
 FIELDS = ("status", "sampler", "model", "lang")
-HINT = "fields: " + " ".join(f"{field}:" for field in FIELDS)
+TERMS = " ".join(f"{field}:" for field in FIELDS)
+HINT = f"fields: {TERMS}"
 #: Fields whose value must be one of the field's words (``lang:h`` matches no language).
 WHOLE_WORDS = frozenset({"lang"})
 

@@ -16,7 +16,7 @@ from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.reporting import export as report
 from hybtui.runs.store import Store
-from hybtui.tui.run_filter import HINT, RunFilter
+from hybtui.tui.run_filter import HINT, TERMS, RunFilter
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.grids import GridsScreen
 from hybtui.tui.screens.new_run import NewRunScreen
@@ -83,7 +83,9 @@ class RunsScreen(RunActions, PolledScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder=f"/ filter: words, {HINT}", id="filter", select_on_focus=False, compact=True)
+        yield Input(
+            placeholder=f"/ filter by name, or by field: {TERMS}", id="filter", select_on_focus=False, compact=True
+        )
         yield RunsTable(id="runs")
         yield Static(id="runs-empty")
         yield KeysFooter()
