@@ -49,6 +49,7 @@ def runs_ls(
 ) -> None:
     """Runs, newest first, with their status (stalled ones marked) and progress."""
     from hybtui import inert
+    from hybtui.reporting.export import hybrid_alpha
     from hybtui.runs import launcher
     from hybtui.runs.records import is_stalled
 
@@ -76,7 +77,8 @@ def runs_ls(
         cells = (
             r.id,
             r.name or "",
-            *(r.config_value(k) for k in ("model", "sampler", "alpha")),
+            *(r.config_value(k) for k in ("model", "sampler")),
+            hybrid_alpha(r),
             state,
             f"{r.step or 0}/{r.total_steps}",
             age(now - r.created_at),

@@ -19,6 +19,14 @@ from hybtui.runs.records import Run
 RUN_COLUMNS = ("run_id", "run_name", "model", "sampler", "alpha", "step", "final")
 
 
+def hybrid_alpha(run: Run) -> float | None:
+    """α where it means something: a hybrid sampler's that trained. Mono, cross and zero-shot (0-step)
+    runs mix no batches, whatever α their configuration holds."""
+    if run.config_value("sampler") == "hybrid" and run.config_value("steps") != 0:
+        return run.config_value("alpha")
+    return None
+
+
 def export_rows(runs: Sequence[Run], results: dict[str, list[dict]]) -> list[dict]:
     """One flat row per result of each run, prefixed with the run's identity."""
     rows = []
@@ -30,7 +38,7 @@ def export_rows(runs: Sequence[Run], results: dict[str, list[dict]]) -> list[dic
                     "run_name": run.name,
                     "model": run.config_value("model"),
                     "sampler": run.config_value("sampler"),
-                    "alpha": run.config_value("alpha"),
+                    "alpha": hybrid_alpha(run),
                     "step": r.get("step"),
                     "final": bool(r.get("final")),
                     **{c: r[c] for c in RESULT_COLUMNS},
@@ -62,7 +70,8 @@ def export(runs: Sequence[Run], results: dict[str, list[dict]], fmt: str) -> str
             identity = [
                 run.id,
                 run.name or "",
-                *(run.config_value(k) for k in ("model", "sampler", "alpha")),
+                *(run.config_value(k) for k in ("model", "sampler")),
+                hybrid_alpha(run),
                 run.status,
             ]
             for bench in sorted({b for b, _, _ in head}) or ["–"]:

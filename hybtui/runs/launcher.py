@@ -45,8 +45,9 @@ def settings(path: Path) -> dict:
     return json.loads(file.read_text()) if file.is_file() else {}
 
 
-def _keep(store: Store, **changes) -> None:
-    (store.path / SETTINGS).write_text(json.dumps({**settings(store.path), **changes}, sort_keys=True))
+def keep_settings(path: Path, **changes) -> None:
+    """Change some of the store's kept settings (the app keeps its theme there too)."""
+    (path / SETTINGS).write_text(json.dumps({**settings(path), **changes}, sort_keys=True))
 
 
 def max_parallel(store: Store) -> int:
@@ -60,7 +61,7 @@ def check_max_parallel(n: int) -> None:
 
 def set_max_parallel(store: Store, n: int) -> None:
     check_max_parallel(n)
-    _keep(store, max_parallel=n)
+    keep_settings(store.path, max_parallel=n)
 
 
 def default_backend(path: Path) -> Placement:
@@ -75,7 +76,9 @@ def set_default_backend(store: Store, placement: Placement) -> None:
     if placement.backend == slurm.BACKEND:
         slurm.check(placement)
     remote = placement.backend not in (None, "local")
-    _keep(store, backend={"name": placement.backend, "options": dict(placement.options)} if remote else None)
+    keep_settings(
+        store.path, backend={"name": placement.backend, "options": dict(placement.options)} if remote else None
+    )
 
 
 @contextmanager

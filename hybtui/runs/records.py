@@ -250,7 +250,7 @@ class Run(RunState):
 @dataclass(frozen=True)
 class RunSummary(RunState):
     """A line of the run list (``Store.run_overview``): the status columns, the configuration
-    fields a list shows (model / sampler / alpha / train, each of the type it shows; the model
+    fields a list shows (model / sampler / alpha / train / eval, each of the type it shows; the model
     is UNREADABLE where the configuration cannot be read) and the final headline figures
     {bench: {(setting, metric): value}}."""
 
@@ -273,6 +273,7 @@ class RunSummary(RunState):
         "sampler",
         "alpha",
         "train",
+        "eval",
         "config_error",
         "figures",
     )
@@ -281,6 +282,7 @@ class RunSummary(RunState):
     sampler: str | None
     alpha: float | None
     train: list[str]
+    eval: list[str]
     config_error: str | None
     figures: dict[str, dict[tuple[str, str], float]]
 
@@ -300,16 +302,22 @@ def decode_config(text: str | None) -> tuple[dict[str, Any], str | None]:
     return config, None
 
 
-def summary_config(readable: int, model: Any, sampler: Any, alpha: Any, train: Any) -> dict[str, Any]:
-    """The run list's configuration fields, each of the type it shows."""
+def _specs(column: Any) -> list[str]:
+    """A JSON array of benchmark specs as strings ([] where unreadable)."""
     try:
-        languages = json.loads(train) if train else []
+        specs = json.loads(column) if column else []
     except ValueError:
-        languages = []
+        specs = []
+    return [str(spec) for spec in specs]
+
+
+def summary_config(readable: int, model: Any, sampler: Any, alpha: Any, train: Any, evaluated: Any) -> dict[str, Any]:
+    """The run list's configuration fields, each of the type it shows."""
     return {
         "model": UNREADABLE if not readable else None if model is None else str(model),
         "sampler": sampler if isinstance(sampler, str) else None,
         "alpha": alpha if isinstance(alpha, (int, float)) and math.isfinite(alpha) else None,
-        "train": [str(spec) for spec in languages],
+        "train": _specs(train),
+        "eval": _specs(evaluated),
         "config_error": None if readable else UNREADABLE,
     }

@@ -224,7 +224,7 @@ class RunData:
 
     def run_overview(self) -> list[RunSummary]:
         """Every run, newest first, with what a run list shows: its status columns, the
-        configuration fields model / sampler / alpha / train (``config_error`` says why
+        configuration fields model / sampler / alpha / train / eval (``config_error`` says why
         they are missing where the stored configuration is not a JSON object), and ``figures``
         {bench: {(setting, metric): value}} of its final macro-averages (mAP, rank distance).
 
@@ -235,6 +235,7 @@ class RunData:
         sql = (
             f"SELECT {', '.join('r.' + c for c in OVERVIEW_COLUMNS)}, json_type(r.cfg) IS 'object', {fields}, "
             "CASE WHEN json_type(r.cfg, '$.train') = 'array' THEN json_extract(r.cfg, '$.train') END, "
+            "CASE WHEN json_type(r.cfg, '$.eval') = 'array' THEN json_extract(r.cfg, '$.eval') END, "
             "h.bench, h.setting, h.metric, h.value "
             # cfg: the configuration where it is JSON (a malformed one would fail the whole query)
             "FROM (SELECT *, CASE WHEN json_valid(config) THEN config END AS cfg FROM runs) r "
@@ -248,10 +249,10 @@ class RunData:
             run = runs.get(row[0])
             if run is None:
                 columns = dict(zip(OVERVIEW_COLUMNS, row))
-                readable, model, sampler, alpha, train = row[len(OVERVIEW_COLUMNS) : -4]
+                readable, model, sampler, alpha, train, evaluated = row[len(OVERVIEW_COLUMNS) : -4]
                 run = runs[row[0]] = RunSummary(
                     **{**columns, "status": RunStatus(columns["status"])},
-                    **summary_config(readable, model, sampler, alpha, train),
+                    **summary_config(readable, model, sampler, alpha, train, evaluated),
                     figures={},
                 )
             bench, setting, metric, value = row[-4:]

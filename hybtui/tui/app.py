@@ -12,7 +12,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
+from textual.theme import Theme
 
+from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.runs import launcher
 from hybtui.runs.store import Store
@@ -22,6 +24,8 @@ from hybtui.tui.screens.runs import RunsScreen
 
 #: The themes ``ctrl+t`` switches between; the stylesheet uses only theme variables, so both read well.
 DARK, LIGHT = "textual-dark", "textual-light"
+#: The key of the store's settings.json that keeps the theme.
+THEME_SETTING = "theme"
 
 
 class HybtuiApp(App):
@@ -52,6 +56,8 @@ class HybtuiApp(App):
         self._queue_problem: str | None = None
 
     def on_mount(self) -> None:
+        self._restore_theme()
+        self.theme_changed_signal.subscribe(self, self._keep_theme)
         self.push_screen(RunsScreen(self.store_path, self.refresh_s))
         self._keep_queue()
         self.set_interval(self.refresh_s, self._keep_queue)
@@ -90,6 +96,36 @@ class HybtuiApp(App):
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme == DARK else DARK
 
+    def _restore_theme(self) -> None:
+        """The theme last chosen on this store (``ctrl+t`` or the palette), if Textual still has it."""
+        try:
+            theme = launcher.settings(self.store_path).get(THEME_SETTING)
+        except (OSError, ValueError):
+            return
+        if theme in self.available_themes:
+            self.theme = theme
+
+    def _keep_theme(self, theme: Theme) -> None:
+        """Remembered in the store's settings.json: the next start opens in it."""
+        try:
+            if launcher.settings(self.store_path).get(THEME_SETTING) != theme.name:
+                launcher.keep_settings(self.store_path, **{THEME_SETTING: theme.name})
+        except (OSError, ValueError) as exc:
+            self.notify(inert.visible(str(exc)), title="theme not remembered", severity="warning", markup=False)
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """Into the store's exports/ (made if missing), not ~/Downloads, which many hosts lack;
+        the notification names the file."""
+        folder = Path(path) if path else self.store_path / "exports"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.notify(inert.visible(str(exc)), title="cannot save a screenshot", severity="error", markup=False)
+            return None
+        return super().deliver_screenshot(filename, str(folder), time_format)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Textual's commands, then the run list's actions: those on the marked or shown runs
         only when the palette is opened over the run list, where those runs are in view."""
@@ -114,6 +150,8 @@ class HybtuiApp(App):
                 runs.action_export_runs,
             )
             yield SystemCommand("Sort runs", "Next order: newest, name, status, mAP, rank distance", runs.action_sort)
+            yield SystemCommand("Reverse the sort", "The same order the other way round (S)", runs.action_reverse_sort)
+            yield SystemCommand("Clear the marks", "Unmark every run, shown or hidden (U)", runs.action_clear_marks)
 
 
 def run_app(store_path: str | Path | None = None) -> None:

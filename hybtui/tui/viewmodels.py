@@ -15,6 +15,8 @@ import numpy as np
 from rich.text import Text
 
 from hybtui import inert
+from hybtui.data.benchmarks import EVAL_LANGUAGES
+from hybtui.data.miracl import BEIR
 from hybtui.formatting import age, number
 from hybtui.runs.records import RunState, RunSummary, is_stalled
 from hybtui.runs.store import Store
@@ -36,13 +38,26 @@ STATUS_STYLES = {
 @dataclass(frozen=True)
 class RunRow:
     """One line of the run table: its key (the run id), the ``Store.run_overview`` row it
-    shows, and the text the filter matches (name, model, sampler, status, devices). Cells are
-    formatted on first use: a huge store's table shows only its first rows."""
+    shows, and the text the filter's free words match (name, model, sampler, status, devices).
+    Cells are formatted on first use: a huge store's table shows only its first rows."""
 
     key: str
     run: RunSummary
     now: float
     search: str
+
+    @cached_property
+    def fields(self) -> dict[str, str]:
+        """What the filter's ``field:value`` terms match, lower case: a run's languages are those it
+        trains and those it is evaluated on (a benchmark named without a list: all of its own)."""
+        run = self.run
+        languages = {lang for spec in (*run.train, *run.eval) for lang in spec_languages(spec)}
+        return {
+            "status": str(run.status),
+            "sampler": f"{sampler_label(run)} {run.sampler or ''}".lower(),
+            "model": str(run.model or "").lower(),
+            "lang": " ".join(sorted(languages)).lower(),
+        }
 
     @cached_property
     def figures(self) -> dict[tuple[str, str], float]:
@@ -95,6 +110,27 @@ def status_text(run: RunState, now: float | None = None) -> Text:
     if is_stalled(run, now):
         label += " stalled"
     return inert.text(label, style=STATUS_STYLES.get(run.status, ""))
+
+
+def spec_languages(spec: str) -> tuple[str, ...]:
+    """The languages of a benchmark spec (``mlqa-r:en,de``, ``beir:PATH:en``; ``xquad-r``: all of
+    xquad-r's; ``beir:PATH``: none known)."""
+    bench, _, listed = spec.partition(":")
+    if bench == BEIR:
+        _, colon, listed = listed.rpartition(":")
+        listed = listed if colon else ""
+    if listed:
+        return tuple(lang.strip() for lang in listed.split(","))
+    return EVAL_LANGUAGES.get(bench) or ()
+
+
+def status_room(run: RunState, now: float | None = None) -> int:
+    """The widest ``status_text`` of this run until its status changes: a running run's progress
+    counted up to the last step (``running 100/100``), so a column this wide never cuts a live status."""
+    shown = len(status_text(run, now))
+    if run.status != "running" or run.started_at is None or not run.total_steps:
+        return shown
+    return shown + len(str(run.total_steps)) - len(str(run.step or 0))
 
 
 def train_languages(specs: list[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -29,7 +30,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(id="confirm", classes="dialog"):
             yield Static(inert.text(f"{self.question} y/n"), id="confirm-question")
             if self.detail:
-                yield Static(inert.text(self.detail), id="confirm-detail")
+                yield Static(Text(inert.lines(self.detail)), id="confirm-detail")  # a line per run named
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

@@ -20,7 +20,8 @@ def _is_stock(active: ActiveBinding) -> bool:
 
 
 def key_table(screen: Screen) -> Table:
-    """Key and description of each binding active on ``screen``, nearest the focus first."""
+    """Key and description of each binding active on ``screen``, nearest the focus first: the long
+    form (a binding's tooltip) where the footer shows a short one."""
     table = Table("key", "does", box=None, header_style="bold", padding=(0, 2, 0, 0))
     for key, active in screen.active_bindings.items():
         binding = active.binding
@@ -30,7 +31,7 @@ def key_table(screen: Screen) -> Table:
             and key != screen.app.COMMAND_PALETTE_BINDING
             and (binding.show or not _is_stock(active))
         ):
-            table.add_row(screen.app.get_key_display(binding), binding.description)
+            table.add_row(screen.app.get_key_display(binding), binding.tooltip or binding.description)
     return table
 
 

@@ -57,6 +57,10 @@ class RunActions(Screen):
     def runs_to_delete(self) -> list[tuple[str, str]]:
         raise NotImplementedError
 
+    def delete_note(self) -> str:
+        """A line under the runs a delete names (what it leaves alone); by default none."""
+        return ""
+
     def runs_changed(self, gone: list[str]) -> None:
         """Runs changed status (``gone``: those deleted); by default nothing to redo."""
 
@@ -96,7 +100,7 @@ class RunActions(Screen):
             if yes:
                 self._delete([run_id for run_id, _ in runs])
 
-        listing = "\n".join(f"{run_id}  {name}".rstrip() for run_id, name in runs)
+        listing = "\n".join([*(f"{run_id}  {name}".rstrip() for run_id, name in runs), self.delete_note()]).rstrip()
         self.app.push_screen(ConfirmScreen(f"delete {len(runs)} run(s) and their checkpoints?", listing), answered)
 
     @work(thread=True, group="run-actions")

@@ -10,12 +10,13 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import DataTable, Header, Input, Static
 
 from hybtui import inert
 from hybtui.errors import HybtuiError
 from hybtui.reporting import export as report
 from hybtui.runs.store import Store
+from hybtui.tui.run_filter import HINT, TERMS, RunFilter
 from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.grids import GridsScreen
 from hybtui.tui.screens.new_run import NewRunScreen
@@ -23,6 +24,7 @@ from hybtui.tui.screens.polled import PolledScreen
 from hybtui.tui.screens.run_actions import RUN_ACTION_BINDINGS, RunActions
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.viewmodels import RunRow, read_runs
+from hybtui.tui.widgets.keys_footer import KeysFooter
 from hybtui.tui.widgets.runs_table import RunsTable, SortOrder, sort_rows
 
 #: Rows the table holds at most: a screen shows a few dozen, and filling a table with
@@ -32,35 +34,39 @@ MAX_SHOWN = 1000
 READ_SHARE = 0.25
 #: How many runs one comparison takes (more do not fit side by side).
 COMPARE_MIN, COMPARE_MAX = 2, 12
-#: The orders ``s`` cycles through: mAP best first, rank distance (language bias) lowest first.
+#: The orders ``s`` cycles through (``S`` reverses one): mAP best first, rank distance (language
+#: bias) lowest first.
 SORTS = (
-    SortOrder("newest first"),
-    SortOrder("name", "name"),
-    SortOrder("status", "status"),
-    SortOrder("mono mAP, best first", "mono", descending=True),
-    SortOrder("cross mAP, best first", "cross", descending=True),
-    SortOrder("multi mAP, best first", "multi", descending=True),
-    SortOrder("rank distance, lowest first", "rank_distance"),
+    SortOrder("newest first", "oldest first"),
+    SortOrder("name a→z", "name z→a", "name"),
+    SortOrder("status a→z", "status z→a", "status"),
+    SortOrder("mono mAP, best first", "mono mAP, worst first", "mono", descending=True),
+    SortOrder("cross mAP, best first", "cross mAP, worst first", "cross", descending=True),
+    SortOrder("multi mAP, best first", "multi mAP, worst first", "multi", descending=True),
+    SortOrder("rank distance, lowest first", "rank distance, highest first", "rank_distance"),
 )
 #: What ``e`` writes, each as ``<store>/exports/runs-<time>.<format>``.
 EXPORT_FORMATS = ("md", "csv")
 
 
 class RunsScreen(RunActions, PolledScreen):
-    """The run table, re-read every ``refresh_s`` and applied in place."""
+    """The run table, re-read every ``refresh_s`` and applied in place. The footer holds the keys
+    used most, in words short enough for 80 columns; ``?`` lists every key with its long form."""
 
     BINDINGS = [
-        Binding("question_mark", "app.help", "Keys"),  # the app's, listed first so the footer shows it at 80 columns
-        Binding("n", "new_run", "New run"),
-        Binding("space", "toggle_mark", "Mark"),
-        Binding("m", "compare", "Compare marked"),
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort"),
+        Binding("n", "new_run", "New", tooltip="New run"),
+        Binding("space", "toggle_mark", "Mark", key_display="␣", tooltip="Mark or unmark the run"),
+        Binding("m", "compare", "Compare", tooltip="Compare the marked runs"),
+        Binding("slash", "filter", "Filter", tooltip="Filter: words, status: sampler: model: lang:"),
+        Binding("s", "sort", "Sort", tooltip="Sort: next order"),
+        Binding("S", "reverse_sort", "Reverse the order", show=False),
         *RUN_ACTION_BINDINGS,
-        Binding("e", "export_runs", "Export"),
-        Binding("g", "grids", "Grids"),
-        Binding("escape", "leave_filter", "Back to runs", show=False),
-        Binding("q", "app.quit", "Quit"),
+        Binding("e", "export_runs", "Export", tooltip="Export the marked (or shown) runs"),
+        Binding("g", "grids", "Grids", tooltip="Grids and reproduction reports"),
+        Binding("U", "clear_marks", "Clear the marks", show=False),
+        Binding("escape", "clear_filter", "Clear the filter", show=False),
+        Binding("q", "app.quit", "Quit", tooltip="Quit (the runs go on)"),
+        Binding("question_mark", "app.help", "Keys", tooltip="Every key"),
     ]
 
     def __init__(self, store_path: Path, refresh_s: float) -> None:
@@ -68,18 +74,21 @@ class RunsScreen(RunActions, PolledScreen):
         self._rows: tuple[RunRow, ...] = ()
         self._next_read = 0.0
         self._order = 0
+        self._reversed = False
 
     @property
     def heading(self) -> str:
-        return inert.visible(f"{self.store_path} · {SORTS[self._order].label}")
+        order = SORTS[self._order]
+        return inert.visible(f"{self.store_path} · {order.reversed_label if self._reversed else order.label}")
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(
-            placeholder="/ filter by name, model, sampler or status", id="filter", select_on_focus=False, compact=True
+            placeholder=f"/ filter by name, or by field: {TERMS}", id="filter", select_on_focus=False, compact=True
         )
         yield RunsTable(id="runs")
-        yield Footer()
+        yield Static(id="runs-empty")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(RunsTable).focus()
@@ -102,27 +111,63 @@ class RunsScreen(RunActions, PolledScreen):
         self._rows = data
         self._show()
 
+    @property
+    def run_filter(self) -> RunFilter:
+        return RunFilter.parse(self.query_one("#filter", Input).value)
+
     def _show(self) -> None:
-        """The runs matching the filter, in the chosen order, at most MAX_SHOWN of them."""
-        needle = self.query_one("#filter", Input).value.strip().lower()
-        shown = tuple(row for row in self._rows if needle in row.search)
-        self.query_one(RunsTable).apply(sort_rows(shown, SORTS[self._order])[:MAX_SHOWN])
+        """The runs matching the filter, in the chosen order, at most MAX_SHOWN of them; where none
+        match, the table's place says so."""
+        text = self.query_one("#filter", Input).value.strip()
+        shown = self.run_filter.select(self._rows)
+        table = self.query_one(RunsTable)
+        table.apply(sort_rows(shown, SORTS[self._order], self._reversed)[:MAX_SHOWN])
+        empty = self.query_one("#runs-empty", Static)
+        empty.display = not shown
+        table.set_class(not shown, "-empty")
+        if not shown:
+            empty.update(
+                inert.text(f"no run matches {text} — {HINT}")
+                if text
+                else inert.text("no run in this store yet — n starts one")
+            )
         more = f" · first {MAX_SHOWN:,} of {len(shown):,} (/ to filter)" if len(shown) > MAX_SHOWN else ""
         self.sub_title = self.heading + more
 
     def action_sort(self) -> None:
-        """Next order; the cursor stays on its run."""
+        """Next order, in its usual direction; the cursor stays on its run."""
         self._order = (self._order + 1) % len(SORTS)
+        self._reversed = False
+        self._sorted()
+
+    def action_reverse_sort(self) -> None:
+        """The same order the other way round."""
+        self._reversed = not self._reversed
+        self._sorted()
+
+    def _sorted(self) -> None:
         self._show()
-        self.notify(f"sorted: {SORTS[self._order].label}", timeout=2)
+        order = SORTS[self._order]
+        self.notify(f"sorted: {order.reversed_label if self._reversed else order.label}", timeout=2)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:
         self._show()
 
     @on(Input.Submitted, "#filter")
-    def action_leave_filter(self) -> None:
+    def _leave_filter(self) -> None:
         self.query_one(RunsTable).focus()
+
+    def action_clear_filter(self) -> None:
+        """Escape, in the filter or not: every run shown again, the cursor in the table."""
+        self.query_one("#filter", Input).value = ""
+        self.query_one(RunsTable).focus()
+
+    def action_clear_marks(self) -> None:
+        table = self.query_one(RunsTable)
+        if table.marked:
+            self.notify(f"{len(table.marked)} mark(s) cleared", timeout=2)
+        table.clear_marks()
 
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()
@@ -150,7 +195,7 @@ class RunsScreen(RunActions, PolledScreen):
                 severity="warning",
             )
             return
-        self.app.push_screen(CompareScreen(self.store_path, list(marked)))
+        self.app.push_screen(CompareScreen(self.store_path, list(marked), min(self.refresh_s, 0.5)))
 
     def action_grids(self) -> None:
         self.app.push_screen(GridsScreen(self.store_path, self.refresh_s))
@@ -159,11 +204,19 @@ class RunsScreen(RunActions, PolledScreen):
         return self.query_one(RunsTable).highlighted_run
 
     def runs_to_delete(self) -> list[tuple[str, str]]:
-        """The marked runs, or the highlighted one when none is marked."""
+        """The marked runs the filter shows, or the highlighted one when none of them is marked:
+        ``d`` never deletes a run out of sight (``delete_note`` names the marked ones left alone)."""
         table = self.query_one(RunsTable)
-        run_ids = list(table.marked) or ([table.highlighted_run] if table.highlighted_run else [])
-        names = {row.key: row.run.name or "" for row in self._rows}
-        return [(run_id, names.get(run_id, "")) for run_id in run_ids]
+        shown = {row.key: row.run.name or "" for row in self.run_filter.select(self._rows)}
+        marked = [run_id for run_id in table.marked if run_id in shown]
+        run_ids = marked or ([table.highlighted_run] if table.highlighted_run else [])
+        return [(run_id, shown.get(run_id, "")) for run_id in run_ids]
+
+    def delete_note(self) -> str:
+        """How many marked runs the filter hides: they are not deleted."""
+        shown = {row.key for row in self.run_filter.select(self._rows)}
+        hidden = [run_id for run_id in self.query_one(RunsTable).marked if run_id not in shown]
+        return f"{len(hidden)} marked run(s) hidden by the filter are left alone" if hidden else ""
 
     def runs_changed(self, gone: list[str]) -> None:
         """Forget the deleted runs' marks; read the runs again."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple, Protocol
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from hybtui.tui.viewmodels import RunRow
+from hybtui.tui.viewmodels import RunRow, status_room
 
 #: (column key, header); cells in RunRow follow this order.
 COLUMNS = (
@@ -30,12 +31,25 @@ COLUMNS = (
 )
 #: Shown before the first cell of a marked run.
 MARK = "▶ "
-#: Below this width the NARROW_HIDDEN columns are left out and names are cut to NARROW_NAME.
+#: Below this width the NARROW_HIDDEN columns are left out, every other column is as wide as its
+#: widest cell and names take what is left (NARROW_NAME to NAME_MAX, their middle elided).
 WIDE = 140
 NARROW_HIDDEN = frozenset({"id", "model", "train", "alpha"})
-NARROW_NAME = 14
-#: What the devices column takes from the names' share when narrow (``gpu 0,1`` and its padding).
-DEVICES_WIDTH = 9
+NARROW_NAME, NAME_MAX = 14, 40
+#: Left out in this order while names would get less than NARROW_NAME (a long live status, devices).
+NARROW_SPARED = ("age", "rank_distance")
+#: What a DataTable adds to each column (a space either side) and takes for its vertical scrollbar.
+CELL_PADDING, SCROLLBAR = 2, 2
+
+
+def elide_middle(text: str, width: int) -> str:
+    """``text`` in ``width`` cells, its middle replaced by ``…``: runs of a grid share the start of
+    their names and differ at the end (``reproduce-quick hybrid α=0.5 seed 2``)."""
+    if cell_len(text) <= width:
+        return text
+    head = max(1, (width - 1) // 4)
+    tail = width - 1 - head
+    return text[:head] + "…" + text[len(text) - tail :]
 
 
 class Row(Protocol):
@@ -46,21 +60,23 @@ class Row(Protocol):
 
 
 class SortOrder(NamedTuple):
-    """An order of the run list: a column (None: the store's newest first) and its direction."""
+    """An order of the run list: a column (None: the store's newest first), its direction, and how
+    it reads either way."""
 
     label: str
+    reversed_label: str
     column: str | None = None
     descending: bool = False
 
 
-def sort_rows(rows: Sequence[RunRow], order: SortOrder) -> tuple[RunRow, ...]:
-    """``rows`` in ``order``; runs without a value in the column (not evaluated yet) come last
-    whatever the direction, and ties keep their newest-first order."""
+def sort_rows(rows: Sequence[RunRow], order: SortOrder, reverse: bool = False) -> tuple[RunRow, ...]:
+    """``rows`` in ``order`` (``reverse``d); runs without a value in the column (not evaluated yet)
+    come last whatever the direction, and ties keep their newest-first order."""
     if order.column is None:
-        return tuple(rows)
+        return tuple(reversed(rows)) if reverse else tuple(rows)
     present = [row for row in rows if row.sort_value(order.column) is not None]
     missing = [row for row in rows if row.sort_value(order.column) is None]
-    present.sort(key=lambda row: row.sort_value(order.column), reverse=order.descending)
+    present.sort(key=lambda row: row.sort_value(order.column), reverse=order.descending != reverse)
     return (*present, *missing)
 
 
@@ -97,11 +113,12 @@ class LiveTable(DataTable):
         """Show only the columns named in ``visible`` (rebuilding the table if that changes,
         or when ``force``d because column widths changed)."""
         if force or visible != self.visible_columns:
+            current = self.highlighted_key
             self.visible_columns = visible
             self.clear(columns=True)
             self._shown.clear()
             self._add_columns()
-            self.apply(self._rows)
+            self.apply(self._rows, current)
 
     @property
     def highlighted_key(self) -> str | None:
@@ -153,44 +170,65 @@ class RunsTable(LiveTable):
     marks outlive the filter hiding their runs. Narrower than WIDE columns, the id, model,
     α (the sampler cell names it) and training-language columns give way so the rest fits 80 columns.
     The devices column (GPUs, scheduler job) shows only while a shown run has devices: a store of
-    CPU runs spends no width on an empty column."""
+    CPU runs spends no width on an empty column. The status column is as wide as the longest
+    status its runs can reach (``running 999/1000``), so a live status never outgrows its cell."""
 
     COLUMNS = COLUMNS
-    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+    BINDINGS = [Binding("enter", "select_cursor", "Open", show=False)]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.marked: list[str] = []
-        self._name_width: int | None = None
+        self._widths: dict[str, int | None] = {}
         self._with_devices = False
 
     def on_resize(self) -> None:
-        name_width = self.column_width("name")
-        self.show_columns(self.fitted_columns(), force=name_width != self._name_width)
-        self._name_width = name_width
+        self._fit(self._rows)
+
+    def _fit(self, rows: Sequence[RunRow]) -> None:
+        """Columns and widths for this width and these runs; the table is rebuilt only when they change."""
+        self._with_devices = any(row.run.devices for row in rows)
+        visible = self.fitted_columns()
+        widths = self.fitted_widths(rows, visible)
+        for key in NARROW_SPARED:
+            if widths.get("name", NARROW_NAME) >= NARROW_NAME:
+                break
+            visible -= {key}
+            widths = self.fitted_widths(rows, visible)
+        if "name" in widths:
+            widths["name"] = max(NARROW_NAME, widths["name"])
+        if visible != self.visible_columns or widths != self._widths:
+            self._widths = widths
+            self._rows = rows
+            self.show_columns(visible, force=True)
 
     def fitted_columns(self) -> frozenset[str]:
         """The columns this width and these runs call for."""
         shown = frozenset(key for key, _ in COLUMNS) - (set() if self._with_devices else {"devices"})
-        return shown if self.size.width >= WIDE else shown - NARROW_HIDDEN
+        return shown if self.outer_size.width >= WIDE else shown - NARROW_HIDDEN
+
+    def fitted_widths(self, rows: Sequence[RunRow], visible: frozenset[str]) -> dict[str, int | None]:
+        """Fixed widths: the status column's always; narrow, every column's, names taking the rest
+        (maybe less than NARROW_NAME, which ``_fit`` then makes room for)."""
+        status = max((status_room(row.run, row.now) for row in rows), default=0)
+        widths: dict[str, int | None] = {"status": max(status, len("status"))}
+        if self.outer_size.width >= WIDE:
+            return widths
+        for index, (key, label) in enumerate(COLUMNS):
+            if key in visible and key not in widths and key != "name":
+                widths[key] = max([len(label), *(cell_len(str(row.cells[index])) for row in rows)])
+        scrollbar = SCROLLBAR if len(rows) > self.outer_size.height - 1 else 0  # more rows than fit below the header
+        rest = self.outer_size.width - scrollbar - sum(width + CELL_PADDING for width in widths.values() if width)
+        widths["name"] = min(NAME_MAX, rest - CELL_PADDING)
+        return widths
 
     def apply(self, rows: Sequence[RunRow], current: str | None = None) -> None:
-        """As LiveTable's, with the devices column shown or left out as the runs call for."""
-        with_devices = any(row.run.devices for row in rows)
-        if with_devices != self._with_devices:
-            self._with_devices = with_devices
-            self._rows = rows
-            self._name_width = self.column_width("name")
-            self.show_columns(self.fitted_columns(), force=True)
+        """As LiveTable's, with the columns and their widths fitted to the runs first."""
+        self._fit(rows)
         super().apply(rows, current)
 
     def column_width(self, key: str) -> int | None:
-        """Narrow, names get what the other columns leave (at least NARROW_NAME; the detail
-        view shows all of a name)."""
-        if key != "name" or self.size.width >= WIDE:
-            return None
-        devices = DEVICES_WIDTH if self._with_devices else 0
-        return max(NARROW_NAME, min(36, self.size.width - 66 - devices))
+        return self._widths.get(key)
 
     @property
     def highlighted_run(self) -> str | None:
@@ -220,8 +258,17 @@ class RunsTable(LiveTable):
             self._shown[run_id] = cells
 
     def cells_of(self, row: Row) -> tuple:
-        """The first visible cell carries the mark of a marked run."""
-        first, *rest = super().cells_of(row)
-        if row.key in self.marked:
-            first = Text(MARK + str(first), style="bold magenta")
-        return (first, *rest)
+        """The first visible cell carries the mark of a marked run; a name wider than its column
+        loses its middle."""
+        cells = list(super().cells_of(row))
+        mark = MARK if row.key in self.marked else ""
+        name_width = self._widths.get("name")
+        if name_width is not None:
+            index = [key for key, _ in self.shown_columns].index("name")
+            cells[index] = Text(elide_middle(str(cells[index]), name_width - (len(mark) if index == 0 else 0)))
+        if mark:
+            cells[0] = Text(mark + str(cells[0]), style="bold magenta")
+        return tuple(cells)
+
+    def clear_marks(self) -> None:
+        self.unmark(list(self.marked))
