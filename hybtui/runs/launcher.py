@@ -49,6 +49,11 @@ def _keep(store: Store, **changes) -> None:
     (store.path / SETTINGS).write_text(json.dumps({**settings(store.path), **changes}, sort_keys=True))
 
 
+def keep_setting(store: Store, key: str, value) -> None:
+    """Keep one of the app's settings for this store (the new-run form's last launch)."""
+    _keep(store, **{key: value})
+
+
 def max_parallel(store: Store) -> int:
     return int(settings(store.path).get("max_parallel", 1))
 
