@@ -196,8 +196,11 @@ class NewRunScreen(Screen):
 
     @on(Select.Changed, "#train-bench, #eval-bench")
     def _bench_changed(self, event: Select.Changed) -> None:
-        """A new benchmark offers its own languages, all chosen."""
+        """A new benchmark offers its own languages, all chosen (the Select's first Changed,
+        as it mounts, keeps the languages the form opened with)."""
         languages = self.query_one(f"#{event.select.id.removesuffix('-bench')}-langs", SelectionList)
+        if [option.value for option in languages.options] == list(BENCHMARK_LANGUAGES[event.value]):
+            return
         languages.clear_options()
         languages.add_options(language_options(event.value, BENCHMARK_LANGUAGES[event.value]))
 
