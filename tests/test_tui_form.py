@@ -95,6 +95,22 @@ def test_the_form_focuses_the_name_refuses_what_the_cli_refuses_and_warns_as_it_
     drive(tmp_path / "store", scenario, size=(120, 40))
 
 
+def test_the_cli_records_the_run_with_the_warnings_the_form_shows(tmp_path, shared_data):
+    from typer.testing import CliRunner
+
+    from hybtui.cli.app import app as cli
+
+    with Store(tmp_path / "store") as store:
+        hold_the_slot(store)  # the recorded run waits queued: no worker trains
+    args = ["train", "--detach", "--model", "tiny", "--train", "xquad-r:en,de", "--eval", "xquad-r:en", "--steps", "3"]
+    args += ["--batch-size", "8", "--gpus", "0", "--store", str(tmp_path / "store"), "--data-dir", str(shared_data)]
+    proc = CliRunner().invoke(cli, args)
+    assert proc.exit_code == 0, proc.output
+    with Store(tmp_path / "store") as store:
+        warnings = run_warnings(store.get_run(proc.stdout.strip()).run_config())
+    assert len(warnings) == 2 and proc.stderr == "".join(f"hybtui: warning: {w}\n" for w in warnings)
+
+
 def test_escape_discards_an_unchanged_form_at_once_and_asks_for_a_changed_one_with_languages_marked(
     tmp_path, shared_data, monkeypatch
 ):
