@@ -23,6 +23,7 @@ from tui_fixtures import kill_group, tmux_session
 
 from hybtui.modeling import encoder as models
 from hybtui.runs.store import Store
+from hybtui.tui.screens.new_run_fields import NUMBERS, PRECISION_AFTER
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
 
@@ -83,10 +84,35 @@ def row_of(text: str, label: str) -> int:
     return next((i for i, line in enumerate(text.splitlines()) if re.match(rf" {re.escape(label)}\s", line)), -2)
 
 
-def focus_input(tmux, label: str, tabs: int, key: str = "Tab") -> None:
-    """Tab ``tabs`` times and wait until the Input beside ``label`` holds the (hidden) cursor."""
-    tmux.send(*[key] * tabs, gap_s=0.1)
-    tmux.wait_for(lambda s: tmux.cursor()[1] == row_of(s, label), 10, f"the focus on the {label} input")
+def focus_order() -> list[str]:
+    """The form's widgets in Tab order (the order the form composes them in), so that the test
+    counts Tabs from the form's own list of fields, whatever fields it gains."""
+    fields = []
+    for field, _, _ in NUMBERS:
+        fields += [field, "bf16"] if field == PRECISION_AFTER else [field]
+    top = ["name", "model", "model-path", "sampler", "train-bench", "train-langs", "eval-bench", "eval-langs"]
+    return [*top, *fields, "device", "gpus", "launch"]
+
+
+def tabs(start: str, end: str) -> int:
+    """Tabs from the widget ``start`` to ``end``."""
+    order = focus_order()
+    return order.index(end) - order.index(start)
+
+
+def focus_input(tmux, field: str, start: str) -> None:
+    """Tab (or shift+Tab, back) from ``start`` to ``field``'s Input and wait until it holds the
+    (hidden) cursor. An Input places the cursor as it takes the focus or its cursor moves, so a
+    form still scrolling it into view (or a message line growing below) leaves the cursor behind:
+    Home then End (harmless in an Input) place it again where the Input now is."""
+    label = next(label for name, label, _ in NUMBERS if name == field)
+    count = tabs(start, field)
+    tmux.send(*["Tab" if count > 0 else "BTab"] * abs(count), gap_s=0.1)
+    deadline = time.monotonic() + 10
+    while tmux.cursor()[1] != row_of(tmux.capture(), label):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the focus never reached the {label} input; last capture:\n{tmux.capture()}")
+        tmux.send("Home", "End", gap_s=0.2)
 
 
 def set_input(tmux, label: str, text: str) -> None:
@@ -109,7 +135,8 @@ def focus_other(tmux, tabs: int) -> None:
 
 def keep_languages(tmux, languages: tuple[str, ...], keep: set[str]) -> None:
     """In the focused SelectionList (every language chosen), unchoose all but ``keep``."""
-    press_seen(tmux, "Home", "highlight the first language")
+    tmux.send("Home", gap_s=0.1)  # the first language: already highlighted where the list just took the focus
+    tmux.settle(quiet_s=0.8, escapes=True)
     for i, lang in enumerate(languages):
         if lang not in keep:
             press_seen(tmux, "Space", f"unchoose {lang}")
@@ -138,7 +165,7 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
             tmux.send("n")
             tmux.wait_for(lambda s: "ready:" in s, 120, "the new-run form, checked")
             quiet_form(tmux, "ready: me5-small")
-            focus_input(tmux, "name", 1, key="BTab")  # the focus starts on the model, after the name
+            tmux.wait_for(lambda s: tmux.cursor()[1] == row_of(s, "name"), 10, "the focus on the name")
             tmux.type(NAME)
             tmux.wait_for(lambda s: re.search(rf"^ name\s+{NAME}{END}", s, re.M), 10, "the name typed")
             focus_other(tmux, 1)
@@ -147,15 +174,17 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
             tmux.send("Down", "Enter")  # me5-small is highlighted, tiny next
             tmux.wait_for(lambda s: re.search(r"model\s+tiny\b", s), 10, "the tiny model chosen")
             quiet_form(tmux, "ready: tiny")
-            focus_other(tmux, 4)  # model path, sampler, train benchmark, train languages
+            focus_other(tmux, tabs("model", "train-langs"))
             keep_languages(tmux, LANGUAGES["mlqa-r"], {"en", "de", "es"})
-            focus_other(tmux, 2)  # evaluation benchmark, evaluation languages
+            focus_other(tmux, tabs("train-langs", "eval-langs"))
             keep_languages(tmux, LANGUAGES["xquad-r"], {"en"})
-            focus_input(tmux, "steps", 2)  # alpha, steps
+            focus_input(tmux, "warmup_steps", "eval-langs")  # first: a warmup past the steps is warned of
+            set_input(tmux, "warmup steps", "1")
+            focus_input(tmux, "steps", "warmup_steps")
             set_input(tmux, "steps", "3")
-            focus_input(tmux, "batch size", 1)
+            focus_input(tmux, "batch_size", "steps")
             set_input(tmux, "batch size", "8")
-            focus_input(tmux, "max length", 3)  # lr, temperature, max length
+            focus_input(tmux, "max_length", "batch_size")
             set_input(tmux, "max length", "32")
             quiet_form(tmux, "ready: tiny, hybrid, 3 steps")
             tmux.send("C-s")
@@ -185,6 +214,7 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
                     8,
                     32,
                 )
+                assert config["warmup_steps"] == 1
                 assert config["train"] == ["mlqa-r:de,en,es"] and config["eval"] == ["xquad-r:en"], config
                 stored_mono = next(
                     r["value"]

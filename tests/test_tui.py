@@ -27,7 +27,8 @@ from hybtui.tui.screens.compare import CompareScreen
 from hybtui.tui.screens.confirm import ConfirmScreen
 from hybtui.tui.screens.grids import GridReportScreen, GridRunsTable, GridsScreen, GridsTable
 from hybtui.tui.screens.help import HelpScreen
-from hybtui.tui.screens.new_run import NewRunScreen, join_spec, split_spec
+from hybtui.tui.screens.new_run import NewRunScreen
+from hybtui.tui.screens.new_run_fields import join_spec, split_spec
 from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.screens.runs import RunsScreen
 from hybtui.tui.viewmodels import downsample, train_languages
@@ -334,7 +335,7 @@ def test_new_run_form_refuses_invalid_input_and_records_nothing(tmp_path, shared
             pilot, lambda: "has the single language en" in str(message.content), "the single language refused", 60
         )
         assert message.has_class("error") and screen.query_one("#launch", Button).disabled
-        await pilot.press("ctrl+s", "escape")
+        await pilot.press("ctrl+s", "escape", "y")  # the changed form is discarded once confirmed
         assert not isinstance(app.screen, NewRunScreen)
         with Store(path) as store:
             assert store.list_runs() == []

@@ -20,7 +20,7 @@ import sys
 import time as real_time
 
 import pytest
-from textual.widgets import Log, Static
+from textual.widgets import Input, Log, Static
 from tui_fixtures import DEMO_NOW, DEMO_RUNS, build_demo_store, wait_until
 
 import hybtui
@@ -82,8 +82,11 @@ def app() -> HybtuiApp:
 
 async def until(pilot, condition, what: str, timeout: float = 30.0) -> None:
     """Let the app run until ``condition()`` holds (reads happen in thread workers), then
-    until what is scheduled has been drawn."""
+    until what is scheduled has been drawn, every Input's cursor steady."""
     await wait_until(pilot, condition, what, timeout)
+    for screen in pilot.app.screen_stack:  # a focused Input's cursor blinks: a snapshot shows it steady
+        for field in screen.query(Input):
+            field.cursor_blink = False
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 

@@ -158,9 +158,11 @@ def _check_before_recording(
     else:
         _check_local_gpus(count, config.device, detach)
         registry.check_model_and_device(config.model, config.device)
-    from hybtui.data.checks import prepare_data
+    from hybtui.data.checks import prepare_data, run_warnings
 
     prepare_data(config, root)
+    for warning in run_warnings(config):
+        print(f"hybtui: warning: {warning}", file=sys.stderr)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
     return remote or Placement(count)

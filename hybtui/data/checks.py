@@ -54,3 +54,26 @@ def prepare_data(config: RunConfig, data_dir: Path | None) -> tuple[list[Trainin
     if config.eval:
         benchmarks.parse_eval_spec(list(config.eval))
     return train_sets, [val for _, val in splits if len(val)]
+
+
+def run_warnings(config: RunConfig) -> list[str]:
+    """What a run may do but likely did not mean, told before it is recorded (the CLI on
+    stderr, the app's form beside its ready): a warmup the schedule never finishes, and
+    evaluating on a benchmark trained on (LAReQA's items are parallel: training on some of
+    its languages shows the model every evaluation item's translation)."""
+    warnings = []
+    if config.warmup_steps > config.steps > 0:
+        warnings.append(
+            f"--warmup-steps {config.warmup_steps} is more than --steps {config.steps}: the learning rate "
+            f"never reaches --lr {config.lr:g} (it peaks at {config.steps / config.warmup_steps:.0%} of it)"
+        )
+    trained = {spec.partition(":")[0] for spec in config.train}
+    evaluated = (
+        {selection.name for selection in benchmarks.parse_eval_spec(list(config.eval))} if config.eval else set()
+    )
+    for bench in sorted(trained & evaluated):
+        warnings.append(
+            f"--train and --eval both use {bench}: its evaluation items are trained on (in some language), "
+            "so its figures overstate retrieval on unseen data"
+        )
+    return warnings

@@ -23,6 +23,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,8 +47,11 @@ def settings(path: Path) -> dict:
 
 
 def keep_settings(path: Path, **changes) -> None:
-    """Change some of the store's kept settings (the app keeps its theme there too)."""
-    (path / SETTINGS).write_text(json.dumps({**settings(path), **changes}, sort_keys=True))
+    """Change some of the store's kept settings (the app keeps its theme and the new-run form's
+    last launch there too)."""
+    fresh = path / f".{SETTINGS}.{os.getpid()}.{threading.get_ident()}"
+    fresh.write_text(json.dumps({**settings(path), **changes}, sort_keys=True))
+    os.replace(fresh, path / SETTINGS)  # whole or not at all: the app and a command may write at once
 
 
 def max_parallel(store: Store) -> int:

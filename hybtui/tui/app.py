@@ -20,6 +20,7 @@ from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.runs.store import store_path as resolve_store_path
 from hybtui.tui.screens.help import HelpScreen
+from hybtui.tui.screens.run_detail import RunDetailScreen
 from hybtui.tui.screens.runs import RunsScreen
 
 #: The themes ``ctrl+t`` switches between; the stylesheet uses only theme variables, so both read well.
@@ -87,6 +88,11 @@ class HybtuiApp(App):
         if message.problem is not None and message.problem != self._queue_problem:
             self.notify(message.problem, title="queued runs not started", severity="warning")
         self._queue_problem = message.problem
+
+    def open_launched_run(self, run_id: str) -> None:
+        """A run's page in place of the form that launched it (the page offers that form's
+        clone action, so the form cannot import it)."""
+        self.switch_screen(RunDetailScreen(self.store_path, run_id, min(self.refresh_s, 0.5)))
 
     def action_help(self) -> None:
         """List the keys of the current screen (the help itself closes on ``?``)."""

@@ -1,9 +1,11 @@
 """A form for a new training run, checked as it is typed by the CLI's own rules
 (``RunConfig.from_dict``, then ``prepare_data``, the model and device check and the GPU
-count's), and launched through the launcher on as many GPUs as it asks for."""
+count's, with the CLI's warnings), and launched through the launcher on as many GPUs as it
+asks for. It opens on the store's last launch, or on a run it clones."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Select
 
 from hybtui import inert
 from hybtui.config import SAMPLERS, RunConfig
-from hybtui.data import miracl
-from hybtui.data.checks import prepare_data
-from hybtui.data.lareqa import LANGUAGES as TRAINING_BENCHMARKS
+from hybtui.data.checks import prepare_data, run_warnings
 from hybtui.data.sources import data_dir_from_env
 from hybtui.errors import HybtuiError
 from hybtui.modeling.registry import REGISTRY, check_model_and_device
@@ -29,85 +29,50 @@ from hybtui.runs import gpus as gpu_pool
 from hybtui.runs import launcher, slurm
 from hybtui.runs.records import Placement
 from hybtui.runs.store import Store
-from hybtui.tui.screens.run_detail import RunDetailScreen
+from hybtui.tui.screens.confirm import ConfirmScreen
+from hybtui.tui.screens.new_run_fields import (
+    BENCHMARK_LANGUAGES,
+    BENCHMARKS,
+    NUMBERS,
+    PRECISION_AFTER,
+    PRECISIONS,
+    REMEMBERED,
+    LanguageList,
+    form_spec,
+    gpus_line,
+    join_spec,
+    language_options,
+    remembered,
+    to_remember,
+    unshown,
+)
 
 #: Seconds of quiet typing before the form is checked (the check loads the training data).
 CHECK_DELAY_S = 0.3
-#: The numeric fields: (RunConfig field, label, type); an empty max length means the model's own.
-NUMBERS = (
-    ("alpha", "α (mono share)", float),
-    ("steps", "steps", int),
-    ("batch_size", "batch size", int),
-    ("lr", "lr", float),
-    ("temperature", "temperature τ", float),
-    ("max_length", "max length", int),
-    ("seed", "seed", int),
-)
-
-
-def gpu_list(ids: tuple[str, ...]) -> str:
-    """GPU ids as a reader scans them: runs of consecutive ids as ranges (``0-3``, ``0,2-3``)."""
-    runs: list[list[int]] = []
-    for gpu in sorted(int(i) for i in ids):
-        if runs and gpu == runs[-1][-1] + 1:
-            runs[-1].append(gpu)
-        else:
-            runs.append([gpu])
-    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)) for run in runs)
-
-
-def gpus_line(pool: tuple[str, ...], free: tuple[str, ...] | None) -> str:
-    """What the form says of this host's GPUs: ``GPUs free: 1,3 of 0-3`` (free None: not read yet)."""
-    if not pool:
-        return "no GPUs on this host"
-    if free is None:
-        return f"GPUs: {gpu_list(pool)}"
-    return f"GPUs free: {gpu_list(free) or 'none'} of {gpu_list(pool)}"
 
 
 def _row(label: str, *widgets) -> Horizontal:
     return Horizontal(Label(label, classes="form-label"), *widgets, classes="form-row")
 
 
-#: Benchmarks by the form field offering them, each with its languages: training draws
-#: from LAReQA's parallel sets; evaluation may also be MIRACL's monolingual corpora.
-BENCHMARKS = {"train": TRAINING_BENCHMARKS, "eval": {**TRAINING_BENCHMARKS, miracl.NAME: miracl.LANGUAGES}}
-#: Every benchmark of the form with its languages.
-BENCHMARK_LANGUAGES = BENCHMARKS["eval"]
-
-
-def _language_options(bench: str, chosen: tuple[str, ...]) -> list[tuple[str, str, bool]]:
-    return [(lang, lang, lang in chosen) for lang in BENCHMARK_LANGUAGES[bench]]
-
-
-def split_spec(spec: str) -> tuple[str, tuple[str, ...]]:
-    """``mlqa-r:en,de`` → (``mlqa-r``, (en, de)); a bare benchmark means all its languages."""
-    bench, _, langs = spec.partition(":")
-    return bench, tuple(langs.split(",")) if langs else BENCHMARK_LANGUAGES[bench]
-
-
-def join_spec(bench: str, chosen: list[str]) -> str:
-    """The CLI's spelling: the bare benchmark when every language is chosen, else ``bench:l1,l2``
-    (in the benchmark's order; none chosen gives ``bench:``, which the data rules reject)."""
-    if set(chosen) == set(BENCHMARK_LANGUAGES[bench]):
-        return bench
-    return f"{bench}:" + ",".join(lang for lang in BENCHMARK_LANGUAGES[bench] if lang in chosen)
-
-
 class NewRunScreen(Screen):
-    """Every change schedules a check; launch is refused until the current form has passed."""
+    """Every change schedules a check; launch is refused until the current form has passed.
+    The form opens on ``base`` (a run being cloned, ``cloned_from``), else on the store's last
+    launch; what it does not show (prefixes, pooling, …) is the base's."""
 
-    BINDINGS = [Binding("ctrl+s", "launch", "Launch", priority=True), Binding("escape", "app.pop_screen", "Cancel")]
+    BINDINGS = [Binding("ctrl+s", "launch", "Launch", priority=True), Binding("escape", "discard", "Cancel")]
 
     @dataclass
     class Checked(Message):
         """The outcome of checking ``config`` and where it is to execute against the data and
-        this host (error None: ready to launch), with the GPUs free as it was checked (None: unknown)."""
+        this host (error None: ready to launch, with the CLI's ``warnings``), with the GPUs free
+        as it was checked (None: unknown)."""
 
         config: RunConfig
         placement: Placement
         error: str | None
         free: tuple[str, ...] | None = None
+        warnings: tuple[str, ...] = ()
 
     @dataclass
     class Submitted(Message):
@@ -116,10 +81,11 @@ class NewRunScreen(Screen):
         run_id: str | None
         error: str | None = None
 
-    def __init__(self, store_path: Path, refresh_s: float) -> None:
+    def __init__(self, store_path: Path, base: RunConfig | None = None, cloned_from: str | None = None) -> None:
         super().__init__()
         self.store_path = store_path
-        self.refresh_s = refresh_s
+        self.base = remembered(store_path) if base is None else base
+        self.cloned_from = cloned_from
         self._checking: RunConfig | None = None
         self._ready: RunConfig | None = None
         self._ready_placement = Placement()
@@ -128,70 +94,94 @@ class NewRunScreen(Screen):
         self._gpu_default = 0
         #: the store's default backend: the form's runs are placed on it, as the CLI's are
         self._backend = Placement()
+        #: everything typed or chosen as the form opened: Escape asks only once it changed
+        self._opened: tuple = ()
 
     def compose(self) -> ComposeResult:
-        defaults = RunConfig()
+        base, registered = self.base, self.base.model in REGISTRY
         yield Header()
         with VerticalScroll(id="new-run-form"):
-            yield _row("name", Input(placeholder="optional", id="name", compact=True))
-            yield _row(
-                "model",
-                Select(
-                    [(name, name) for name in REGISTRY],
-                    value=defaults.model,
-                    allow_blank=False,
-                    id="model",
-                    compact=True,
-                ),
-            )
-            yield _row("", Input(placeholder="or a Hugging Face id / local path", id="model-path", compact=True))
-            yield _row(
-                "sampler",
-                Select(
-                    [(s, s) for s in SAMPLERS], value=defaults.sampler, allow_blank=False, id="sampler", compact=True
-                ),
-            )
-            for kind, spec in (("train", defaults.train[0]), ("eval", defaults.eval[0])):
-                bench, chosen = split_spec(spec)
-                yield _row(
-                    f"{kind} data" if kind == "train" else "evaluation",
-                    Select(
-                        [(b, b) for b in BENCHMARKS[kind]],
-                        value=bench,
-                        allow_blank=False,
-                        id=f"{kind}-bench",
-                        compact=True,
-                    ),
+            yield _row("name", Input(base.name or "", placeholder="optional", id="name", compact=True))
+            models = [(name, name) for name in REGISTRY]
+            model = base.model if registered else RunConfig().model
+            yield _row("model", Select(models, value=model, allow_blank=False, id="model", compact=True))
+            path = "" if registered else base.model
+            yield _row("", Input(path, placeholder="or a Hugging Face id / local path", id="model-path", compact=True))
+            samplers = [(s, s) for s in SAMPLERS]
+            yield _row("sampler", Select(samplers, value=base.sampler, allow_blank=False, id="sampler", compact=True))
+            for kind in ("train", "eval"):
+                bench, chosen = form_spec(kind, getattr(base, kind))
+                benches = [(b, b) for b in BENCHMARKS[kind]]
+                label = "train data" if kind == "train" else "evaluation"
+                yield _row(label, Select(benches, value=bench, allow_blank=False, id=f"{kind}-bench", compact=True))
+                languages = LanguageList(
+                    *language_options(bench, chosen), id=f"{kind}-langs", classes="langs", compact=True
                 )
-                yield _row(
-                    "",
-                    SelectionList(*_language_options(bench, chosen), id=f"{kind}-langs", classes="langs", compact=True),
-                )
-            for field, label, _ in NUMBERS:
-                value = getattr(defaults, field)
-                yield _row(label, Input("" if value is None else str(value), id=field, compact=True))
-            yield _row("device", Input(defaults.device, id="device", compact=True))
+                yield _row("", languages)
+            yield from self._number_rows()
+            yield _row("device", Input(base.device, id="device", compact=True))
             yield _row("GPUs", Input(id="gpus", compact=True))
             yield _row("", Static("", id="gpus-free"))
-            yield _row("", Button("Launch (ctrl+s)", id="launch", disabled=True, compact=True))
-        yield Static("checking…", id="form-message")
+        with Horizontal(id="form-bar"):
+            yield Button("Launch (ctrl+s)", id="launch", disabled=True, compact=True)
+            yield Static("checking…", id="form-message")
         yield Footer()
 
+    def _number_rows(self) -> ComposeResult:
+        for field, label, _ in NUMBERS:
+            value = getattr(self.base, field)
+            yield _row(label, Input("" if value is None else str(value), id=field, compact=True))
+            if field == PRECISION_AFTER:
+                precision = "bf16" if self.base.bf16 else "fp32"
+                yield _row("precision", Select(PRECISIONS, value=precision, allow_blank=False, id="bf16", compact=True))
+
     def on_mount(self) -> None:
-        self.sub_title = "new run"
+        self.sub_title = f"new run like {self.cloned_from}" if self.cloned_from else "new run"
         line = self.query_one("#gpus-free", Static)
         try:
             self._backend = launcher.default_backend(self.store_path)
             self._pool = () if self._remote else gpu_pool.pool()
-            self._gpu_default = self._default_gpus(RunConfig().device)
+            self._gpu_default = self._default_gpus(self.base.device)
         except (HybtuiError, OSError) as exc:  # a malformed HYBTUI_GPUS or settings file: the check says so
             line.update(inert.text(str(exc)))
         else:
             remote = f"GPUs from {self._backend.backend}: its scheduler places the run"
             line.update(inert.text(remote) if self._remote else gpus_line(self._pool, None))
         self.query_one("#gpus", Input).value = str(self._gpu_default)
-        self.query_one("#model", Select).focus()
+        self.query_one("#name", Input).focus()
+        self._opened = self._values()
+        left = unshown(self.base)
+        if left:
+            self.notify(
+                inert.visible(
+                    f"the form holds one benchmark each to train and evaluate on: {', '.join(left)} left out"
+                ),
+                title="not in the form",
+                severity="warning",
+                markup=False,
+            )
         self._changed()
+
+    def _values(self) -> tuple:
+        """Everything typed or chosen, to tell a changed form from the one opened."""
+        form = self.query_one("#new-run-form")
+        return (
+            tuple(field.value for field in form.query(Input)),
+            tuple(choice.value for choice in form.query(Select)),
+            tuple(tuple(sorted(languages.selected)) for languages in form.query(SelectionList)),
+        )
+
+    def action_discard(self) -> None:
+        """Close the form; a changed one only once the researcher says its changes may go."""
+        if self._values() == self._opened:
+            self.app.pop_screen()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen("discard this new run's changes?"), answered)
 
     @on(Input.Changed, "#device")
     def _device_changed(self, event: Input.Changed) -> None:
@@ -206,10 +196,13 @@ class NewRunScreen(Screen):
 
     @on(Select.Changed, "#train-bench, #eval-bench")
     def _bench_changed(self, event: Select.Changed) -> None:
-        """A new benchmark offers its own languages, all chosen."""
+        """A new benchmark offers its own languages, all chosen (the Select's first Changed,
+        as it mounts, keeps the languages the form opened with)."""
         languages = self.query_one(f"#{event.select.id.removesuffix('-bench')}-langs", SelectionList)
+        if [option.value for option in languages.options] == list(BENCHMARK_LANGUAGES[event.value]):
+            return
         languages.clear_options()
-        languages.add_options(_language_options(event.value, BENCHMARK_LANGUAGES[event.value]))
+        languages.add_options(language_options(event.value, BENCHMARK_LANGUAGES[event.value]))
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -222,6 +215,7 @@ class NewRunScreen(Screen):
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_timer(CHECK_DELAY_S, self._check_form)
+        self._show("checking…", None)  # never a "ready" of the form as it was
 
     def _config(self) -> RunConfig:
         """The form as a validated RunConfig, with ``data_dir`` recorded as the CLI does."""
@@ -230,6 +224,7 @@ class NewRunScreen(Screen):
             "model": self.query_one("#model-path", Input).value.strip() or self.query_one("#model", Select).value,
             "sampler": self.query_one("#sampler", Select).value,
             "device": self.query_one("#device", Input).value.strip() or "auto",
+            "bf16": self.query_one("#bf16", Select).value == "bf16",
         }
         for kind in ("train", "eval"):
             values[kind] = [
@@ -249,8 +244,9 @@ class NewRunScreen(Screen):
                 noun = "an integer" if kind is int else "a number"
                 raise HybtuiError(f"--{field.replace('_', '-')} must be {noun} (got '{text}')") from None
         root = data_dir_from_env(None)
-        values["data_dir"] = str(root.resolve()) if root else None
-        return RunConfig.from_dict(values, source="new run")
+        if root is not None:  # else a clone keeps its run's data folder
+            values["data_dir"] = str(root.resolve())
+        return RunConfig.from_dict({**self.base.to_dict(), **values}, source="new run")
 
     @property
     def _remote(self) -> bool:
@@ -272,10 +268,10 @@ class NewRunScreen(Screen):
             config = self._config()
             placement = Placement(self._gpu_count(), self._backend.backend, self._backend.options)
         except HybtuiError as exc:
-            self._show(str(exc), ok=False)
+            self._show(str(exc), "error")
             return
         self._checking = config
-        self._show("checking the data…", ok=None)
+        self._show("checking the data…", None)
         self._check(config, placement)
 
     @work(thread=True, group="new-run-check")
@@ -297,10 +293,11 @@ class NewRunScreen(Screen):
             else:
                 check_model_and_device(config.model, config.device)
                 gpu_pool.check_count(placement.gpu_count, config.device)
+            warnings = tuple(run_warnings(config))
         except (HybtuiError, OSError) as exc:
             self.post_message(self.Checked(config, placement, str(exc), free))
             return
-        self.post_message(self.Checked(config, placement, None, free))
+        self.post_message(self.Checked(config, placement, None, free, warnings))
 
     def on_new_run_screen_checked(self, message: Checked) -> None:
         if message.config is not self._checking:
@@ -308,20 +305,25 @@ class NewRunScreen(Screen):
         if self._pool:
             self.query_one("#gpus-free", Static).update(gpus_line(self._pool, message.free))
         if message.error:
-            self._show(message.error, ok=False)
+            self._show(message.error, "error")
             return
         self._ready, self._ready_placement = message.config, message.placement
         self.query_one("#launch", Button).disabled = False
         config, count = message.config, message.placement.gpu_count
         on = f", {count} GPU{'s' if count > 1 else ''}" if count else ""
-        self._show(f"ready: {config.model}, {config.sampler}, {config.steps} steps{on}", ok=True)
+        ready = f"ready: {config.model}, {config.sampler}, {config.steps} steps{on}"
+        if message.warnings:
+            self._show("; ".join([ready, *(f"warning: {w}" for w in message.warnings)]), "warning")
+        else:
+            self._show(ready, "ok")
 
-    def _show(self, text: str, ok: bool | None) -> None:
-        """The form's message; it quotes what was typed (a name, a path): shown literally."""
+    def _show(self, text: str, kind: str | None) -> None:
+        """The form's message (``kind``: error, warning, ok or None while checking); it quotes
+        what was typed (a name, a path): shown literally."""
         message = self.query_one("#form-message", Static)
         message.update(inert.text(text))
-        message.set_class(ok is False, "error")
-        message.set_class(ok is True, "ok")
+        for state in ("error", "warning", "ok"):
+            message.set_class(kind == state, state)
 
     @on(Button.Pressed, "#launch")
     def action_launch(self) -> None:
@@ -335,7 +337,7 @@ class NewRunScreen(Screen):
             return
         config, self._ready = self._ready, None
         self.query_one("#launch", Button).disabled = True
-        self._show("launching…", ok=None)
+        self._show("launching…", None)
         self._submit(config, self._ready_placement)
 
     @work(thread=True, group="new-run-submit")
@@ -344,14 +346,17 @@ class NewRunScreen(Screen):
         try:
             with Store(self.store_path) as store:
                 run_id = launcher.submit(store, config, placement=placement)
+                with contextlib.suppress(OSError):  # a launch not remembered is launched all the same
+                    launcher.keep_settings(store.path, **{REMEMBERED: to_remember(config)})
         except (HybtuiError, sqlite3.Error, OSError) as exc:
             self.post_message(self.Submitted(None, str(exc)))
             return
         self.post_message(self.Submitted(run_id))
 
     def on_new_run_screen_submitted(self, message: Submitted) -> None:
-        """The launched run's detail replaces the form; a refused launch is told on the form."""
+        """The launched run's page replaces the form (the app opens it: the page is above the
+        form, whose clone action it offers); a refused launch is told on the form."""
         if message.run_id is None:
-            self._show(f"cannot launch: {message.error}", False)
+            self._show(f"cannot launch: {message.error}", "error")
             return
-        self.app.switch_screen(RunDetailScreen(self.store_path, message.run_id, self.refresh_s))
+        self.app.open_launched_run(message.run_id)

@@ -1,5 +1,6 @@
-"""What a screen showing runs can do to them: cancel, resume and delete, with the same keys
-and the same words wherever runs are shown (the run list, a run's page)."""
+"""What a screen showing runs can do to them: cancel, resume, delete and clone into the
+new-run form, with the same keys and the same words wherever runs are shown (the run list,
+a run's page)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,20 @@ from textual.message import Message
 from textual.screen import Screen
 
 from hybtui import inert
+from hybtui.config import RunConfig
 from hybtui.errors import HybtuiError
 from hybtui.runs import launcher
 from hybtui.runs.store import Store
 from hybtui.tui.screens.confirm import ConfirmScreen
+from hybtui.tui.screens.new_run import NewRunScreen
+from hybtui.tui.screens.new_run_fields import clone_name
 
 #: The keys, the same on every screen that shows runs.
 RUN_ACTION_BINDINGS = [
     Binding("c", "cancel_run", "Cancel"),
     Binding("r", "resume_run", "Resume"),
     Binding("d", "delete_runs", "Delete"),
+    Binding("N", "clone_run", "Clone"),
 ]
 
 
@@ -43,6 +48,13 @@ class RunActions(Screen):
         title: str = ""
         severity: str = "information"
         changed: bool = False
+
+    @dataclass
+    class CloneRead(Message):
+        """The configuration of the run ``N`` clones, as the form is to open on it."""
+
+        run_id: str
+        config: RunConfig
 
     @dataclass
     class Deleted(Message):
@@ -88,6 +100,25 @@ class RunActions(Screen):
             self.post_message(self.Reported(str(exc), f"cannot {verb}", "error"))
             return
         self.post_message(self.Reported(f"run {run_id}: {outcome}", changed=True))
+
+    def action_clone_run(self) -> None:
+        """The new-run form on a copy of the run's configuration, renamed, to edit and launch."""
+        run_id = self.current_run()
+        if run_id is not None:
+            self._read_clone(run_id)
+
+    @work(thread=True, group="run-actions")
+    def _read_clone(self, run_id: str) -> None:
+        try:
+            with Store(self.store_path) as store:
+                config = store.get_run(run_id).run_config()
+        except (HybtuiError, sqlite3.Error, OSError) as exc:
+            self.post_message(self.Reported(str(exc), "cannot clone", "error"))
+            return
+        self.post_message(self.CloneRead(run_id, config.replace(name=clone_name(config.name))))
+
+    def on_run_actions_clone_read(self, message: CloneRead) -> None:
+        self.app.push_screen(NewRunScreen(self.store_path, message.config, cloned_from=message.run_id))
 
     def action_delete_runs(self) -> None:
         """Delete once confirmed, the question naming every run it removes."""

@@ -179,7 +179,7 @@ class RunsScreen(RunActions, PolledScreen):
             self.app.push_screen(RunDetailScreen(self.store_path, run_id, min(self.refresh_s, 0.5)))
 
     def action_new_run(self) -> None:
-        self.app.push_screen(NewRunScreen(self.store_path, min(self.refresh_s, 0.5)))
+        self.app.push_screen(NewRunScreen(self.store_path))
 
     def action_toggle_mark(self) -> None:
         table = self.query_one(RunsTable)
