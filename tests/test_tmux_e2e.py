@@ -31,6 +31,8 @@ SIZE = (100, 30)
 #: The whole run: form check, worker start (torch import), 3 steps, evaluation on xquad-r en.
 RUN_TIMEOUT_S = 180
 NAME = "e2e-tiny"
+#: Steps of the launched run, evaluated every EVAL_EVERY of them (then finally).
+STEPS, EVAL_EVERY = 6, 2
 #: A language row of the detail screen's final results: lang, seen, then mAP figures.
 EN_ROW = re.compile(r"^\s*en\s+seen\s+(\d\.\d{3})\b.*?(\d\.\d{3})", re.M)
 #: The end of a form line: spaces, maybe the form's scrollbar.
@@ -181,15 +183,22 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
             focus_input(tmux, "warmup_steps", "eval-langs")  # first: a warmup past the steps is warned of
             set_input(tmux, "warmup steps", "1")
             focus_input(tmux, "steps", "warmup_steps")
-            set_input(tmux, "steps", "3")
+            set_input(tmux, "steps", str(STEPS))
             focus_input(tmux, "batch_size", "steps")
             set_input(tmux, "batch size", "8")
             focus_input(tmux, "max_length", "batch_size")
             set_input(tmux, "max length", "32")
-            quiet_form(tmux, "ready: tiny, hybrid, 3 steps")
+            focus_input(tmux, "eval_every", "max_length")
+            set_input(tmux, "eval every", str(EVAL_EVERY))
+            quiet_form(tmux, f"ready: tiny, hybrid, {STEPS} steps")
             tmux.send("C-s")
             tmux.wait_for(lambda s: "— new run" not in s, 30, "ctrl+s to launch the run and open its detail")
-            tmux.send("3")  # the run's page: its final figures per language
+            tmux.send("2")  # the run's page: its evaluations over steps, drawn as they come
+            tmux.wait_for(
+                lambda s: "mono mAP" in s and "multi rank dist." in s, RUN_TIMEOUT_S, "the evaluation curves drawn"
+            )
+            tmux.wait_for(lambda s: re.search(r"^\s*finished\b", s, re.M), RUN_TIMEOUT_S, "the run finished")
+            tmux.send("3")  # its final figures per language
 
             try:
                 finished = tmux.wait_for(
@@ -205,15 +214,18 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
 
             with Store(store_dir) as store:
                 (run,) = store.list_runs()
-                assert run["status"] == "finished" and run["step"] == 3, run
+                assert run["status"] == "finished" and run["step"] == STEPS, run
                 assert run["name"] == NAME
                 config = run["config"]
                 assert (config["model"], config["steps"], config["batch_size"], config["max_length"]) == (
                     "tiny",
-                    3,
+                    STEPS,
                     8,
                     32,
                 )
+                assert config["eval_every"] == EVAL_EVERY
+                periodic = {r["step"] for r in store.results(run["id"], final_only=False) if not r["final"]}
+                assert periodic == set(range(EVAL_EVERY, STEPS, EVAL_EVERY)), periodic
                 assert config["warmup_steps"] == 1
                 assert config["train"] == ["mlqa-r:de,en,es"] and config["eval"] == ["xquad-r:en"], config
                 stored_mono = next(
@@ -222,6 +234,13 @@ def test_new_run_in_tmux_trains_to_finished_with_figures_and_quits(tmp_path, sha
                     if (r["setting"], r["query_lang"], r["metric"]) == ("mono", "en", "map")
                 )
             assert f"{stored_mono:.3f}" == f"{mono:.3f}"
+
+            tmux.send("5")  # its log: the worker's lines with the store's events among them
+            tmux.wait_for(
+                lambda s: f"step {STEPS}: final evaluation done" in s and "finished" in s,
+                15,
+                "the log tab to show the final evaluation and the run's end",
+            )
 
             tmux.send("Escape")  # back to the run list: the run's line carries its headline figures
             tmux.wait_for(
