@@ -314,7 +314,7 @@ def test_the_app_in_tmux_shows_names_errors_and_log_literally(hostile, tmp_path)
         tmux.send("Enter")  # the newest run: the one with an error, an event and a log
         detail = tmux.wait_for(lambda s: inert.visible(ERROR) in s, 30, "the detail screen with the error")
         assert "hybtui" in detail.splitlines()[0] and shown(HOSTILE_NAMES[0][0]) in detail
-        tmux.send("3")
+        tmux.send("5")  # the log tab
         log = tmux.wait_for(lambda s: "cleared?" in s, 30, "the log tab")
         assert "log line [/] [bold red]z[/]" in log and re.search(r"\\x1b\[2Jcleared\? +tab", log) and "last" in log
         assert "hybtui" in log.splitlines()[0]

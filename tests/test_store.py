@@ -482,7 +482,7 @@ def test_run_overview_has_each_runs_final_headline_figures_only(store):
     assert [r["id"] for r in overview] == [new, old]
     first, second = overview
     assert first["figures"] == {} and first["total_steps"] == 0
-    assert (second["model"], second["sampler"], second["train"]) == ("tiny", "mono", ["mlqa-r:en,de"])
+    assert (second["model"], second["sampler"], second["train"]) == ("tiny", "mono", ("mlqa-r:en,de",))
     figures = second["figures"]
     assert set(figures) == {"xquad-r"} and figures["xquad-r"][("mono", "map")] == 0.7
     assert math.isnan(figures["xquad-r"][("multi", "rank_distance")]) and len(figures["xquad-r"]) == 2

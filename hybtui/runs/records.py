@@ -10,6 +10,7 @@ bad row never hides the other runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -281,8 +282,8 @@ class RunSummary(RunState):
     model: str | None
     sampler: str | None
     alpha: float | None
-    train: list[str]
-    eval: list[str]
+    train: tuple[str, ...]
+    eval: tuple[str, ...]
     config_error: str | None
     figures: dict[str, dict[tuple[str, str], float]]
 
@@ -302,13 +303,15 @@ def decode_config(text: str | None) -> tuple[dict[str, Any], str | None]:
     return config, None
 
 
-def _specs(column: Any) -> list[str]:
-    """A JSON array of benchmark specs as strings ([] where unreadable)."""
+@functools.lru_cache(maxsize=1024)
+def _specs(column: Any) -> tuple[str, ...]:
+    """A JSON array of benchmark specs as strings (none where unreadable). Cached: a store's
+    runs share a handful of spec lists, and the run list reads every run at each refresh."""
     try:
         specs = json.loads(column) if column else []
     except ValueError:
         specs = []
-    return [str(spec) for spec in specs]
+    return tuple(str(spec) for spec in specs)
 
 
 def summary_config(readable: int, model: Any, sampler: Any, alpha: Any, train: Any, evaluated: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ columns: many per run, read incrementally (``after_id``), and shown as tables.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sqlite3
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: The run columns of ``run_overview`` (what a run list and ``is_stalled`` need).
 OVERVIEW_COLUMNS = tuple(f.name for f in fields(RunState))
+#: The configuration's lists of benchmark specs the run list shows (and filters languages by).
+SPECS = ("train", "eval")
 LEVELS = ("debug", "info", "warning", "error")
 #: What a GPU sample holds besides its time and device: utilisation (%), memory used and total
 #: (MiB), power (W) and temperature (°C).
@@ -228,37 +231,38 @@ class RunData:
         they are missing where the stored configuration is not a JSON object), and ``figures``
         {bench: {(setting, metric): value}} of its final macro-averages (mAP, rank distance).
 
-        One query: the configuration is read with json_extract and the figures through
-        a partial index, so 10,000 runs with millions of result rows take a fraction of a
-        second, where a per-run read takes seconds."""
-        fields = ", ".join(f"json_extract(r.cfg, '$.{key}')" for key in ("model", "sampler", "alpha"))
+        One query: the configuration is read with json_extract once per run and the figures
+        through a partial index, gathered per run as one JSON array, so 10,000 runs with millions
+        of result rows take a fraction of a second, where a per-run read takes seconds."""
+        config_fields = [
+            "json_type(cfg) IS 'object'",
+            *(f"json_extract(cfg, '$.{key}')" for key in ("model", "sampler", "alpha")),
+            *(f"CASE WHEN json_type(cfg, '$.{key}') = 'array' THEN json_extract(cfg, '$.{key}') END" for key in SPECS),
+        ]
         sql = (
-            f"SELECT {', '.join('r.' + c for c in OVERVIEW_COLUMNS)}, json_type(r.cfg) IS 'object', {fields}, "
-            "CASE WHEN json_type(r.cfg, '$.train') = 'array' THEN json_extract(r.cfg, '$.train') END, "
-            "CASE WHEN json_type(r.cfg, '$.eval') = 'array' THEN json_extract(r.cfg, '$.eval') END, "
-            "h.bench, h.setting, h.metric, h.value "
+            f"SELECT {', '.join(OVERVIEW_COLUMNS)}, {', '.join(config_fields)}, "
+            "(SELECT json_group_array(json_array(h.bench, h.setting, h.metric, h.value)) "
+            "FROM results h INDEXED BY idx_results_headline WHERE h.run_id = r.id "
+            f"AND h.final = 1 AND h.query_lang = '{AVERAGE}' AND h.seen IS NULL "
+            "AND h.metric IN ('map', 'rank_distance')) "
             # cfg: the configuration where it is JSON (a malformed one would fail the whole query)
             "FROM (SELECT *, CASE WHEN json_valid(config) THEN config END AS cfg FROM runs) r "
-            "LEFT JOIN results h INDEXED BY idx_results_headline ON h.run_id = r.id "
-            f"AND h.final = 1 AND h.query_lang = '{AVERAGE}' AND h.seen IS NULL "
-            "AND h.metric IN ('map', 'rank_distance') "
             "ORDER BY r.created_at DESC, r.id DESC"
         )
-        runs: dict[str, RunSummary] = {}
+        runs = []
         for row in self._conn.execute(sql):
-            run = runs.get(row[0])
-            if run is None:
-                columns = dict(zip(OVERVIEW_COLUMNS, row))
-                readable, model, sampler, alpha, train, evaluated = row[len(OVERVIEW_COLUMNS) : -4]
-                run = runs[row[0]] = RunSummary(
+            columns = dict(zip(OVERVIEW_COLUMNS, row))
+            figures: dict[str, dict[tuple[str, str], float]] = {}
+            for bench, setting, metric, value in json.loads(row[-1]):
+                figures.setdefault(bench, {})[setting, metric] = math.nan if value is None else value
+            runs.append(
+                RunSummary(
                     **{**columns, "status": RunStatus(columns["status"])},
-                    **summary_config(readable, model, sampler, alpha, train, evaluated),
-                    figures={},
+                    **summary_config(*row[len(OVERVIEW_COLUMNS) : -1]),
+                    figures=figures,
                 )
-            bench, setting, metric, value = row[-4:]
-            if bench is not None:
-                run.figures.setdefault(bench, {})[setting, metric] = math.nan if value is None else value
-        return list(runs.values())
+            )
+        return runs
 
     def add_telemetry(self, run_id: str, samples: Iterable[dict[str, Any]]) -> None:
         """Record GPU samples (``gpu``, ``time`` and any of TELEMETRY_FIELDS) in one transaction."""

@@ -44,7 +44,11 @@ class RunRow:
     key: str
     run: RunSummary
     now: float
-    search: str
+
+    @cached_property
+    def search(self) -> str:
+        run = self.run
+        return " ".join([run.name or "", str(run.model or ""), sampler_label(run), run.status, run.devices]).lower()
 
     @cached_property
     def fields(self) -> dict[str, str]:
@@ -157,8 +161,7 @@ def sampler_label(run: RunSummary) -> str:
 def run_row(run: RunSummary, now: float) -> RunRow:
     """A run's table line (a ``Store.run_overview`` row); headline figures are the final
     macro-averages of its headline bench."""
-    search = " ".join([run.name or "", str(run.model or ""), sampler_label(run), run.status, run.devices]).lower()
-    return RunRow(run.id, run, now, search)
+    return RunRow(run.id, run, now)
 
 
 def read_runs(store: Store) -> tuple[RunRow, ...]:
