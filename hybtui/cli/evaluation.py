@@ -74,12 +74,7 @@ def eval_command(
     from hybtui.modeling import precision as precisions
 
     selections = benchmarks.parse_eval_spec(eval_spec)
-    retrieval.check_index(index)
-    precisions.check(precision, device)
-    if batch_size < 1:
-        raise HybtuiError(f"--batch-size must be at least 1 (got {batch_size})")
-    if max_queries is not None and max_queries < 1:
-        raise HybtuiError(f"--max-queries must be at least 1 (got {max_queries})")
+    _check_options(index, batch_size, max_queries, precision, device)
     spec = models.encoder_spec(model, pooling, query_prefix, passage_prefix, max_length)
     root = sources.data_dir_from_env(data_dir)
     seen_langs = _csv(seen)
@@ -96,6 +91,19 @@ def eval_command(
         _print_json(evaluation, spec, elapsed)
     else:
         _print_tables(evaluation, spec, elapsed)
+
+
+def _check_options(index: str, batch_size: int, max_queries: int | None, precision: str, device: str) -> None:
+    """Bad options refused before any benchmark is downloaded or model loaded."""
+    from hybtui.evaluation import retrieval
+    from hybtui.modeling import precision as precisions
+
+    retrieval.check_index(index)
+    precisions.check(precision, device)
+    if batch_size < 1:
+        raise HybtuiError(f"--batch-size must be at least 1 (got {batch_size})")
+    if max_queries is not None and max_queries < 1:
+        raise HybtuiError(f"--max-queries must be at least 1 (got {max_queries})")
 
 
 def _csv(value: str | None) -> list[str] | None:

@@ -73,8 +73,7 @@ def reproduce_command(
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
     path = store_path(store)
-    options = {"partition": partition, "time": time, "mem": mem, "cpus": cpus}
-    remote = placement.placement(path, backend, None, **options)  # one Slurm job per run
+    remote = placement.placement(path, backend, None, partition=partition, time=time, mem=mem, cpus=cpus)
     grid = reproduce.plan(
         quick=quick,
         model=model,

@@ -139,8 +139,7 @@ def plan(
         base.replace(sampler="hybrid", alpha=alpha)
     from hybtui.modeling import registry
 
-    # an unusable model, device or precision fails before anything is queued
-    registry.check_model_and_device(model, device, precision=precision)
+    registry.check_model_and_device(model, device, precision=precision)  # refused before anything is queued
 
     train_sets, _ = prepare_data(base, data_dir)
     cells = [Cell(BASELINE, None, seeds[0])]
@@ -160,7 +159,6 @@ def plan(
         "train": list(budget.train),
         "eval": list(budget.eval),
         "final_eval_max_queries": budget.final_eval_max_queries,
-        "precision": precision,
     }
     return GridPlan(name, budget, tuple(cells), tuple(configs), _eval_texts(budget, data_dir), options)
 
