@@ -4,7 +4,7 @@
 
 Three measurements, printed as they go, within minutes on one GPU:
 
-1. queue: a tiny run as a user queues it (`hybtui train --model tiny --device cuda --bf16
+1. queue: a tiny run as a user queues it (`hybtui train --model tiny --device cuda --precision bf16
    --detach`) into a fresh store, on synthetic pairs (JSONL) and a synthetic BEIR folder (no
    download, no benchmark data); waits for `finished`, checks its metrics and results in the
    store and reports the wall time from submit to finished.
@@ -130,10 +130,13 @@ def write_synthetic_data(root: Path) -> tuple[Path, Path]:
 
 
 def queue_run(plan: Plan, workdir: Path) -> dict:
-    """Submit the tiny bf16 run detached, wait for its end, and check what it left in the store."""
+    """Submit the tiny run (bf16 on a GPU) detached, wait for its end, and check what it left in the store."""
     pairs, beir = write_synthetic_data(workdir / "data")
     store = workdir / "store"
-    args = ["train", "--model", "tiny", "--device", plan.device, "--bf16", "--detach", "--name", "gpu-check"]
+    # bf16 on the GPU; a dry run on a CPU takes what `auto` finds (a CPU without native bf16 refuses bf16)
+    precision = "bf16" if plan.device == "cuda" else "auto"
+    args = ["train", "--model", "tiny", "--device", plan.device, "--precision", precision, "--detach"]
+    args += ["--name", "gpu-check"]
     args += ["--train", str(pairs), "--eval", f"beir:{beir}:en", "--steps", str(plan.queue_steps)]
     args += ["--batch-size", "8", "--max-length", "32", "--store", str(store), "--json"]
     say(f"queue: hybtui {' '.join(args)}")

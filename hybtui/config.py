@@ -20,6 +20,8 @@ from hybtui.errors import HybtuiError
 from hybtui.inert import has_unsafe, visible
 
 SAMPLERS = ("mono", "cross", "hybrid")
+#: auto: bf16 autocast where the hardware computes bf16 natively, fp32 elsewhere (modeling/precision.py)
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class RunConfig:
     grad_cache_chunk: int = 0
     #: texts per length-sorted forward group (less padding); 0 = one forward per side
     forward_chunk: int = 16
-    bf16: bool = False
+    precision: str = "auto"
     freeze_embeddings: bool = False
     validation_fraction: float = 0.05
     eval_every: int = 0
@@ -77,6 +79,10 @@ class RunConfig:
             raise HybtuiError("invalid run configuration: " + "; ".join(problems))
         if self.sampler not in SAMPLERS:
             problems.append(f"--sampler must be one of {', '.join(SAMPLERS)} (got '{self.sampler}')")
+        if self.precision not in PRECISIONS:
+            problems.append(
+                f"--precision must be one of {', '.join(PRECISIONS)} (got '{visible(str(self.precision))}')"
+            )
         if not 0.0 <= self.alpha <= 1.0:
             problems.append(f"--alpha must be within [0, 1] (got {self.alpha})")
         for option, value in (
@@ -149,7 +155,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> RunConfig:
         known = {f.name for f in fields(cls)}
-        normalised = {key.replace("-", "_"): value for key, value in data.items()}
+        normalised = _legacy_bf16({key.replace("-", "_"): value for key, value in data.items()}, source)
         unknown = sorted(set(normalised) - known)
         if unknown:
             raise HybtuiError(f"{source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -185,6 +191,24 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _legacy_bf16(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Configurations stored before `precision` said `bf16: true/false`; they keep their meaning
+    (bf16 or fp32, never `auto`), so an old run resumes exactly as it began."""
+    if "bf16" not in data:
+        return data
+    data = dict(data)
+    legacy = data.pop("bf16")
+    if not isinstance(legacy, bool):
+        raise HybtuiError(f"{source}: bf16 must be true or false (got {visible(repr(legacy))}); use precision")
+    meant = "bf16" if legacy else "fp32"
+    if data.setdefault("precision", meant) != meant:
+        raise HybtuiError(
+            f"{source}: bf16 = {str(legacy).lower()} contradicts precision = {visible(repr(data['precision']))}; "
+            "give precision only"
+        )
+    return data
 
 
 def _toml_value(value: Any) -> str:

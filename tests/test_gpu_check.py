@@ -33,7 +33,7 @@ def test_dry_run_measures_everything_and_writes_where_told(tmp_path):
     assert result["device"] == "cpu" and result["command"] == "python benchmarks/gpu_check.py --dry-run"
     queue = result["queue"]
     assert queue["status"] == "finished" and queue["metrics"] > 0 and queue["results"] > 0
-    assert "--device cpu --bf16 --detach" in queue["command"] and queue["wall_s"] > 0
+    assert "--device cpu --precision auto --detach" in queue["command"] and queue["wall_s"] > 0
     shape = result["encoder"]["shape"]
     assert (shape["layers"], shape["hidden"]) == (2, 128)
     for precision in ("fp32", "bf16"):

@@ -91,7 +91,7 @@ def focus_order() -> list[str]:
     counts Tabs from the form's own list of fields, whatever fields it gains."""
     fields = []
     for field, _, _ in NUMBERS:
-        fields += [field, "bf16"] if field == PRECISION_AFTER else [field]
+        fields += [field, "precision"] if field == PRECISION_AFTER else [field]
     top = ["name", "model", "model-path", "sampler", "train-bench", "train-langs", "eval-bench", "eval-langs"]
     return [*top, *fields, "device", "gpus", "launch"]
 

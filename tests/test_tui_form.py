@@ -18,6 +18,7 @@ from tui_fixtures import drive, new_run_form, wait_until
 from hybtui.config import RunConfig
 from hybtui.data.checks import run_warnings
 from hybtui.errors import HybtuiError
+from hybtui.modeling import precision as precisions
 from hybtui.modeling.registry import check_device, unknown_model
 from hybtui.runs import launcher
 from hybtui.runs.store import Store
@@ -87,9 +88,16 @@ def test_the_form_focuses_the_name_refuses_what_the_cli_refuses_and_warns_as_it_
         )
         assert screen.query_one("#form-message", Static).has_class("warning")
         assert not screen.query_one("#launch").disabled  # a warning does not refuse the run
-        screen.query_one("#bf16", Select).value = "bf16"
+        assert screen.query_one("#precision", Select).value == "auto"  # the default
+        monkeypatch.setenv("HYBTUI_CPU_FLAGS", "avx2")  # a CPU without native bf16 refuses bf16, as the CLI does
+        screen.query_one("#precision", Select).value = "bf16"
         await set_values(pilot, screen, warmup_steps="10", validation_fraction="0.1")
-        assert screen._config().bf16 and screen._config().validation_fraction == 0.1
+        assert message_of(screen) == cli_error(lambda: precisions.check("bf16", "cpu"))
+        assert "--precision bf16: this CPU has no AVX512-BF16 or AMX" in message_of(screen)
+        assert screen.query_one("#launch").disabled
+        monkeypatch.setenv("HYBTUI_CPU_FLAGS", "avx2 amx_bf16")
+        await set_values(pilot, screen, warmup_steps="11")
+        assert screen._config().precision == "bf16" and screen._config().validation_fraction == 0.1
         assert "never reaches" not in message_of(screen) and "both use xquad-r" in message_of(screen)
 
     drive(tmp_path / "store", scenario, size=(120, 40))
@@ -149,7 +157,7 @@ CLONED = RunConfig(
     warmup_steps=3,
     eval_every=2,
     checkpoint_every=5,
-    bf16=True,
+    precision="bf16",
     symmetric=True,  # not in the form: kept from the run
     seed=3,
 )
@@ -159,6 +167,7 @@ def test_a_clone_opens_the_form_on_the_runs_configuration_and_launches_a_new_run
     tmp_path, shared_data, monkeypatch
 ):
     monkeypatch.setenv("HYBTUI_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("HYBTUI_CPU_FLAGS", "avx512_bf16")  # the clone's bf16 passes the check on any CPU
     with Store(tmp_path / "store") as store:
         hold_the_slot(store)  # the launched run waits queued: no worker trains
         source = store.create_run(CLONED, name="sweep")  # queued behind the slot, as the clone will be
@@ -186,7 +195,7 @@ def test_a_clone_opens_the_form_on_the_runs_configuration_and_launches_a_new_run
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), "the run list")
         fresh, _ = await new_run_form(pilot)
         assert fresh.query_one("#name", Input).value == ""  # a new run, not the last one's name
-        assert fresh.query_one("#steps", Input).value == "9" and fresh.query_one("#bf16", Select).value == "bf16"
+        assert fresh.query_one("#steps", Input).value == "9" and fresh.query_one("#precision", Select).value == "bf16"
         assert fresh.query_one("#model", Select).value == "tiny"
 
     drive(tmp_path / "store", scenario, size=(100, 30))

@@ -20,6 +20,9 @@ StoreOption = Annotated[
     Path | None, typer.Option("--store", help="The run store directory (env HYBTUI_STORE, default ./store).")
 ]
 
+PRECISION_HELP = "auto (bf16 autocast where the hardware computes bf16 natively, else fp32), fp32 or bf16."
+PrecisionOption = Annotated[str, typer.Option("--precision", help=PRECISION_HELP)]
+
 
 def open_store(store: Path | None) -> Store:
     """The run store, with its queue advanced: every command that opens the store fills the

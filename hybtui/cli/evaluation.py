@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
-from hybtui.cli.common import DataDirOption, JsonOption
+from hybtui.cli.common import DataDirOption, JsonOption, PrecisionOption
 from hybtui.errors import HybtuiError
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class Evaluation(NamedTuple):
     warnings: list[str]
     rows: list[ResultRow]
     searches: dict[str, dict[str, SearchReport]]
+    #: what the encoder computed in, and why (``bf16 (auto: avx512_bf16)``)
+    precision: str
 
 
 def eval_command(
@@ -53,7 +55,7 @@ def eval_command(
         str | None, typer.Option(help="Training languages (comma-separated): rows are marked seen/unseen.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
-    bf16: Annotated[bool, typer.Option(help="Encode under bf16 autocast.")] = False,
+    precision: PrecisionOption = "auto",
     index: Annotated[
         str,
         typer.Option(
@@ -69,13 +71,10 @@ def eval_command(
     from hybtui.data import benchmarks, sources
     from hybtui.evaluation import retrieval
     from hybtui.modeling import encoder as models
+    from hybtui.modeling import precision as precisions
 
     selections = benchmarks.parse_eval_spec(eval_spec)
-    retrieval.check_index(index)
-    if batch_size < 1:
-        raise HybtuiError(f"--batch-size must be at least 1 (got {batch_size})")
-    if max_queries is not None and max_queries < 1:
-        raise HybtuiError(f"--max-queries must be at least 1 (got {max_queries})")
+    _check_options(index, batch_size, max_queries, precision, device)
     spec = models.encoder_spec(model, pooling, query_prefix, passage_prefix, max_length)
     root = sources.data_dir_from_env(data_dir)
     seen_langs = _csv(seen)
@@ -83,14 +82,28 @@ def eval_command(
     with progress_bars(enabled=stderr.is_terminal or not as_json) as bars:
         benches, warnings = _load_benchmarks(selections, root, max_queries, bars)
         encoder = models.load_encoder(spec, device=device, say=bars.message)
+        used = precisions.resolve(precision, str(encoder.device))
         searches: dict[str, dict[str, retrieval.SearchReport]] = {}
-        rows = _evaluate(encoder, benches, seen_langs, batch_size, bf16, index, bars, searches)
-    evaluation = Evaluation(benches, warnings, rows, searches)
+        rows = _evaluate(encoder, benches, seen_langs, batch_size, used.bf16, index, bars, searches)
+    evaluation = Evaluation(benches, warnings, rows, searches, used.describe())
     elapsed = time.perf_counter() - started
     if as_json:
         _print_json(evaluation, spec, elapsed)
     else:
         _print_tables(evaluation, spec, elapsed)
+
+
+def _check_options(index: str, batch_size: int, max_queries: int | None, precision: str, device: str) -> None:
+    """Bad options refused before any benchmark is downloaded or model loaded."""
+    from hybtui.evaluation import retrieval
+    from hybtui.modeling import precision as precisions
+
+    retrieval.check_index(index)
+    precisions.check(precision, device)
+    if batch_size < 1:
+        raise HybtuiError(f"--batch-size must be at least 1 (got {batch_size})")
+    if max_queries is not None and max_queries < 1:
+        raise HybtuiError(f"--max-queries must be at least 1 (got {max_queries})")
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -146,6 +159,7 @@ def _print_json(evaluation: Evaluation, spec: EncoderSpec, elapsed: float) -> No
         "results": [r.as_dict() for r in evaluation.rows],
         "summary": summary(evaluation.rows),
         "model": spec.source,
+        "precision": evaluation.precision,
         "wall_time_s": round(elapsed, 2),
     }
     if evaluation.searches:
@@ -177,7 +191,7 @@ def _print_tables(evaluation: Evaluation, spec: EncoderSpec, elapsed: float) -> 
         seen_table = render.seen_summary(rows, bench.name)
         if seen_table is not None:
             out.print(seen_table)
-    out.print(inert.text(f"{spec.source}: evaluated in {elapsed:.1f} s", style="dim"))
+    out.print(inert.text(f"{spec.source}: evaluated in {elapsed:.1f} s, {evaluation.precision}", style="dim"))
 
 
 def _corpus_table(bench: CorpusBenchmark, rows: list[ResultRow], searches: dict[str, SearchReport]) -> Table:

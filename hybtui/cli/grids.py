@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hybtui.cli.common import DataDirOption, JsonOption, StoreOption, open_store
+from hybtui.cli.common import DataDirOption, JsonOption, PrecisionOption, StoreOption, open_store
 from hybtui.cli.placement import BackendOption, CpusOption, MemOption, PartitionOption, TimeOption
 from hybtui.formatting import age
 
@@ -49,6 +49,7 @@ def reproduce_command(
     train: Annotated[str | None, typer.Option(help="Training data (default mlqa-r; --quick mlqa-r:en,de,zh).")] = None,
     eval_spec: GridEvalOption = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    precision: PrecisionOption = "auto",
     max_parallel: GridMaxParallelOption = None,
     backend: BackendOption = None,
     partition: PartitionOption = None,
@@ -72,8 +73,7 @@ def reproduce_command(
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
     path = store_path(store)
-    options = {"partition": partition, "time": time, "mem": mem, "cpus": cpus}
-    remote = placement.placement(path, backend, None, **options)  # one Slurm job per run
+    remote = placement.placement(path, backend, None, partition=partition, time=time, mem=mem, cpus=cpus)
     grid = reproduce.plan(
         quick=quick,
         model=model,
@@ -85,6 +85,7 @@ def reproduce_command(
         train=_csv_specs(train),
         eval=_csv_specs(eval_spec),
         device=device,
+        precision=precision,
         data_dir=root,
     )
     grid_id = _queue_grid(path, grid, model, quick, max_parallel, remote)

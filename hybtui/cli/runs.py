@@ -93,6 +93,7 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's configuration, status, process, timings, latest metrics and results."""
+    from hybtui.modeling import precision as precisions
     from hybtui.results import ResultRow
     from hybtui.runs import launcher
     from hybtui.runs.disk import run_disk_usage
@@ -103,7 +104,8 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
         latest = db.latest_metrics(run.id)
         telemetry = db.telemetry(run.id)
         rows = db.results(run.id)
-        events = db.events(run.id)[-10:]
+        events = db.events(run.id)
+        precision, events = precisions.used(events), events[-10:]
         disk = run_disk_usage(db.run_dir(run.id))
         log_tail = _tail(launcher.log_path(db, run.id))
         waiting = launcher.schedule(db)[1].get(run.id)
@@ -113,7 +115,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
         typer.echo(
             inert.dumps(
                 {
-                    "run": {**run, "stalled": is_stalled(run), "waiting": waiting},
+                    "run": {**run, "stalled": is_stalled(run), "waiting": waiting, "precision": precision},
                     "latest_metrics": latest,
                     "results": rows,
                     "events": events,
@@ -130,7 +132,7 @@ def runs_show(run_id: str, store: StoreOption = None, as_json: JsonOption = Fals
     from hybtui.reporting import tables as render
 
     out = Console()
-    for part in render.run_summary(run, is_stalled(run), latest, events, waiting):
+    for part in render.run_summary(run, is_stalled(run), latest, events, waiting, precision):
         out.print(part)
     out.print(disk.describe())
     for line in render.gpu_readings(telemetry):

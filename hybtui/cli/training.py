@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hybtui.cli.common import DataDirOption, JsonOption, StoreOption, open_store
+from hybtui.cli.common import PRECISION_HELP, DataDirOption, JsonOption, StoreOption, open_store
 from hybtui.cli.placement import BackendOption, CpusOption, MemOption, PartitionOption, TimeOption
 from hybtui.errors import HybtuiError
 
@@ -90,7 +90,7 @@ def train_command(
     grad_cache_chunk: Annotated[int | None, typer.Option(help="GradCache chunk size (0: off).")] = None,
     grad_accumulation: GradAccumulationOption = None,
     forward_chunk: Annotated[int | None, typer.Option(help="Texts per length-sorted forward group (0: one).")] = None,
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast.")] = None,
+    precision: Annotated[str | None, typer.Option(help=PRECISION_HELP)] = None,
     freeze_embeddings: FreezeEmbeddingsOption = None,
     eval_every: EvalEveryOption = None,
     eval_max_queries: Annotated[int | None, typer.Option(help="Queries per language in quick evaluations.")] = None,
@@ -154,10 +154,10 @@ def _check_before_recording(
     remote = placement.placement(store_path(store), gpus=gpus, uses_default=detach, **where)
     count = gpu_pool.default_count(config.device) if gpus is None else gpus
     if remote is not None:
-        registry.check_model_and_device(config.model, config.device, here=False)
+        registry.check_model_and_device(config.model, config.device, here=False, precision=config.precision)
     else:
         _check_local_gpus(count, config.device, detach)
-        registry.check_model_and_device(config.model, config.device)
+        registry.check_model_and_device(config.model, config.device, precision=config.precision)
     from hybtui.data.checks import prepare_data, run_warnings
 
     prepare_data(config, root)

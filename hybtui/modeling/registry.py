@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from hybtui.errors import HybtuiError
+from hybtui.modeling import precision as precisions
 
 Pooling = Literal["mean", "cls"]
 
@@ -99,12 +100,13 @@ def model_cache() -> Path:
     return Path(base) / "hybtui" / "models"
 
 
-def check_model_and_device(model: str, device: str, here: bool = True) -> None:
-    """Refuse a model or device a worker could not use, before the run is recorded: the CLI,
-    `reproduce` and the app's form all check here, so none of them queues a run that can only fail.
-    A run that executes elsewhere (``here`` False: a cluster's node) has its device named
+def check_model_and_device(model: str, device: str, here: bool = True, precision: str = "auto") -> None:
+    """Refuse a model, device or precision a worker could not use, before the run is recorded: the
+    CLI, `reproduce` and the app's form all check here, so none of them queues a run that can only
+    fail. A run that executes elsewhere (``here`` False: a cluster's node) has its device named
     correctly, not looked for on this machine."""
     check_device(device, here)
+    precisions.check(precision, device, here)
     entry = REGISTRY.get(model)
     if entry is not None:
         if entry.source in (BUNDLED, GENERATED):

@@ -166,11 +166,16 @@ def sample_summary(summary: dict, config) -> list:
 
 
 def run_summary(
-    run: Run, stalled: bool, latest: dict[str, dict], events: list[dict], waiting: str | None = None
+    run: Run,
+    stalled: bool,
+    latest: dict[str, dict],
+    events: list[dict],
+    waiting: str | None = None,
+    precision: str | None = None,
 ) -> list:
     """`hybtui runs show`: the run's identity, status (why it waits, where queued) and times,
-    where it executes, its error, configuration, latest metrics and last events; every stored
-    text in it inert."""
+    where it executes and in which precision, its error, configuration, latest metrics and last
+    events; every stored text in it inert."""
     import time
 
     stamp = "%Y-%m-%d %H:%M:%S"
@@ -187,6 +192,8 @@ def run_summary(
         head.append_text(inert.text(f" · pid {run.pid} on {run.host}"))
     if run.devices:
         head.append_text(inert.text(f" · {run.devices}"))
+    if precision:
+        head.append_text(inert.text(f" · precision {precision}"))
     head.append(
         "\n"
         + ", ".join(

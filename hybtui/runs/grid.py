@@ -113,6 +113,7 @@ def plan(
     train: Sequence[str] | None = None,
     eval: Sequence[str] | None = None,
     device: str = "auto",
+    precision: str = "auto",
     data_dir: Path | None = None,
 ) -> GridPlan:
     """Every run of the grid, validated (data, sampler, options) before anything is written."""
@@ -128,6 +129,7 @@ def plan(
         warmup_steps=max(1, budget.steps // 10),
         seed=seeds[0],
         device=device,
+        precision=precision,
         final_eval_max_queries=budget.final_eval_max_queries,
         eval_max_queries=200,
         keep_checkpoints=budget.keep_checkpoints,
@@ -137,7 +139,7 @@ def plan(
         base.replace(sampler="hybrid", alpha=alpha)
     from hybtui.modeling import registry
 
-    registry.check_model_and_device(model, device)  # an unusable model or device fails before anything is queued
+    registry.check_model_and_device(model, device, precision=precision)  # refused before anything is queued
 
     train_sets, _ = prepare_data(base, data_dir)
     cells = [Cell(BASELINE, None, seeds[0])]

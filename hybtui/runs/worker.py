@@ -332,9 +332,10 @@ def _execute(channel: Channel, run: Run, out: Path, console: Events | None) -> i
         log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
         log.info("loading data")
         trainer = Trainer(config, out, Tee(*listeners))
-        # The device the run trains on, as resolved (the configuration may say "auto").
-        progress.on_message(f"device {trainer.device}")
-        events.on_message(f"device {trainer.device}")
+        # The device and precision the run trains in, as resolved (the configuration may say "auto").
+        for said in (f"device {trainer.device}", trainer.precision.event()):
+            progress.on_message(said)
+            events.on_message(said)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: trainer.request_stop())
         if resume_from is not None:

@@ -25,6 +25,7 @@ from hybtui.data.checks import prepare_data
 from hybtui.errors import HybtuiError
 from hybtui.evaluation import evaluate
 from hybtui.modeling import encoder as models
+from hybtui.modeling import precision as precisions
 from hybtui.results import ResultRow
 from hybtui.training import checkpoint as checkpoints
 from hybtui.training.callbacks import Events, StepReport
@@ -59,6 +60,8 @@ class Trainer:
         self.eval_selections = benchmarks.parse_eval_spec(list(config.eval)) if config.eval else []
         self.ctx = DistContext.from_environment(self.device)
         self.device = self.ctx.device_of(self.device)
+        #: bf16 autocast or fp32, resolved for this device (`auto`), or refused where bf16 is not native
+        self.precision = precisions.resolve(config.precision, str(self.device))
         if config.batch_size % self.ctx.world_size:
             raise HybtuiError(f"--batch-size {config.batch_size} is not divisible by the {self.ctx.world_size} ranks")
         self.sampler = BatchSampler(self.train_sets, config.sampler, config.batch_size, config.seed, config.alpha)
@@ -152,7 +155,7 @@ class Trainer:
                 texts.queries[part], texts.passages[part], texts.hard_negatives if len(micro) == 1 else []
             )
             loss += loss_and_backward(
-                encoder, part_texts, loss_fn, self.ctx, c.grad_cache_chunk, c.bf16, c.forward_chunk
+                encoder, part_texts, loss_fn, self.ctx, c.grad_cache_chunk, self.precision.bf16, c.forward_chunk
             ) / len(micro)
         if len(micro) > 1:
             for p in params:
@@ -228,7 +231,7 @@ class Trainer:
             loaded,
             self.train_languages,
             self.config.eval_batch_size,
-            self.config.bf16,
+            self.precision.bf16,
             self._eval_progress(step, final),
         )
         encoder.train()

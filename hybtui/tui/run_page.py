@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hybtui.formatting import human_bytes
+from hybtui.modeling import precision as precisions
 from hybtui.results import AVERAGE, HEADLINE, headline, per_language, seen_of
 from hybtui.runs import launcher
 from hybtui.runs.disk import run_disk_usage, tree_bytes
@@ -176,10 +177,12 @@ def merge_log(events: Iterable[dict[str, Any]], log_text: str) -> str:
 
 @dataclass
 class Progress:
-    """What the events tell of a run beyond its record: the device it trains on, and what an
-    evaluation costs (each periodic one measured from its start to its end event)."""
+    """What the events tell of a run beyond its record: the device and precision it trains in,
+    and what an evaluation costs (each periodic one measured from its start to its end event)."""
 
     device: str | None = None
+    #: ``bf16 (auto: avx512_bf16)``, once the worker resolved it
+    precision: str | None = None
     #: the evaluation under way: (step, final, started at)
     evaluating: tuple[int, bool, float] | None = None
     #: how far the evaluation under way is (``xquad-r candidates 50%``), once it has said
@@ -192,6 +195,9 @@ class Progress:
             device = DEVICE_EVENT.match(message)
             if device:
                 self.device = device.group(1)
+            precision = precisions.EVENT.match(message)
+            if precision:
+                self.precision = precision.group(1)
             so_far = EVAL_PROGRESS_EVENT.match(message)
             if so_far:
                 self.evaluated = so_far.group(1)

@@ -132,8 +132,8 @@ class NewRunScreen(Screen):
             value = getattr(self.base, field)
             yield _row(label, Input("" if value is None else str(value), id=field, compact=True))
             if field == PRECISION_AFTER:
-                precision = "bf16" if self.base.bf16 else "fp32"
-                yield _row("precision", Select(PRECISIONS, value=precision, allow_blank=False, id="bf16", compact=True))
+                choice = Select(PRECISIONS, value=self.base.precision, allow_blank=False, id="precision", compact=True)
+                yield _row("precision", choice)
 
     def on_mount(self) -> None:
         self.sub_title = f"new run like {self.cloned_from}" if self.cloned_from else "new run"
@@ -224,7 +224,7 @@ class NewRunScreen(Screen):
             "model": self.query_one("#model-path", Input).value.strip() or self.query_one("#model", Select).value,
             "sampler": self.query_one("#sampler", Select).value,
             "device": self.query_one("#device", Input).value.strip() or "auto",
-            "bf16": self.query_one("#bf16", Select).value == "bf16",
+            "precision": self.query_one("#precision", Select).value,
         }
         for kind in ("train", "eval"):
             values[kind] = [
@@ -288,10 +288,10 @@ class NewRunScreen(Screen):
         try:
             prepare_data(config, Path(config.data_dir) if config.data_dir else None)
             if self._remote:
-                check_model_and_device(config.model, config.device, here=False)
+                check_model_and_device(config.model, config.device, here=False, precision=config.precision)
                 slurm.check(placement)
             else:
-                check_model_and_device(config.model, config.device)
+                check_model_and_device(config.model, config.device, precision=config.precision)
                 gpu_pool.check_count(placement.gpu_count, config.device)
             warnings = tuple(run_warnings(config))
         except (HybtuiError, OSError) as exc:

@@ -38,7 +38,7 @@ NUMBERS = (
 )
 #: The precision choice follows this field (the optimisation knobs, before evaluation's).
 PRECISION_AFTER = "grad_cache_chunk"
-PRECISIONS = (("fp32", "fp32"), ("bf16 autocast", "bf16"))
+PRECISIONS = (("auto (bf16 where native)", "auto"), ("fp32", "fp32"), ("bf16 autocast", "bf16"))
 
 #: Benchmarks by the form field offering them, each with its languages: training draws
 #: from LAReQA's parallel sets; evaluation may also be MIRACL's monolingual corpora.

@@ -293,6 +293,8 @@ class RunDetailScreen(RunActions, PolledScreen):
         header.append_text(inert.text(f"   {run.name or ''}"))
         header.append(f"   elapsed {human_duration(elapsed(run, now))}{self._time_left(run)}")
         device = self._progress.device or f"device {config.get('device')}"
+        if self._progress.precision:  # the word alone (bf16 / fp32); why is in the log
+            device += f" {self._progress.precision.split()[0]}"
         header.append(
             "\n"
             + inert.visible(
