@@ -162,6 +162,9 @@ def test_compare_export_and_remove(store_dir):
     compared = json.loads(hybtui("compare", *ids, "--json").stdout)
     assert compared["differing_parameters"] == {"sampler": ["mono", "hybrid"]}
     assert set(compared["headline"][ids[0]]) >= {"xquad-r mono map", "xquad-r multi rank_distance"}
+    # each worker kept its final per-query scores: the runs are tested question by question
+    assert all((store_dir / "runs" / i / "queries" / "final.npz").is_file() for i in ids)
+    assert {c["query_lang"] for c in compared["significance"]["comparisons"]} == {"avg", "en", "el"}
     table = hybtui("compare", *ids).stdout
     assert "parameters that differ" in table and "per query language" in table
     csv_lines = hybtui("runs", "export", *ids, "--format", "csv").stdout.splitlines()

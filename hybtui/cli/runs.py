@@ -255,8 +255,10 @@ def compare_command(
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables."""
+    """Runs side by side: parameters that differ, headline metrics with deltas, per-language tables,
+    and the paired significance of each run's differences from the first."""
     from hybtui.reporting import compare
+    from hybtui.reporting import significance as stats
     from hybtui.results import headline
 
     if not 2 <= len(run_ids) <= 6:
@@ -264,6 +266,11 @@ def compare_command(
     with open_store(store) as db:
         runs = [db.get_run(r) for r in run_ids]
         results = {run.id: db.results(run.id) for run in runs}
+        dirs = [db.run_dir(run.id) for run in runs]
+    try:
+        tested, unavailable = stats.for_runs(dirs, [run.id for run in runs]), None
+    except stats.MissingQueryScores as exc:
+        tested, unavailable = None, str(exc)
     if as_json:
         from hybtui import inert
 
@@ -275,6 +282,9 @@ def compare_command(
                     "headline": {
                         run.id: {" ".join(k): v for k, v in headline(results[run.id]).items()} for run in runs
                     },
+                    "significance": {"unavailable": unavailable}
+                    if tested is None
+                    else {"comparisons": [c.as_dict() for c in tested.comparisons], "notes": tested.notes},
                 },
                 indent=1,
             )
@@ -282,6 +292,12 @@ def compare_command(
         return
     from rich.console import Console
 
+    from hybtui import inert
+
     out = Console()
     for part in compare.comparison(runs, results):
+        out.print(part)
+    for part in (
+        [inert.text(unavailable, style="yellow")] if tested is None else compare.significance_table(tested, runs[0].id)
+    ):
         out.print(part)

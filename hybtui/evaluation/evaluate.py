@@ -25,7 +25,7 @@ import numpy as np
 
 from hybtui.data.lareqa import Benchmark
 from hybtui.data.miracl import CorpusBenchmark
-from hybtui.evaluation import metrics, retrieval
+from hybtui.evaluation import metrics, per_query, retrieval
 from hybtui.modeling.encoder import EncodeProgress, Encoder
 from hybtui.results import POOL_ALL, ResultRow, macro_averages, seen_label
 
@@ -41,6 +41,8 @@ CORPUS_METRICS = ("ndcg@10", "recall@100", "mrr@10")
 SEARCH_DEPTH = 100
 #: Called as on_search(bench, lang, report) after each corpus search.
 SearchCallback = Callable[[str, str, retrieval.SearchReport], None]
+#: Called with each benchmark's per-query scores once it is scored.
+QueriesCallback = Callable[[per_query.QueryTable], None]
 
 
 @dataclass(frozen=True)
@@ -104,21 +106,34 @@ def rank_relevant(scores: np.ndarray, relevant: np.ndarray, offsets: np.ndarray)
     return pooled, own
 
 
-def _metric_values(setting: str, ranks: np.ndarray, n_rel: np.ndarray) -> dict[str, float]:
-    values = {"map": metrics.average_precision(ranks, n_rel), "ndcg@10": metrics.ndcg_at(ranks, n_rel, 10)}
+def _per_query_values(setting: str, ranks: np.ndarray, n_rel: np.ndarray) -> dict[str, np.ndarray]:
+    """Each query's scores in a setting: its reported metrics, and its reciprocal rank in all."""
+    values = {
+        "map": metrics.average_precision(ranks, n_rel),
+        "mrr": metrics.reciprocal_rank(ranks),
+        "ndcg@10": metrics.ndcg_at(ranks, n_rel, 10),
+    }
     if setting == "multi":
         values["recall@10"] = metrics.recall_at(ranks, n_rel, 10)
         values["rank_distance"] = metrics.rank_distance(ranks)
     else:
         values["recall@1"] = metrics.recall_at(ranks, n_rel, 1)
-        values["mrr"] = metrics.reciprocal_rank(ranks)
+    return values
+
+
+def _means(setting: str, values: dict[str, np.ndarray]) -> dict[str, float]:
+    """A setting's reported figures: the means of its per-query scores."""
     return {name: float(values[name].mean()) for name in SETTING_METRICS[setting]}
 
 
 def score_benchmark(
-    bench: Benchmark, embeddings: dict[str, EncodedSplit], seen: Iterable[str] | None = None
+    bench: Benchmark,
+    embeddings: dict[str, EncodedSplit],
+    seen: Iterable[str] | None = None,
+    on_queries: QueriesCallback | None = None,
 ) -> list[ResultRow]:
-    """All per-language / per-pair rows of mono, cross and multi, then their macro-averages.
+    """All per-language / per-pair rows of mono, cross and multi, then their macro-averages;
+    ``on_queries`` hears the per-query scores the rows are means of.
 
     Query languages are scored in parallel threads (numpy releases the GIL in the
     comparisons and counts that dominate the cost).
@@ -128,28 +143,38 @@ def score_benchmark(
     offsets = np.cumsum([0] + [len(bench.splits[lang].candidates) for lang in langs])
     pool = np.concatenate([embeddings[lang].candidates for lang in langs])
 
-    def score_query_language(x: str) -> list[ResultRow]:
+    def score_query_language(x: str) -> tuple[list[ResultRow], list[per_query.QueryTable]]:
         scores = embeddings[x].queries @ pool.T
         relevant = np.stack([bench.relevant_in(x, y) for y in langs], axis=1)
         pooled_ranks, own_ranks = rank_relevant(scores, np.where(relevant >= 0, relevant + offsets[:-1], -1), offsets)
-        rows = []
+        ids = np.array(bench.splits[x].query_ids, dtype=str)
+        rows, blocks = [], []
         for j, y in enumerate(langs):
             has = relevant[:, j] >= 0
             if not has.any():
                 continue
             setting = "mono" if x == y else "cross"
-            values = _metric_values(setting, own_ranks[has, j : j + 1], np.ones(int(has.sum()), dtype=np.int64))
+            values = _per_query_values(setting, own_ranks[has, j : j + 1], np.ones(int(has.sum()), dtype=np.int64))
+            blocks.append(per_query.block(bench.name, setting, x, y, ids[has], values))
             rows += [
-                ResultRow(bench.name, setting, x, y, m, v, seen_label({x, y}, seen_set)) for m, v in values.items()
+                ResultRow(bench.name, setting, x, y, m, v, seen_label({x, y}, seen_set))
+                for m, v in _means(setting, values).items()
             ]
-        values = _metric_values("multi", pooled_ranks, (relevant >= 0).sum(axis=1))
+        values = _per_query_values("multi", pooled_ranks, (relevant >= 0).sum(axis=1))
+        blocks.append(per_query.block(bench.name, "multi", x, POOL_ALL, ids, values))
         rows += [
-            ResultRow(bench.name, "multi", x, POOL_ALL, m, v, seen_label({x}, seen_set)) for m, v in values.items()
+            ResultRow(bench.name, "multi", x, POOL_ALL, m, v, seen_label({x}, seen_set))
+            for m, v in _means("multi", values).items()
         ]
-        return rows
+        return rows, blocks
 
     with ThreadPoolExecutor(max_workers=min(len(langs), os.cpu_count() or 1)) as pool_executor:
-        rows = [row for per_lang in pool_executor.map(score_query_language, langs) for row in per_lang]
+        scored = list(pool_executor.map(score_query_language, langs))
+    if on_queries:
+        table = per_query.concat(block for _, blocks in scored for block in blocks)
+        sizes = {lang: len(bench.splits[lang].candidates) for lang in langs}
+        on_queries(per_query.QueryTable(table.columns, {bench.name: sizes}))
+    rows = [row for per_lang, _ in scored for row in per_lang]
     return rows + macro_averages(rows, seen_set is not None)
 
 
@@ -161,13 +186,18 @@ def ranks_in_results(found: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     return np.where(match.any(axis=2), match.argmax(axis=2) + 1.0, np.inf)
 
 
-def corpus_metric_values(ranks: np.ndarray, grades: np.ndarray) -> dict[str, float]:
-    """Mean nDCG@10 (gain = relevance level), Recall@100 and MRR@10 over the queries."""
-    values = {
+def corpus_query_values(ranks: np.ndarray, grades: np.ndarray) -> dict[str, np.ndarray]:
+    """Each query's nDCG@10 (gain = relevance level), Recall@100 and MRR@10."""
+    return {
         "ndcg@10": metrics.graded_ndcg_at(ranks, grades, 10),
         "recall@100": metrics.recall_at(ranks, (grades > 0).sum(axis=1), 100),
         "mrr@10": metrics.reciprocal_rank(ranks, 10),
     }
+
+
+def corpus_metric_values(ranks: np.ndarray, grades: np.ndarray) -> dict[str, float]:
+    """Mean nDCG@10, Recall@100 and MRR@10 over the queries."""
+    values = corpus_query_values(ranks, grades)
     return {name: float(values[name].mean()) for name in CORPUS_METRICS}
 
 
@@ -192,11 +222,14 @@ def evaluate_corpus_benchmark(
     bf16: bool = False,
     progress: Callable[[str], EncodeProgress] | None = None,
     search: CorpusSearch = EXACT,
+    on_queries: QueriesCallback | None = None,
 ) -> list[ResultRow]:
     """Per language: corpus embeddings (streamed, cached in ``search.cache_dir`` when given),
-    query embeddings, a top-100 search with ``search.index``, and the metrics against the qrels."""
+    query embeddings, a top-100 search with ``search.index``, and the metrics against the qrels
+    (``on_queries`` hears them per query)."""
     seen_set = frozenset(seen) if seen is not None else None
     rows: list[ResultRow] = []
+    blocks: list[per_query.QueryTable] = []
     for lang, split in bench.splits.items():
         label = f"{bench.name} {lang}"
         passages, cached = retrieval.corpus_embeddings(
@@ -208,9 +241,13 @@ def evaluate_corpus_benchmark(
         _, found, report = retrieval.search(passages, queries, SEARCH_DEPTH, search.index)
         if search.on_search:
             search.on_search(bench.name, lang, report)
-        values = corpus_metric_values(ranks_in_results(found, split.relevant), split.grades)
+        values = corpus_query_values(ranks_in_results(found, split.relevant), split.grades)
+        blocks.append(per_query.block(bench.name, "mono", lang, lang, split.query_ids, values))
         seen = seen_label({lang}, seen_set)
-        rows += [ResultRow(bench.name, "mono", lang, lang, m, v, seen) for m, v in values.items()]
+        rows += [ResultRow(bench.name, "mono", lang, lang, m, float(values[m].mean()), seen) for m in CORPUS_METRICS]
+    if on_queries:
+        sizes = {lang: split.corpus.size for lang, split in bench.splits.items()}
+        on_queries(per_query.QueryTable(per_query.concat(blocks).columns, {bench.name: sizes}))
     return rows + macro_averages(rows, seen_set is not None)
 
 
@@ -225,8 +262,10 @@ def evaluate(
     index: str = "exact",
     cache_dir: Path | None = None,
     on_search: SearchCallback | None = None,
+    on_queries: QueriesCallback | None = None,
 ) -> list[ResultRow]:
-    """Encode and score each benchmark; the result rows of all of them.
+    """Encode and score each benchmark; the result rows of all of them (``on_queries`` hears
+    each benchmark's per-query scores).
 
     Corpus benchmarks are searched with `index` (exact, hnsw, ivf), their embeddings kept
     in `cache_dir` when one is given (training leaves it out: its weights change).
@@ -236,8 +275,8 @@ def evaluate(
     for bench in benches:
         if isinstance(bench, CorpusBenchmark):
             search = CorpusSearch(index, cache_dir, on_search)
-            rows += evaluate_corpus_benchmark(encoder, bench, seen, batch_size, bf16, progress, search)
+            rows += evaluate_corpus_benchmark(encoder, bench, seen, batch_size, bf16, progress, search, on_queries)
             continue
         embeddings = encode_benchmark(encoder, bench, batch_size, bf16, progress)
-        rows += score_benchmark(bench, embeddings, seen)
+        rows += score_benchmark(bench, embeddings, seen, on_queries)
     return rows

@@ -10,6 +10,7 @@ by whether they improve), which neither the single-run tables nor the exports do
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from hybtui import inert
 from hybtui.formatting import figure
 from hybtui.reporting.heat import METRIC_NAMES, cross_matrix, heat_table
 from hybtui.reporting.scope import restrict, shared_scope
+from hybtui.reporting.significance import ALPHA, Significance
 from hybtui.reporting.tables import titled
 from hybtui.results import HEADLINE, SETTINGS, headline, per_language, seen_of
 from hybtui.runs.records import UNREADABLE, Run
@@ -158,3 +160,25 @@ def difference_heatmap(base: Sequence[dict], other: Sequence[dict], bench: str, 
     }
     title = f"{bench} {METRIC_NAMES.get(metric, metric)} Δ: {names[1]} − {names[0]} (query ↓, candidate →)"
     return heat_table(title, shared, diff, diverging=True)
+
+
+def p_value(p: float) -> str:
+    """A p-value to two significant digits (``<0.0001`` below that)."""
+    return "–" if math.isnan(p) else "<0.0001" if p < 1e-4 else f"{p:.2g}"
+
+
+def significance_table(sig: Significance, base: str) -> list:
+    """The paired tests of each run against ``base`` as a table, with what was left out."""
+    out: list = [inert.text("⚠ " + note, style="bold yellow") for note in sig.notes]
+    table = _table("run", "bench", "figure", "lang", "n", "Δ", "95 % CI", "p rand", "p t", "p Holm")
+    for c in sig.comparisons:
+        metric = f"{c.setting} {c.metric}"
+        ci = f"[{figure(c.ci_low, c.metric, signed=True)}, {figure(c.ci_high, c.metric, signed=True)}]"
+        holm = Text(p_value(c.p_randomization_holm) + (" *" if c.significant else ""))
+        cells = (figure(c.diff, c.metric, signed=True), ci, p_value(c.p_randomization), p_value(c.p_t))
+        table.add_row(inert.text(c.run), inert.text(c.bench), metric, c.query_lang, str(c.n), *cells, holm)
+    title = (
+        f"significance: Δ = run − {base}, paired over questions (95 % t-interval; p: sign-flip randomization, "
+        f"paired t; Holm over {len(sig.comparisons)}, * below {ALPHA:g})"
+    )
+    return [*out, titled(title, table)]

@@ -38,6 +38,7 @@ from hybtui.results import ResultRow
 from hybtui.runs import gpus as gpu_pool
 from hybtui.runs import launcher
 from hybtui.runs.outcome import OutcomeRecord
+from hybtui.runs.query_files import QueryFiles
 from hybtui.runs.recorder import JournalRecorder, read_snapshot
 from hybtui.runs.records import Run
 from hybtui.runs.store import Store
@@ -326,7 +327,7 @@ def _execute(channel: Channel, run: Run, out: Path, console: Events | None) -> i
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(channel, run.id, progress, stop), daemon=True)
     beat.start()
-    listeners = (progress, events, console) if console else (progress, events)
+    listeners = (progress, events, QueryFiles(out), *([console] if console else []))
     try:
         config = run.run_config()  # refused where it cannot be read: never train the defaults instead
         log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybtui.evaluation.per_query import QueryTable
 from hybtui.results import ResultRow
 
 
@@ -34,6 +35,9 @@ class Events:
     def on_step(self, report: StepReport) -> None: ...
 
     def on_validation(self, step: int, loss: float) -> None: ...
+
+    def on_query_scores(self, step: int, final: bool, table: QueryTable) -> None:
+        """An evaluation's per-query scores, told just before its rows (``on_eval``)."""
 
     def on_eval(self, step: int, rows: list[ResultRow], final: bool) -> None: ...
 

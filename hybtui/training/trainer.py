@@ -23,7 +23,7 @@ from hybtui.config import RunConfig
 from hybtui.data import benchmarks, sources
 from hybtui.data.checks import prepare_data
 from hybtui.errors import HybtuiError
-from hybtui.evaluation import evaluate
+from hybtui.evaluation import evaluate, per_query
 from hybtui.modeling import encoder as models
 from hybtui.modeling import precision as precisions
 from hybtui.results import ResultRow
@@ -226,6 +226,7 @@ class Trainer:
         if limit:
             loaded = [b.max_queries(limit) for b in loaded]
         encoder.eval()
+        tables: list[per_query.QueryTable] = []
         rows = evaluate.evaluate(
             encoder,
             loaded,
@@ -233,8 +234,10 @@ class Trainer:
             self.config.eval_batch_size,
             self.precision.bf16,
             self._eval_progress(step, final),
+            on_queries=tables.append,
         )
         encoder.train()
+        self.events.on_query_scores(step, final, per_query.concat(tables))
         self.events.on_eval(step, rows, final)
         return rows
 
