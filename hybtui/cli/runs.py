@@ -297,7 +297,8 @@ def compare_command(
     out = Console()
     for part in compare.comparison(runs, results):
         out.print(part)
-    for part in (
-        [inert.text(unavailable, style="yellow")] if tested is None else compare.significance_table(tested, runs[0].id)
-    ):
+    if tested is None:  # one line, however long its paths: the terminal wraps it
+        out.print(inert.text(unavailable, style="yellow"), soft_wrap=True)
+        return
+    for part in compare.significance_table(tested, runs[0].id):
         out.print(part)

@@ -158,11 +158,9 @@ def _check_before_recording(
     else:
         _check_local_gpus(count, config.device, detach)
         registry.check_model_and_device(config.model, config.device, precision=config.precision)
-    from hybtui.data.checks import prepare_data, run_warnings
+    from hybtui.data.checks import prepare_data
 
     prepare_data(config, root)
-    for warning in run_warnings(config):
-        print(f"hybtui: warning: {warning}", file=sys.stderr)
     if max_parallel is not None:
         launcher.check_max_parallel(max_parallel)
     return remote or Placement(count)
@@ -183,11 +181,16 @@ def _record_and_train(
     store: Path | None, config: RunConfig, placement: Placement, detach: bool, max_parallel: int | None, as_json: bool
 ) -> None:
     """With --detach or a remote backend, queue the run and print its id; otherwise train it
-    here, as the worker would, on GPUs free now."""
+    here, as the worker would, on GPUs free now. What the run likely did not mean is told once
+    the store has taken it (a store that refuses it says so alone)."""
+    from hybtui.data.checks import run_warnings
     from hybtui.runs import launcher
     from hybtui.runs.store import store_path
 
     with open_store(store) as db:
+        db.check_writable()
+        for warning in run_warnings(config):
+            print(f"hybtui: warning: {warning}", file=sys.stderr)
         if detach or placement.backend is not None:
             if max_parallel is not None:
                 launcher.set_max_parallel(db, max_parallel)
