@@ -1,12 +1,15 @@
 """Plain-text captures of every screen of the app, for the docs: docs/screens/<screen>.txt.
 
-Runs `python -m hybtui --store store` in a detached tmux session (100x30) over a fresh
+Runs `python -m hybtui --store store` in a detached tmux session (80x24) over a fresh
 store filled with the demo data of the snapshot tests (tests/tui_fixtures.py), walks
 through the screens with keys and writes what the pane shows:
 
     runs.txt        the run list
     new_run.txt     the new-run form (its defaults, checked against the data)
-    run_detail.txt  a finished run: status, loss curve, final mAP per language
+    run_detail.txt  a finished run: status, loss curve (raw and smoothed), learning rate
+    run_languages.txt  its final mAP per language
+    run_heatmap.txt    its X×Y cross-lingual matrix with a colour scale
+    run_log.txt        its log, the store's events among the worker's lines
     compare.txt     two runs side by side
     grids.txt       the grids of `hybtui reproduce`
     grid_report.txt one grid's report
@@ -36,7 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from tui_fixtures import DEMO_GRID, DEMO_RUNS, build_demo_store, tmux_session  # noqa: E402
 
-SIZE = (100, 30)
+SIZE = (80, 24)
 
 
 def write(out: Path, name: str, text: str) -> None:
@@ -90,12 +93,15 @@ def main() -> int:
 
             finished = "hybrid-a0.5"
             tmux.send(*["Down"] * newest_first.index(finished), "Enter")
-            detail = still(
-                tmux,
-                lambda s: ids[finished] in s and re.search(r"^\s*en\s+seen\s+0\.\d{3}", s, re.M),
-                f"the detail of {finished}",
-            )
+            detail = still(tmux, lambda s: "1 loss" in s and "smoothed" in s, f"the page of {finished}")
             write(args.out, "run_detail", detail)
+            for key, name, condition in (
+                ("3", "run_languages", lambda s: re.search(r"^\s*en\s+seen\s+0\.\d{3}", s, re.M)),
+                ("4", "run_heatmap", lambda s: "scale" in s),
+                ("5", "run_log", lambda s: "training done" in s),
+            ):
+                tmux.send(key)
+                write(args.out, name, still(tmux, condition, name))
             tmux.send("Escape")
             still(tmux, lambda s: "filter by name" in s, "back on the run list")
 
