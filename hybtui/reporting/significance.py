@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from hybtui.errors import HybtuiError
 from hybtui.evaluation.per_query import QueryTable
@@ -105,6 +104,8 @@ def t_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
         return math.nan, math.nan, math.nan
     if np.ptp(d) == 0:  # no spread: t is 0/0 or ±inf
         return (1.0 if d[0] == 0 else 0.0), float(d[0]), float(d[0])
+    from scipy import stats  # here: scipy.stats takes 0.5 s to import, and the app starts without it
+
     result = stats.ttest_rel(a, b)
     interval = result.confidence_interval(CONFIDENCE)
     return float(result.pvalue), float(interval.low), float(interval.high)
