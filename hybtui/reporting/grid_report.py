@@ -10,14 +10,12 @@ figures) and report.md (the same as a person reads it).
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hybtui.durable import fsync_path
+from hybtui.durable import write_atomically
 from hybtui.formatting import figure
 from hybtui.inert import md_cell
 from hybtui.results import AVERAGE, HEADLINE, SETTINGS, headline, per_language, seen_of
@@ -289,24 +287,10 @@ def publish(store: Store, rep: dict[str, Any]) -> Path:
     (the last worker, the app, the CLI) each switch in a whole file, never a torn one."""
     directory = store.path / "grids" / rep["grid"]
     directory.mkdir(parents=True, exist_ok=True)
-    _replace(directory / "report.md", to_markdown(rep))
-    _replace(directory / "report.json", json.dumps(rep, indent=1) + "\n")  # last: it tells what the files hold
-    fsync_path(directory)
+    markdown, report = to_markdown(rep).encode(), (json.dumps(rep, indent=1) + "\n").encode()
+    write_atomically(directory / "report.md", lambda handle: handle.write(markdown))
+    write_atomically(directory / "report.json", lambda handle: handle.write(report))  # last: it tells what they hold
     return directory
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write into a temporary file of this writer's own, flush it, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def is_stale(store: Store, grid: dict[str, Any], pairs: list[tuple[dict, Run | None]]) -> bool:

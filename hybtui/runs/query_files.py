@@ -11,14 +11,12 @@ store, so a run whose final results are recorded has its file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from hybtui.durable import fsync_path
+from hybtui.durable import write_atomically
 from hybtui.errors import HybtuiError
 from hybtui.evaluation.per_query import QueryTable
 from hybtui.training.callbacks import Events
@@ -36,17 +34,7 @@ def write(run_dir: Path, step: int, final: bool, table: QueryTable) -> Path:
     """Write one evaluation's table atomically (temporary file, fsync, rename, fsync the folder)."""
     target = path_for(run_dir, step, final)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **table.to_arrays())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_path(target.parent)
+    write_atomically(target, lambda handle: np.savez_compressed(handle, **table.to_arrays()))
     return target
 
 
