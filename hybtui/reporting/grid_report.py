@@ -315,9 +315,12 @@ def _run_entries(pairs: list[tuple[dict, Run | None]]) -> list[dict[str, Any]]:
     return [{**cell, "status": run.status if run else "deleted", "wall_s": _wall(run)} for cell, run in pairs]
 
 
-def write_if_ended(store: Store, grid: dict[str, Any]) -> Path | None:
-    """Write the report of a grid that has ended unless it is already current; its directory if written."""
-    if not is_stale(store, grid, grid_runs(store, grid)):
+def write_if_ended(
+    store: Store, grid: dict[str, Any], pairs: list[tuple[dict, Run | None]] | None = None
+) -> Path | None:
+    """Write the report of a grid that has ended unless it is already current; its directory if
+    written (``pairs``: its cells and runs, where the caller has read them already)."""
+    if not is_stale(store, grid, grid_runs(store, grid) if pairs is None else pairs):
         return None
     return write_report(store, grid["id"])[1]
 

@@ -20,7 +20,7 @@ from hybtui.modeling import precision as precisions
 from hybtui.results import AVERAGE, HEADLINE, headline, per_language, seen_of
 from hybtui.runs import launcher
 from hybtui.runs.disk import run_disk_usage, tree_bytes
-from hybtui.runs.records import Run, RunState
+from hybtui.runs.records import TERMINAL_STATUSES, Run, RunState
 from hybtui.runs.store import Store
 from hybtui.tui.viewmodels import LOSS_KEY, headline_bench
 
@@ -117,10 +117,17 @@ def _series(rows: list[dict[str, Any]]) -> dict[str, tuple[tuple[int, float, flo
 
 def read_detail(store: Store, run_id: str, state: ReadState) -> DetailSnapshot:
     """One incremental read for the run's page: what is new after the ids of ``state``. Result
-    rows are read only when asked (the page asks until the run ended and they are in)."""
+    rows are read only when asked (the page asks until the run ended and they are in), and then
+    only on the first read, once the run has ended, or when an evaluation's end was told since:
+    a running run's periodic results are thousands of rows, not to be read again every refresh."""
     run = store.get_run(run_id)
     telemetry = tuple(store.telemetry(run.id, state.telemetry))
     events = tuple(store.events(run.id, state.events))
+    results_new = (
+        state.log_offset < 0
+        or run.status in TERMINAL_STATUSES
+        or any((found := EVAL_EVENT.match(event["message"])) and found.group(3) for event in events)
+    )
     rows = store.metrics_since(run.id, state.metrics, keys=PLOTTED_KEYS)
     log_path = launcher.log_path(store, run.id)
     start, end, text = read_log(log_path, state.log_offset)
@@ -129,7 +136,7 @@ def read_detail(store: Store, run_id: str, state: ReadState) -> DetailSnapshot:
         run=run,
         last_id=rows[-1]["id"] if rows else state.metrics,
         series=_series(rows),
-        results=tuple(store.results(run.id, final_only=False)) if state.with_results else None,
+        results=tuple(store.results(run.id, final_only=False)) if state.with_results and results_new else None,
         log_offset=start,
         log_end=end,
         log_text=text,

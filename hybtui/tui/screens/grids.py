@@ -70,7 +70,7 @@ def read_grids(store: Store) -> tuple[GridRow, ...]:
         runs = reproduce.grid_runs(store, grid)
         finished = sum(1 for _, run in runs if run and run.status == "finished")
         if reproduce.is_done(runs):
-            _unwritten(lambda grid=grid: write_if_ended(store, grid))
+            _unwritten(lambda grid=grid, runs=runs: write_if_ended(store, grid, runs))
         rows.append(
             GridRow(
                 grid["id"],
